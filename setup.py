@@ -1,0 +1,54 @@
+"""Packaging for keras-lesions.
+
+The click application lives in the top-level ``cli/`` folder (the design card's
+layout) but is installed under the unique import name ``keras_lesions_cli`` so
+that no bare ``cli`` module lands in site-packages.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+about = {}
+exec((HERE / "keras_lesions" / "_version.py").read_text(), about)
+
+setup(
+    name="keras-lesions",
+    version=about["__version__"],
+    description=(
+        "Liver-lesion CT classification with classic, GAN and disentangled-mixture "
+        "augmentation (TensorFlow 2 / Keras 3), with a built-in CT phantom dataset."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_lesions", "keras_lesions.*"]) + ["keras_lesions_cli"],
+    package_dir={"keras_lesions_cli": "cli"},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21",
+        "keras>=3.10",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "opencv-python-headless>=4.8",
+        "scikit-learn>=1.4",
+        "scikit-image>=0.22",
+        "click>=8.1",
+        "h5py>=3.10",
+        "pydicom>=3.0",
+        "nibabel>=5.2",
+        "matplotlib>=3.8",
+        "PyYAML>=6.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]>=2.21"],
+        "test": ["pytest>=8", "pydicom-data>=1.0", "tox>=4"],
+    },
+    entry_points={"console_scripts": ["kl=keras_lesions_cli.main:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
