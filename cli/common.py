@@ -1,0 +1,62 @@
+"""Shared plumbing of the ``kl`` commands: errors as one line, progress bars."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from keras_lesions.errors import KerasLesionsError
+
+
+class KLGroup(click.Group):
+    """A click group that turns user-facing errors into one line and exit 1.
+
+    A ``KerasLesionsError`` already names the file and the problem; an
+    ``OSError`` raised while reading or writing (permissions, a full disk)
+    names its file too. Neither shows a Python traceback.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KerasLesionsError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{where}{exc.strerror or exc}")
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing half-written was left behind", code=130)
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"kl: error: {' '.join(message.splitlines())}", err=True)
+    sys.exit(code)
+
+
+def command_line() -> str:
+    """The command as the user typed it, recorded in datasets for provenance."""
+    ctx = click.get_current_context()
+    if sys.argv and sys.argv[0].endswith("kl"):
+        return shlex.join(["kl", *sys.argv[1:]])
+    args = [ctx.command_path] + [f"--{k.replace('_', '-')}={v}" for k, v in ctx.params.items()]
+    return shlex.join(args)
+
+
+def progress_bar(total: int, description: str):
+    """A tqdm bar on stderr, returned with a ``progress(done, total)`` callback."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="lesion", file=sys.stderr,
+               dynamic_ncols=True, leave=False, disable=None)
+
+    def update(done: int, total_now: int) -> None:
+        bar.total = total_now
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def note(message: str) -> None:
+    """A progress or warning line for people, on stderr so stdout stays parseable."""
+    click.echo(message, err=True)

@@ -1,0 +1,127 @@
+"""Patient-level, class-stratified cross-validation folds.
+
+Frid-Adar et al. 2018 §4.1: "3-fold cross validation with case separation at
+the patient level. The number of examples in each fold was (63, 63, 62) and
+each contained a balanced number of cyst, metastasis and hemangioma lesion
+ROIs." Every experiment of the project reads the one assignment stored in the
+dataset, so all runs share the same split.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+from keras_lesions.errors import FoldError
+
+# Random restarts of the greedy assignment; the best-balanced one is kept.
+# 200 restarts take well under a second for a few hundred patients and reach
+# the paper's (63, 63, 62) on both presets.
+_RESTARTS = 200
+
+
+def make_patient_folds(
+    labels: Sequence[int],
+    patient_ids: Sequence[str],
+    k: int = 3,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Assign every lesion a fold so that no patient spans two folds.
+
+    Patients (with all their lesions) are placed greedily, largest first, into
+    the fold that most reduces the imbalance of fold sizes and of per-class
+    counts; the best of several seeded restarts is kept. Sizes then match the
+    ideal split (e.g. 63/63/62 for 188 lesions) whenever patients allow.
+
+    Args:
+        labels: int class index per lesion, shape (n,).
+        patient_ids: patient id per lesion, shape (n,).
+        k: number of folds (≥ 2).
+        seed: makes the assignment reproducible.
+        class_names: names used in error messages (default: the indices).
+
+    Returns:
+        int64 array (n,) of fold indices in [0, k).
+
+    Raises:
+        FoldError: k < 2, fewer patients than folds, or a class whose patients
+            are too few to appear in every fold.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    patient_ids = np.asarray(patient_ids, dtype=object)
+    if labels.shape != patient_ids.shape or labels.ndim != 1:
+        raise FoldError("labels and patient ids must be 1-D and of equal length")
+    if k < 2:
+        raise FoldError(f"need at least 2 folds, got k={k}")
+    patients = sorted(set(patient_ids.tolist()))
+    if len(patients) < k:
+        raise FoldError(f"only {len(patients)} patients for {k} folds")
+    n_classes = int(labels.max()) + 1
+    for c in range(n_classes):
+        n_patients_c = len(set(patient_ids[labels == c].tolist()))
+        if 0 < n_patients_c < k:
+            name = repr(class_names[c]) if class_names is not None else str(c)
+            raise FoldError(
+                f"class {name} has lesions from only {n_patients_c} patient(s): it cannot "
+                f"appear in all {k} folds without splitting a patient")
+
+    index_of = {p: i for i, p in enumerate(patients)}
+    patient_index = np.array([index_of[p] for p in patient_ids])
+    # counts[p, c]: lesions of class c that patient p carries.
+    counts = np.zeros((len(patients), n_classes), dtype=np.float64)
+    np.add.at(counts, (patient_index, labels), 1.0)
+    sizes = counts.sum(1)
+    target_class = counts.sum(0) / k
+    target_size = len(labels) / k
+
+    rng = np.random.default_rng(seed)
+    best_cost, best_assign = np.inf, None
+    for _ in range(_RESTARTS):
+        # Largest patients first (they are the hard ones to balance); ties in a
+        # random order so the restarts explore different assignments.
+        order = np.lexsort((rng.random(len(patients)), -sizes))
+        fold_counts = np.zeros((k, n_classes))
+        assign = np.empty(len(patients), dtype=np.int64)
+        for p in order:
+            trial = fold_counts + counts[p]  # (k, C): each fold if p joined it
+            size_cost = (trial.sum(1) - target_size) ** 2 - (fold_counts.sum(1) - target_size) ** 2
+            class_cost = ((trial - target_class) ** 2).sum(1) - ((fold_counts - target_class) ** 2).sum(1)
+            cost = size_cost + class_cost + 1e-9 * rng.random(k)
+            fold = int(np.argmin(cost))
+            assign[p] = fold
+            fold_counts[fold] += counts[p]
+        total = (((fold_counts.sum(1) - target_size) ** 2).sum() * 4
+                 + ((fold_counts - target_class) ** 2).sum())
+        if total < best_cost:
+            best_cost, best_assign = total, assign
+    return best_assign[patient_index]
+
+
+def fold_table(labels: Sequence[int], folds: Sequence[int], k: int, n_classes: int) -> np.ndarray:
+    """Counts per fold and class, shape (k, n_classes)."""
+    table = np.zeros((k, n_classes), dtype=np.int64)
+    np.add.at(table, (np.asarray(folds), np.asarray(labels)), 1)
+    return table
+
+
+def train_test_indices(folds: np.ndarray, test_fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training folds and of the test fold.
+
+    Raises:
+        FoldError: test_fold is not one of the assigned folds.
+    """
+    folds = np.asarray(folds)
+    k = int(folds.max()) + 1
+    if not 0 <= test_fold < k:
+        raise FoldError(f"fold {test_fold} is out of range: the dataset has folds 0..{k - 1}")
+    return np.flatnonzero(folds != test_fold), np.flatnonzero(folds == test_fold)
+
+
+def group_by_patient(patient_ids: Sequence[str]) -> dict[str, list[int]]:
+    """Lesion indices of each patient."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, pid in enumerate(patient_ids):
+        groups[pid].append(i)
+    return dict(groups)

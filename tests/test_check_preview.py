@@ -1,0 +1,58 @@
+"""`kl data check` findings and the preview picture."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_lesions.data.check import check_dataset
+from keras_lesions.data.preview import display_image, write_preview
+from keras_lesions.errors import KerasLesionsError
+
+from conftest import make_toy_dataset
+
+
+def test_counts_sizes_and_clean_report(toy_dataset):
+    report = check_dataset(toy_dataset)
+    assert report.n_lesions == 18 and report.n_patients == 12
+    assert report.class_counts == {"cyst": 6, "metastasis": 5, "hemangioma": 7}
+    assert report.patients_per_class == {"cyst": 4, "metastasis": 4, "hemangioma": 4}
+    assert report.lesions_per_patient == {1: 7, 2: 4, 3: 1}
+    assert report.roi_side_px["cyst"] == (24, 24, 24)
+    assert report.findings == []
+    text = report.format(toy_dataset.class_names)
+    assert "problems found: none" in text and "metastasis" in text
+
+
+def test_duplicate_pixels_are_an_error():
+    dataset = make_toy_dataset()
+    dataset.lesions[5].roi = dataset.lesions[0].roi.copy()
+    report = check_dataset(dataset)
+    assert [f.level for f in report.findings] == ["error"]
+    assert "'P00-L0'" in report.findings[0].message and "identical" in report.findings[0].message
+
+
+def test_warnings_for_thin_classes_and_estimated_sizes():
+    dataset = make_toy_dataset(lesions_per_patient=(1, 1, 1, 1, 1))  # 2/2/1 patients per class
+    dataset.lesions[0].diameter_source = "roi-estimate"
+    dataset.lesions[1].spacing_mm = (np.nan, np.nan)
+    messages = " | ".join(f.message for f in check_dataset(dataset).findings)
+    assert "only 2 patient" in messages and "only 1 patient" in messages
+    assert "estimated from the ROI" in messages and "unknown pixel spacing" in messages
+
+
+def test_display_image_windows_hu_and_resizes(toy_dataset):
+    image = display_image(toy_dataset, np.array([[-1000.0, -150.0], [50.0, 3000.0]], np.float32))
+    assert image.shape == (64, 64) and image.min() >= 0 and image.max() <= 1
+    corner = display_image(toy_dataset, np.full((8, 8), 50.0, np.float32))
+    np.testing.assert_allclose(corner, 0.5, atol=1e-6)  # L50 maps to the middle grey
+
+
+def test_preview_png(tmp_path, toy_dataset):
+    out = tmp_path / "grid.png"
+    write_preview(toy_dataset, out, per_class=3)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image as mpimg
+    assert mpimg.imread(out).shape[0] > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+    with pytest.raises(KerasLesionsError, match="ending in .png"):
+        write_preview(toy_dataset, tmp_path / "grid.jpg")
