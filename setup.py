@@ -22,9 +22,14 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_lesions", "keras_lesions.*"]) + ["keras_lesions_cli"],
-    package_dir={"keras_lesions_cli": "cli"},
-    include_package_data=True,
+    packages=find_packages(include=["keras_lesions", "keras_lesions.*"])
+    + ["keras_lesions_cli", "keras_lesions.configs"],
+    # The top-level cli/ and configs/ folders (the design card's layout) are
+    # installed under unique names: no bare `cli` module in site-packages, and
+    # the experiment configs travel with the package so `--config NAME.yaml`
+    # works outside a checkout.
+    package_dir={"keras_lesions_cli": "cli", "keras_lesions.configs": "configs"},
+    package_data={"keras_lesions.configs": ["*.yaml", "README.md"]},
     install_requires=[
         "tensorflow>=2.21",
         "keras>=3.10",
@@ -40,6 +45,8 @@ setup(
         "matplotlib>=3.8",
         "PyYAML>=6.0",
         "tqdm>=4.66",
+        # TF 2.21 no longer pulls TensorBoard in; the training callbacks log to it.
+        "tensorboard>=2.19",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21"],

@@ -1,12 +1,18 @@
 """The ``kl`` command: entry point and top-level commands."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# TensorFlow's C++ start-up chatter (CPU feature notes, absl warnings) is not
+# for the user of a command line; real errors still surface as exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
 
 from keras_lesions import __version__
 from keras_lesions_cli.common import KLGroup, command_line, note, progress_bar
+from keras_lesions_cli.classify import COMMANDS
 from keras_lesions_cli.data import data_group
 
 
@@ -25,6 +31,8 @@ def cli():
 
 
 cli.add_command(data_group)
+for command in COMMANDS:
+    cli.add_command(command)
 
 
 @cli.command("demo")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from keras_lesions.data.check import check_dataset
-from keras_lesions.data.preview import display_image, write_preview
+from keras_lesions.data.pipeline import roi_inputs
+from keras_lesions.data.preview import write_preview
 from keras_lesions.errors import KerasLesionsError
 
 from conftest import make_toy_dataset
@@ -40,11 +41,13 @@ def test_warnings_for_thin_classes_and_estimated_sizes():
     assert "estimated from the ROI" in messages and "unknown pixel spacing" in messages
 
 
-def test_display_image_windows_hu_and_resizes(toy_dataset):
-    image = display_image(toy_dataset, np.array([[-1000.0, -150.0], [50.0, 3000.0]], np.float32))
-    assert image.shape == (64, 64) and image.min() >= 0 and image.max() <= 1
-    corner = display_image(toy_dataset, np.full((8, 8), 50.0, np.float32))
-    np.testing.assert_allclose(corner, 0.5, atol=1e-6)  # L50 maps to the middle grey
+def test_roi_inputs_window_hu_and_resize(toy_dataset):
+    toy_dataset.lesions[0].roi = np.array([[-1000.0, -150.0], [50.0, 3000.0]], np.float32)
+    toy_dataset.lesions[1].roi = np.full((8, 8), 50.0, np.float32)
+    images = roi_inputs(toy_dataset, [0, 1])
+    assert images.shape == (2, 64, 64, 1) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    np.testing.assert_allclose(images[1], 0.5, atol=1e-6)  # L50 maps to the middle grey
 
 
 def test_preview_png(tmp_path, toy_dataset):

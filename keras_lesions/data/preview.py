@@ -6,19 +6,8 @@ import os
 import numpy as np
 
 from keras_lesions.data.dataset import LesionDataset, atomic_path
-from keras_lesions.data.imaging import resize, window
+from keras_lesions.data.pipeline import roi_inputs
 from keras_lesions.errors import KerasLesionsError
-
-
-def display_image(dataset: LesionDataset, roi: np.ndarray) -> np.ndarray:
-    """The ROI as the networks see it: windowed (HU datasets) and resized.
-
-    Returns:
-        float32 (input_size, input_size) in [0, 1].
-    """
-    if dataset.intensity_unit == "HU":
-        roi = window(roi, dataset.window_level, dataset.window_width)
-    return np.clip(resize(roi, dataset.input_size), 0.0, 1.0)
 
 
 def write_preview(
@@ -63,7 +52,7 @@ def write_preview(
                 spine.set_visible(False)
             if j < len(chosen):
                 lesion = dataset.lesions[chosen[j]]
-                ax.imshow(display_image(dataset, lesion.roi), cmap="gray", vmin=0, vmax=1,
+                ax.imshow(roi_inputs(dataset, [chosen[j]])[0, :, :, 0], cmap="gray", vmin=0, vmax=1,
                           interpolation="nearest")
                 size = (f"{lesion.diameter_mm:.0f} mm" if np.isfinite(lesion.diameter_mm)
                         else f"{lesion.diameter_px:.0f} px")

@@ -1,0 +1,164 @@
+"""``kl augment``, ``train-cnn``, ``evaluate``, ``experiment``, ``export``, ``models``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keras_lesions_cli.common import note
+
+CONFIG = click.Path(dir_okay=False, path_type=Path)
+
+
+def _load(config_path, overrides):
+    from keras_lesions.config import load_config
+
+    return load_config(config_path, {k: v for k, v in overrides.items() if v is not None})
+
+
+def _config_option(default="configs/frid-adar-2018-quick.yaml"):
+    return click.option("--config", "config_path", type=CONFIG, default=default, show_default=True,
+                        help="Experiment config (YAML).")
+
+
+@click.command("augment")
+@_config_option()
+@click.option("--fold", type=click.IntRange(min=0), multiple=True,
+              help="Test fold whose training folds are augmented (repeatable; default: the "
+                   "config's folds).")
+@click.option("--output-dir", help="Overrides the config's output_dir.")
+def augment_command(config_path, fold, output_dir):
+    """Build the offline classic-augmentation groups D_aug^1..D_aug^9.
+
+    For each test fold, the training folds' lesions are rotated, flipped,
+    translated and re-cropped at other scales (Frid-Adar §3.1), and the nested
+    groups are stored once (HDF5) for every run to reuse.
+    """
+    from keras_lesions.data import read_dataset
+    from keras_lesions.evaluate.crossval import augmentation_groups_path, prepare_dataset
+
+    config = _load(config_path, {"output_dir": output_dir})
+    dataset_path = prepare_dataset(config, log=note)
+    dataset = read_dataset(dataset_path)
+    for f in fold or config.evaluate.folds:
+        path = augmentation_groups_path(config, dataset, f, log=note)
+        click.echo(f"fold {f}: {path}")
+
+
+@click.command("train-cnn")
+@_config_option()
+@click.option("--fold", type=click.IntRange(min=0), required=True, help="Test fold.")
+@click.option("--group", "group_index", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data group D_aug^i to train on (1 = original ROIs only).")
+@click.option("--extra", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="Extra training dataset (.h5), e.g. synthetic lesions; repeatable.")
+@click.option("--seed", type=int, help="Overrides train.seed.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Overrides train.epochs.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: OUTPUT_DIR/NAME/runs/D_aug<i>/fold<k>/seed<s>).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last epoch.")
+@click.option("--output-dir", help="Overrides the config's output_dir.")
+def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_dir, resume,
+                      output_dir):
+    """Train the lesion classifier on one fold and one data group.
+
+    Checkpoints every epoch (RUN/backup), logs to TensorBoard (RUN/tensorboard)
+    and, when done, tests on the held-out fold (RUN/predictions.npz).
+    """
+    from keras_lesions.data import read_dataset
+    from keras_lesions.evaluate.crossval import default_run_dir, prepare_dataset, run_fold
+
+    config = _load(config_path, {"train.epochs": epochs, "train.seed": seed,
+                                 "output_dir": output_dir})
+    seed = config.train.seed
+    dataset_path = prepare_dataset(config, log=note)
+    dataset = read_dataset(dataset_path)
+    if fold >= dataset.fold_k:
+        from keras_lesions.errors import FoldError
+        raise FoldError(f"fold {fold} is out of range: the dataset has folds "
+                        f"0..{dataset.fold_k - 1}", dataset_path)
+    run_dir = run_dir or default_run_dir(config, fold, group_index - 1, seed)
+    result = run_fold(config, dataset, dataset_path, fold, group_index - 1, seed, run_dir,
+                      extra_datasets=tuple(extra), resume=resume, log=note, verbose="auto")
+    click.echo(f"test accuracy on fold {fold}: {100 * result['accuracy']:.1f}%   run: {run_dir}")
+
+
+@click.command("evaluate")
+@click.argument("runs", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: RUNS/report).")
+def evaluate_command(runs, out):
+    """Cross-validated metrics of the finished runs under RUNS.
+
+    Groups the runs by data group; for each, sums the confusion matrices over
+    test folds and reports total accuracy, per-class sensitivity/specificity
+    and their weighted averages, per-fold accuracy (mean ± std) and 95% CIs over
+    seeds, as JSON, Markdown and PNG.
+    """
+    from keras_lesions.evaluate.crossval import evaluate_runs
+    from keras_lesions.evaluate.report import text_table
+
+    results = evaluate_runs(runs, out)
+    for group, summary in results.items():
+        click.echo(f"\n{group}")
+        click.echo(text_table(summary))
+    click.echo(f"\nreport: {out or runs / 'report'}")
+
+
+@click.command("experiment")
+@click.argument("config_path", metavar="CONFIG", type=CONFIG)
+@click.option("--output-dir", help="Overrides the config's output_dir.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Overrides train.epochs (smoke runs).")
+def experiment_command(config_path, output_dir, epochs):
+    """Run a whole experiment from its config; resumes where it stopped.
+
+    classic-curve: trains the classifier on every data group, fold and seed,
+    writes accuracy vs added samples (CSV + PNG), per-group tables and the
+    chosen D_aug^optimal (report/optimal.json). Finished runs are never
+    trained again.
+    """
+    from keras_lesions.evaluate.crossval import experiment_dir, run_classic_curve
+    from keras_lesions.evaluate.report import text_table
+
+    config = _load(config_path, {"output_dir": output_dir, "train.epochs": epochs})
+    result = run_classic_curve(config, log=note, verbose=0)
+    report = experiment_dir(config) / "report"
+    click.echo("\nadded samples  accuracy")
+    for point in result["curve"]:
+        click.echo(f"{point['added_samples']:>13}  {100 * point['accuracy']:.1f}% "
+                   f"(folds {100 * point['fold_mean']:.1f} ± {100 * point['fold_std']:.1f})")
+    click.echo(f"\nD_aug optimal: {result['optimal_group']} "
+               f"(+{result['optimal_added_samples']} samples)\n")
+    click.echo(text_table(result["optimal_summary"]))
+    click.echo(f"\nreport: {report}")
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="saved_models/NAME/VERSION (VERSION an integer, as TF Serving wants).")
+def export_command(run, out):
+    """Export a trained classifier run as a TF Serving SavedModel.
+
+    Signature serving_default: roi float32 [N, 64, 64, 1] in [0, 1] ->
+    probabilities [N, classes] and class_name [N].
+    """
+    from keras_lesions.export import export_classifier
+
+    path = export_classifier(run, out)
+    click.echo(f"exported {run} -> {path} (check it: saved_model_cli show --dir {path} --all)")
+
+
+@click.command("models")
+def models_command():
+    """List every architecture the project defines, at paper size."""
+    from keras_lesions.models.catalog import paper_models
+
+    click.echo(f"{'model':<32} {'input':<16} {'output':<12} {'parameters':>12}")
+    for entry in paper_models():
+        click.echo(f"{entry['name']:<32} {entry['input']:<16} {entry['output']:<12} "
+                   f"{entry['parameters']:>12,}")
+
+
+COMMANDS = [augment_command, train_cnn_command, evaluate_command, experiment_command,
+            export_command, models_command]

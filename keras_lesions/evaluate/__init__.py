@@ -1,0 +1,1 @@
+"""Cross-validated evaluation: metrics in plain numpy, the CV loop, reports."""

@@ -1,0 +1,323 @@
+"""The cross-validation loop and the classic-augmentation curve (CNN-AUG).
+
+Frid-Adar et al. 2018 §4.1–4.2.1: 3-fold cross-validation on patient-level
+folds, training on two folds and testing on the third; the classifier is
+trained on each nested data group D_aug^1 ⊂ … ⊂ D_aug^9 and the accuracy
+curve (Fig. 8, red line) picks D_aug^optimal, the smallest group at
+saturation. Every fitted thing (augmentations, the input mean, the network)
+comes from the training folds only; the test fold is only ever predicted.
+
+Layout of an experiment folder ``OUTPUT_DIR/NAME``::
+
+    config.yaml                     the resolved config
+    dataset.h5                      the dataset (phantoms are generated here)
+    augment/fold<k>.h5              augmentation groups built from the
+                                    training folds of test fold k
+    runs/D_aug<i>/fold<k>/seed<s>/  one classifier run (see train.classifier)
+    report/                         curve, tables, pictures, optimal group
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from keras_lesions.config import ExperimentConfig, save_config
+from keras_lesions.data.dataset import LesionDataset, atomic_path, read_dataset, write_dataset
+from keras_lesions.data.folds import make_patient_folds, train_test_indices
+from keras_lesions.data.pipeline import one_hot, roi_inputs
+from keras_lesions.errors import DatasetError, KerasLesionsError
+from keras_lesions.evaluate.report import summarize_predictions, text_table, write_summary
+from keras_lesions.train.classifier import is_done, train_classifier, write_json
+
+PHANTOM_PREFIX = "phantoms:"
+
+
+def experiment_dir(config: ExperimentConfig) -> Path:
+    return Path(config.output_dir) / config.name
+
+
+def prepare_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
+    """The experiment's dataset with folds: the user's file, or phantoms made once.
+
+    Raises:
+        DatasetError: the dataset has no fold assignment, or the config asks
+            for folds it does not have.
+    """
+    spec = config.data.dataset
+    if spec.startswith(PHANTOM_PREFIX):
+        from keras_lesions.data.phantoms import generate_phantoms
+
+        path = experiment_dir(config) / "dataset.h5"
+        if not path.exists():
+            preset = spec[len(PHANTOM_PREFIX):]
+            log(f"generating the {preset} phantom dataset (seed {config.data.phantom_seed}) "
+                f"into {path}")
+            dataset = generate_phantoms(preset=preset, seed=config.data.phantom_seed,
+                                        difficulty=config.data.phantom_difficulty)
+            dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3,
+                                               seed=config.data.fold_seed,
+                                               class_names=dataset.class_names)
+            dataset.fold_k, dataset.fold_seed = 3, config.data.fold_seed
+            dataset.created_by = f"keras_lesions experiment {config.name}"
+            write_dataset(dataset, path)
+    else:
+        path = Path(spec)
+    header = read_dataset(path, images=False)
+    if header.folds is None:
+        raise DatasetError("has no fold assignment: run `kl data folds` on it first", path)
+    bad = [f for f in config.evaluate.folds if f >= header.fold_k]
+    if bad:
+        raise DatasetError(f"config asks for fold {bad[0]} but the dataset has folds "
+                           f"0..{header.fold_k - 1}", path)
+    return path
+
+
+def group_name(index: int) -> str:
+    """D_aug^i of the paper, 1-based: D_aug1 holds only the original ROIs."""
+    return f"D_aug{index + 1}"
+
+
+def run_classic_curve(
+    config: ExperimentConfig,
+    *,
+    log: Callable[[str], None] = print,
+    verbose: int | str = 0,
+) -> dict:
+    """Train and test the classifier on every group, fold and seed; resume-safe.
+
+    Finished runs (``done.json``) are read back, never trained again; an
+    interrupted run resumes from its last epoch checkpoint.
+
+    Returns:
+        The curve summary (also written to ``report/``): per group the
+        cross-validated metrics, and the chosen D_aug^optimal.
+    """
+    out = experiment_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    dataset_path = prepare_dataset(config, log)
+    dataset = read_dataset(dataset_path)
+    n_runs = len(config.evaluate.folds) * len(config.augment.group_sizes) * len(config.evaluate.seeds)
+    run_number = 0
+    for fold in config.evaluate.folds:
+        for group_index in range(len(config.augment.group_sizes)):
+            for seed in config.evaluate.seeds:
+                run_number += 1
+                run_dir = default_run_dir(config, fold, group_index, seed)
+                if is_done(run_dir):
+                    continue
+                log(f"[{run_number}/{n_runs}] {group_name(group_index)} "
+                    f"(+{config.augment.group_sizes[group_index]} augmented), fold {fold}, "
+                    f"seed {seed}")
+                run_fold(config, dataset, dataset_path, fold, group_index, seed, run_dir,
+                         log=log, verbose=verbose)
+    return write_curve_report(config, dataset)
+
+
+def default_run_dir(config: ExperimentConfig, fold: int, group_index: int, seed: int) -> Path:
+    return experiment_dir(config) / "runs" / group_name(group_index) / f"fold{fold}" / f"seed{seed}"
+
+
+def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, fold: int,
+                             log: Callable[[str], None] = print) -> Path:
+    """The fold's augmentation-group file, built once from its training folds."""
+    from keras_lesions.augment import build_augmentation_groups
+
+    aug = config.augment
+    path = experiment_dir(config) / "augment" / f"fold{fold}.h5"
+    if not path.exists():
+        train_idx, _ = train_test_indices(dataset.folds, fold)
+        log(f"fold {fold}: building augmentation groups from {len(train_idx)} training lesions "
+            f"-> {path}")
+        build_augmentation_groups(
+            dataset, test_fold=fold, out_path=path, group_sizes=aug.group_sizes,
+            n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans, n_scale=aug.n_scale,
+            seed=aug.seed + fold, size=config.classifier.input_size, log=log)
+    return path
+
+
+def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_idx: np.ndarray,
+                       size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of an extra training dataset (synthetic or more real lesions).
+
+    Raises:
+        DatasetError: a class the main dataset lacks, or a patient of the test
+            fold among its lesions (that would leak the test set into training).
+    """
+    extra = read_dataset(path)
+    unknown = [c for c in extra.class_names if c not in dataset.class_names]
+    if unknown:
+        raise DatasetError(f"has class {unknown[0]!r}, which the experiment's dataset "
+                           f"({', '.join(dataset.class_names)}) lacks", path)
+    test_patients = set(dataset.patient_ids[test_idx].tolist())
+    leaked = sorted(test_patients & set(extra.patient_ids.tolist()))
+    if leaked:
+        raise DatasetError(f"holds lesions of test-fold patient {leaked[0]!r}: training on them "
+                           "would leak the test set", path)
+    remap = np.array([dataset.class_names.index(c) for c in extra.class_names])
+    return roi_inputs(extra, None, size), remap[extra.labels]
+
+
+def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Path, fold: int,
+             group_index: int, seed: int, run_dir: str | os.PathLike, *,
+             extra_datasets: tuple = (), resume: bool = True,
+             log: Callable[[str], None] = print, verbose: int | str = 0) -> dict:
+    """Train on D_aug^i of the training folds (plus extra sets), test on the fold."""
+    from keras_lesions.augment import read_augmentation_group
+
+    if not 0 <= group_index < len(config.augment.group_sizes):
+        raise KerasLesionsError(f"group index {group_index} is out of range: the config has "
+                                f"groups 0..{len(config.augment.group_sizes) - 1}")
+    _, test_idx = train_test_indices(dataset.folds, fold)
+    size = config.classifier.input_size
+    groups_path = augmentation_groups_path(config, dataset, fold, log)
+    images, labels, _meta = read_augmentation_group(groups_path, group_index)
+    for extra_path in extra_datasets:
+        extra_images, extra_labels = extra_training_set(extra_path, dataset, test_idx, size)
+        images = np.concatenate([images, extra_images])
+        labels = np.concatenate([labels, extra_labels])
+    log(f"training on {len(images)} images, testing on {len(test_idx)} lesions of fold {fold}")
+    run_info = {"fold": fold, "group": group_name(group_index),
+                "added_samples": config.augment.group_sizes[group_index],
+                "extra_datasets": [str(p) for p in extra_datasets],
+                "class_names": dataset.class_names, "dataset": str(dataset_path)}
+    return train_and_test(config, run_dir, images, one_hot(labels, len(dataset.class_names)),
+                          roi_inputs(dataset, test_idx, size), dataset.labels[test_idx],
+                          dataset.lesion_ids[test_idx], seed=seed, run_info=run_info,
+                          resume=resume, verbose=verbose)
+
+
+def train_and_test(config, run_dir, images, targets, test_images, test_labels, test_ids, *,
+                   seed, run_info, resume=True, verbose=0) -> dict:
+    """One run: train (resuming if interrupted), predict the test fold, mark done."""
+    model = train_classifier(images, targets, config, run_dir, seed=seed, resume=resume,
+                             run_info=run_info, verbose=verbose)
+    probabilities = model.predict(test_images, batch_size=256, verbose=0)
+    predictions = probabilities.argmax(1)
+    with atomic_path(Path(run_dir) / "predictions.npz", suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, probabilities=probabilities, y_true=np.asarray(test_labels),
+                     y_pred=predictions, lesion_ids=np.asarray(test_ids, dtype=str))
+    accuracy = float((predictions == np.asarray(test_labels)).mean())
+    write_json(Path(run_dir) / "done.json", {**run_info, "seed": seed, "test_accuracy": accuracy,
+                                             "n_test": int(len(test_labels))})
+    return {"accuracy": accuracy, "run_dir": str(run_dir)}
+
+
+def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
+    """Finished runs under a folder, grouped by their data group.
+
+    Returns:
+        {group name: [{"fold", "seed", "y_true", "y_pred", "run_dir"}, ...]}
+
+    Raises:
+        KerasLesionsError: no finished run below ``runs_root``.
+    """
+    runs_root = Path(runs_root)
+    grouped: dict[str, list[dict]] = {}
+    for done in sorted(runs_root.rglob("done.json")):
+        info = json.loads(done.read_text())
+        with np.load(done.parent / "predictions.npz", allow_pickle=False) as data:
+            grouped.setdefault(info.get("group", "run"), []).append({
+                "fold": info["fold"], "seed": info["seed"], "y_true": data["y_true"],
+                "y_pred": data["y_pred"], "run_dir": str(done.parent),
+                "class_names": info.get("class_names"), "added_samples": info.get("added_samples"),
+            })
+    if not grouped:
+        raise KerasLesionsError("holds no finished classifier runs (no done.json below it)",
+                                runs_root)
+    return grouped
+
+
+def write_curve_report(config: ExperimentConfig, dataset: LesionDataset) -> dict:
+    """Accuracy vs added samples (CSV + PNG), tables per group, D_aug^optimal."""
+    out = experiment_dir(config)
+    report_dir = out / "report"
+    grouped = collect_runs(out / "runs")
+    names = dataset.class_names
+    curve = []
+    for group_index, added in enumerate(config.augment.group_sizes):
+        records = grouped.get(group_name(group_index), [])
+        if not records:
+            continue
+        summary = summarize_predictions(records, names)
+        write_summary(summary, report_dir, group_name(group_index),
+                      f"CNN-AUG, {group_name(group_index)} (+{added} augmented samples per fold)")
+        curve.append({"group": group_name(group_index), "added_samples": added,
+                      "accuracy": summary["pooled"]["accuracy"],
+                      "fold_mean": summary["accuracy"]["mean"],
+                      "fold_std": summary["accuracy"]["std"],
+                      "weighted_specificity": summary["pooled"]["weighted_specificity"],
+                      "summary": summary})
+    best = max(c["accuracy"] for c in curve)
+    tolerance = config.evaluate.saturation_tolerance
+    optimal = next(c for c in curve if c["accuracy"] >= best - tolerance)
+    with atomic_path(report_dir / "classic_curve.csv", suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["group", "added_samples", "accuracy", "fold_mean", "fold_std",
+                             "weighted_specificity"])
+            for c in curve:
+                writer.writerow([c["group"], c["added_samples"], f"{c['accuracy']:.4f}",
+                                 f"{c['fold_mean']:.4f}", f"{c['fold_std']:.4f}",
+                                 f"{c['weighted_specificity']:.4f}"])
+    _write_curve_png(curve, optimal, report_dir / "classic_curve.png")
+    result = {"optimal_group": optimal["group"], "optimal_added_samples": optimal["added_samples"],
+              "optimal_accuracy": optimal["accuracy"], "best_accuracy": best,
+              "saturation_tolerance": tolerance,
+              "curve": [{k: v for k, v in c.items() if k != "summary"} for c in curve]}
+    write_json(report_dir / "optimal.json", result)
+    result["optimal_summary"] = optimal["summary"]
+    return result
+
+
+def _write_curve_png(curve: list[dict], optimal: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [c["added_samples"] for c in curve]
+    y = [100 * c["fold_mean"] for c in curve]
+    err = [100 * c["fold_std"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(x, y, yerr=err, color="tab:red", marker="o", capsize=3,
+                label="classic augmentation (CNN-AUG), mean ± std over folds")
+    ax.axvline(optimal["added_samples"], color="gray", linestyle=":",
+               label=f"D_aug optimal = {optimal['group']}")
+    ax.set_xlabel("augmented samples added per fold")
+    ax.set_ylabel("total accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
+    """Cross-validated metrics of every group of finished runs under a folder.
+
+    Writes ``<group>.json/.md/-confusion.png`` into ``out_dir`` (default:
+    ``runs_root/report``) and returns {group: summary}.
+    """
+    grouped = collect_runs(runs_root)
+    out_dir = Path(out_dir) if out_dir is not None else Path(runs_root) / "report"
+    results = {}
+    for group, records in grouped.items():
+        names = records[0]["class_names"]
+        if not names:
+            raise KerasLesionsError("runs do not record their class names", runs_root)
+        summary = summarize_predictions(records, names)
+        write_summary(summary, out_dir, group, f"{group}")
+        results[group] = summary
+    return results
+
+
+__all__ = ["run_classic_curve", "evaluate_runs", "collect_runs", "prepare_dataset",
+           "train_and_test", "text_table"]

@@ -1,0 +1,150 @@
+"""Cross-validated results as JSON, Markdown tables and PNG pictures.
+
+Layouts follow Frid-Adar et al. 2018: Table 2/3 (confusion matrix summed over
+the test folds) and Table 7 (per-class sensitivity and specificity with their
+support-weighted averages), plus per-fold accuracy with mean ± std and, with
+repeated seeds, 95% confidence intervals.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from keras_lesions.data.dataset import atomic_path
+from keras_lesions.evaluate.metrics import confusion_matrix, mean_std_ci, metrics_from_confusion
+
+
+def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -> dict:
+    """Cross-validated metrics of one configuration from its test-fold predictions.
+
+    Args:
+        records: one per (fold, seed) run, each with "fold", "seed",
+            "y_true" (int [n]) and "y_pred" (int [n]).
+        class_names: class order of the labels.
+
+    Returns:
+        dict: "pooled" (metrics of the confusion matrix summed over folds and
+        seeds), "confusion" (summed over folds, averaged over seeds, as counts
+        per test set), "per_fold" (accuracy of every fold and seed),
+        "accuracy" (mean/std/ci95 over folds×seeds), "accuracy_by_seed"
+        (pooled accuracy per seed with its CI over seeds).
+    """
+    k = len(class_names)
+    total = np.zeros((k, k), np.int64)
+    per_fold, by_seed = [], {}
+    for record in records:
+        matrix = confusion_matrix(record["y_true"], record["y_pred"], k)
+        total += matrix
+        accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
+        per_fold.append({"fold": int(record["fold"]), "seed": int(record["seed"]),
+                         "accuracy": accuracy, "n": int(matrix.sum())})
+        by_seed.setdefault(int(record["seed"]), np.zeros((k, k), np.int64))
+        by_seed[int(record["seed"])] += matrix
+    seed_accuracy = {s: float(np.trace(m) / max(m.sum(), 1)) for s, m in sorted(by_seed.items())}
+    return {
+        "class_names": list(class_names),
+        "pooled": metrics_from_confusion(total, class_names),
+        "confusion": (total / max(len(by_seed), 1)).tolist(),
+        "per_fold": sorted(per_fold, key=lambda r: (r["seed"], r["fold"])),
+        "accuracy": mean_std_ci([r["accuracy"] for r in per_fold]),
+        "accuracy_by_seed": {"values": seed_accuracy,
+                             **mean_std_ci(list(seed_accuracy.values()))},
+    }
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def markdown_tables(summary: dict, title: str) -> str:
+    """Table-2-style confusion matrix and Table-7-style sensitivity/specificity."""
+    names = summary["class_names"]
+    pooled = summary["pooled"]
+    acc = summary["accuracy"]
+    lines = [f"### {title}", ""]
+    spread = f" ± {100 * acc['std']:.1f}" if acc["n"] > 1 else ""
+    lines.append(f"Total accuracy {_pct(pooled['accuracy'])} over {pooled['n']} test predictions; "
+                 f"per fold {100 * acc['mean']:.1f}%{spread} (mean ± std, n = {acc['n']}).")
+    seeds = summary["accuracy_by_seed"]
+    if seeds["n"] > 1:
+        low, high = seeds["ci95"]
+        lines.append(f"Over {seeds['n']} seeds: {100 * seeds['mean']:.1f}%, "
+                     f"95% CI [{100 * low:.1f}, {100 * high:.1f}].")
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted), summed over test folds:",
+              "", "| true \\ predicted | " + " | ".join(names) + " |",
+              "|---" * (len(names) + 1) + "|"]
+    for name, row in zip(names, summary["confusion"]):
+        lines.append(f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |")
+    lines += ["", "| class | sensitivity | specificity | support |", "|---|---|---|---|"]
+    for name in names:
+        c = pooled["per_class"][name]
+        lines.append(f"| {name} | {_pct(c['sensitivity'])} | {_pct(c['specificity'])} | "
+                     f"{c['support']} |")
+    lines.append(f"| weighted average | {_pct(pooled['weighted_sensitivity'])} | "
+                 f"{_pct(pooled['weighted_specificity'])} | {pooled['n']} |")
+    lines += ["", "| fold | seed | accuracy | n |", "|---|---|---|---|"]
+    for r in summary["per_fold"]:
+        lines.append(f"| {r['fold']} | {r['seed']} | {_pct(r['accuracy'])} | {r['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(summary: dict) -> str:
+    """The accuracy/sensitivity/specificity table for a terminal."""
+    names = summary["class_names"]
+    pooled = summary["pooled"]
+    width = max(16, *(len(n) + 2 for n in names))
+    lines = [f"{'class':<{width}}{'sensitivity':>12}{'specificity':>13}{'support':>9}"]
+    for name in names:
+        c = pooled["per_class"][name]
+        lines.append(f"{name:<{width}}{_pct(c['sensitivity']):>12}{_pct(c['specificity']):>13}"
+                     f"{c['support']:>9}")
+    lines.append(f"{'weighted average':<{width}}{_pct(pooled['weighted_sensitivity']):>12}"
+                 f"{_pct(pooled['weighted_specificity']):>13}{pooled['n']:>9}")
+    acc = summary["accuracy"]
+    lines.append(f"total accuracy: {_pct(pooled['accuracy'])}   per fold: "
+                 + ", ".join(_pct(r["accuracy"]) for r in summary["per_fold"])
+                 + (f"   (mean {100 * acc['mean']:.1f} ± {100 * acc['std']:.1f})"
+                    if acc["n"] > 1 else ""))
+    return "\n".join(lines)
+
+
+def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> None:
+    """The summed confusion matrix as a labelled heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = summary["class_names"]
+    matrix = np.asarray(summary["confusion"], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.6))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:g}", ha="center", va="center",
+                color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}\naccuracy {_pct(summary['pooled']['accuracy'])}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def write_summary(summary: dict, out_dir: str | os.PathLike, name: str, title: str) -> list[Path]:
+    """Write NAME.json, NAME.md and NAME-confusion.png into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}-confusion.png"]
+    with atomic_path(paths[0], suffix=".json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    with atomic_path(paths[1], suffix=".md") as tmp:
+        tmp.write_text(markdown_tables(summary, title), encoding="utf-8")
+    write_confusion_png(summary, paths[2], title)
+    return paths

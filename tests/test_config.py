@@ -1,0 +1,60 @@
+"""Configs are validated once, at the edge, with one line naming file and key."""
+from __future__ import annotations
+
+import pytest
+
+from keras_lesions.config import ConfigError, bundled_configs, load_config, save_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load():
+    names = bundled_configs()
+    assert {"frid-adar-2018.yaml", "frid-adar-2018-classic.yaml",
+            "frid-adar-2018-quick.yaml"} <= set(names)
+    paper = load_config("configs/frid-adar-2018.yaml")
+    # the paper's numbers (Frid-Adar §2.2, §4.1, §4.2.1)
+    assert paper.train.learning_rate == 0.001 and paper.train.batch_size == 64
+    assert paper.train.epochs == 150 and paper.classifier.dropout == 0.5
+    assert paper.augment.group_sizes == [0, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000]
+    assert (paper.augment.n_rot, paper.augment.n_flip, paper.augment.n_trans,
+            paper.augment.n_scale) == (30, 3, 7, 5)
+
+
+def test_overrides_and_round_trip(tmp_path):
+    config = load_config("configs/frid-adar-2018-quick.yaml",
+                         {"train.epochs": 2, "output_dir": str(tmp_path)})
+    assert config.train.epochs == 2 and config.output_dir == str(tmp_path)
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("train:\n  epoch: 3\n", "unknown key 'train.epoch'"),
+    ("trian:\n  epochs: 3\n", "unknown key 'trian'"),
+    ("train:\n  epochs: three\n", "train.epochs must be an integer"),
+    ("train:\n  epochs: 2.5\n", "train.epochs must be an integer"),
+    ("train:\n  learning_rate: fast\n", "train.learning_rate must be a number"),
+    ("augment:\n  group_sizes: 500\n", "augment.group_sizes must be a list"),
+    ("augment:\n  group_sizes: [0, 1000, 500]\n", "increasing"),
+    ("classifier:\n  dropout: 1.5\n", "dropout must lie in [0, 1)"),
+    ("train: 5\n", "train must be a mapping"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("train: {epochs: [\n", "not valid YAML"),
+    ("kind: gan-magic\n", "kind must be one of"),
+])
+def test_bad_configs_give_one_line(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert fragment in message and str(path) in message and "\n" not in message
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
