@@ -39,39 +39,65 @@ for command in COMMANDS:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("kl-demo"), show_default=True, help="Folder for everything it makes.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo_command(out_dir, seed):
+@click.option("--config", "config_path", default="configs/frid-adar-2018-quick.yaml",
+              show_default=True, help="Classifier config (the quick CPU one by default).")
+def demo_command(out_dir, seed, config_path):
     """Run the main job on the built-in phantoms.
 
-    Generates the Frid-Adar 2018 phantom dataset (182 lesions), stores the
-    3-fold patient-level split, checks the dataset and writes its preview grid.
+    Generates the Frid-Adar 2018 phantom dataset (182 lesions) with its 3-fold
+    patient-level split, checks it and writes its preview grid, then runs the
+    CNN-AUG baseline (classic augmentation, 3-fold cross-validation) with the
+    quick CPU config and prints the accuracy table. Re-running resumes: finished
+    trainings are not repeated.
     """
-    from keras_lesions.data import PRESETS, write_dataset
+    from keras_lesions.config import load_config
+    from keras_lesions.data import PRESETS, read_dataset, write_dataset
     from keras_lesions.data.check import check_dataset
     from keras_lesions.data.folds import make_patient_folds
     from keras_lesions.data.phantoms import generate_phantoms
     from keras_lesions.data.preview import write_preview
+    from keras_lesions.evaluate.crossval import run_classic_curve
+    from keras_lesions.evaluate.report import text_table
 
+    config = load_config(config_path, {"data.dataset": str(out_dir / "phantoms.h5"),
+                                       "output_dir": str(out_dir), "name": "cnn-aug"})
     preset = PRESETS["frid-adar-2018"]
-    out_dir.mkdir(parents=True, exist_ok=True)
     dataset_path = out_dir / "phantoms.h5"
-    note(f"[1/3] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
-    bar, progress = progress_bar(preset.n_lesions, "phantoms")
-    with bar:
-        dataset = generate_phantoms(preset=preset.name, seed=seed, progress=progress)
-    dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=preset.k_folds,
-                                       seed=seed)
-    dataset.fold_k, dataset.fold_seed = preset.k_folds, seed
-    dataset.created_by = command_line()
-    write_dataset(dataset, dataset_path)
-    note(f"[2/3] checking {dataset_path}")
+    if dataset_path.exists():
+        note(f"[1/4] using the phantom dataset already in {dataset_path}")
+        dataset = read_dataset(dataset_path)
+    else:
+        note(f"[1/4] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
+        bar, progress = progress_bar(preset.n_lesions, "phantoms")
+        with bar:
+            dataset = generate_phantoms(preset=preset.name, seed=seed, progress=progress)
+        dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids,
+                                           k=preset.k_folds, seed=seed,
+                                           class_names=dataset.class_names)
+        dataset.fold_k, dataset.fold_seed = preset.k_folds, seed
+        dataset.created_by = command_line()
+        write_dataset(dataset, dataset_path)
+    note(f"[2/4] checking {dataset_path}")
     report = check_dataset(dataset, k_expected=preset.k_folds)
     click.echo(report.format(dataset.class_names))
-    note("[3/3] writing the preview grid")
-    preview_path = out_dir / "preview.png"
-    write_preview(dataset, preview_path)
-    click.echo(f"\ndataset: {dataset_path}\npreview: {preview_path}")
     if report.errors:
         raise SystemExit(1)
+    note("[3/4] writing the preview grid")
+    preview_path = out_dir / "preview.png"
+    write_preview(dataset, preview_path, seed=seed)
+    note(f"[4/4] CNN-AUG: classic augmentation + 3-fold patient-level cross-validation "
+         f"({config_path}: {config.train.epochs} epochs, groups +{config.augment.group_sizes})")
+    result = run_classic_curve(config, log=note, verbose=0)
+    report_dir = out_dir / config.name / "report"
+    click.echo("\nCNN-AUG accuracy by augmentation group (3-fold cross-validation):")
+    for point in result["curve"]:
+        click.echo(f"  {point['group']:<8} +{point['added_samples']:<6} "
+                   f"{100 * point['accuracy']:.1f}%  (folds {100 * point['fold_mean']:.1f} "
+                   f"± {100 * point['fold_std']:.1f})")
+    click.echo(f"\nCNN-AUG at {result['optimal_group']} (+{result['optimal_added_samples']} "
+               "augmented samples per fold):")
+    click.echo(text_table(result["optimal_summary"]))
+    click.echo(f"\ndataset: {dataset_path}\npreview: {preview_path}\nreport:  {report_dir}")
 
 
 def main():

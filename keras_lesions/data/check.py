@@ -137,7 +137,7 @@ def check_dataset(dataset: LesionDataset, k_expected: int = 3) -> CheckReport:
         findings.append(Finding("warning", (
             f"{len(estimated)} lesions have a diameter estimated from the ROI size, not "
             f"measured (e.g. {estimated[0]!r})")))
-    padded = [l.lesion_id for l in dataset.lesions if l.attributes.get("context_padded")]
+    padded = [l.lesion_id for l in dataset.lesions if l.attributes.get("padded_with_air")]
     if padded:
         findings.append(Finding("warning", (
             f"{len(padded)} context crops run past the scan and were padded with air "
