@@ -135,7 +135,7 @@ def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, f
         log(f"fold {fold}: building augmentation groups from {len(train_idx)} training lesions "
             f"-> {path}")
         build_augmentation_groups(
-            dataset, test_fold=fold, out_path=path, group_sizes=aug.group_sizes,
+            dataset, test_fold=fold, path=path, group_sizes=aug.group_sizes,
             n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans, n_scale=aug.n_scale,
             seed=aug.seed + fold, size=config.classifier.input_size, log=log)
     return path
