@@ -197,7 +197,11 @@ def train_and_test(config, run_dir, images, targets, test_images, test_labels, t
     """One run: train (resuming if interrupted), predict the test fold, mark done."""
     model = train_classifier(images, targets, config, run_dir, seed=seed, resume=resume,
                              run_info=run_info, verbose=verbose)
-    probabilities = model.predict(test_images, batch_size=256, verbose=0)
+    # Called directly rather than through model.predict: predict builds a new
+    # tf.function per model, which TF warns about as "retracing" across runs.
+    probabilities = np.concatenate([
+        keras_ops_numpy(model(test_images[i:i + 256], training=False))
+        for i in range(0, len(test_images), 256)])
     predictions = probabilities.argmax(1)
     with atomic_path(Path(run_dir) / "predictions.npz", suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
@@ -207,6 +211,12 @@ def train_and_test(config, run_dir, images, targets, test_images, test_labels, t
     write_json(Path(run_dir) / "done.json", {**run_info, "seed": seed, "test_accuracy": accuracy,
                                              "n_test": int(len(test_labels))})
     return {"accuracy": accuracy, "run_dir": str(run_dir)}
+
+
+def keras_ops_numpy(tensor) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
 def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:

@@ -1,0 +1,293 @@
+"""Online classic augmentation inside tf.data (Ben-Cohen et al. 2019 §3.2).
+
+"Online data augmentation was performed showing each case 10 times in each
+epoch with different affine transformations including scale, rotation, and
+translation." Each epoch here holds every case exactly ``repeats`` times, in a
+seeded random order, each showing with its own random rotation, zoom and
+shift (the distributions of ``draw_online_params``).
+
+Variable-size contexts cannot be batched, so each lesion is first resampled
+once to a fixed square *canvas* (``prepare_online_canvases``): the region of
+side ``canvas_ratio`` × ROI side around the ROI centre (real context tissue
+where the lesion has it, reflection beyond), resized bicubically with
+antialiasing to C = canvas_ratio·oversample·size pixels. The ROI thus spans
+about ``oversample·size`` canvas pixels for every lesion, the scale relation
+(ROI side, diameter, shift limit) is converted to canvas pixels per lesion, and
+the pipeline applies the same single-pass ``affine_crop_resize`` as the offline
+path (bilinear at about one canvas pixel per grid pixel, then bicubic down to
+``size``). Memory: n·C² floats (239 lesions at size 64: 63 MB).
+
+Randomness is stateless and derived only from (seed, epoch, batch index), so a
+seed gives the same batches whatever the parallelism; epochs differ because
+epoch e folds e into the seed (new order, new transforms). Re-iterating the
+returned dataset replays it from ``first_epoch``: for Keras ``fit``, build it
+with ``epochs=None`` (an endless sequence of distinct epochs) and pass
+``steps_per_epoch=online_steps_per_epoch(...)``, or build one dataset per epoch
+with ``first_epoch=e``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lesions.augment.classic import (
+    FILL_MODES,
+    ONLINE_ANGLE_RANGE_DEG,
+    ONLINE_ZOOM_RANGE,
+    AugmentationError,
+    affine_crop_resize,
+    shift_limit,
+    windowed_context,
+)
+
+
+@dataclass(frozen=True)
+class OnlineCanvases:
+    """Lesions resampled to equal square canvases, with their geometry in canvas pixels.
+
+    Attributes:
+        canvases: float32 (n, C, C) in [0, 1].
+        centers: float32 (n, 2) ROI centre (row, col) on the canvas.
+        roi_sides: float32 (n, 2) ROI side (rows, cols) on the canvas.
+        shift_limits: float32 (n,) p = min(4, 0.1·d) context pixels, on the canvas.
+        has_context: bool (n,); without context zooms are capped at 1.
+        labels: int32 (n,).
+        size: output side.
+        grid_size: side of the intermediate grid (about ``oversample·size``).
+    """
+
+    canvases: np.ndarray
+    centers: np.ndarray
+    roi_sides: np.ndarray
+    shift_limits: np.ndarray
+    has_context: np.ndarray
+    labels: np.ndarray
+    size: int
+    grid_size: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_arrays(cls, contexts: Sequence[np.ndarray], roi_boxes, diameters_px, labels,
+                    has_context=None, *, size: int = 64, oversample: float = 2.0,
+                    canvas_ratio: float = 2.0) -> "OnlineCanvases":
+        """Build canvases from windowed contexts.
+
+        Args:
+            contexts: n float 2-D images in [0, 1] (already windowed), any sizes.
+            roi_boxes: (n, 4) half-open (row0, col0, row1, col1) ROI boxes in
+                each context.
+            diameters_px: (n,) lesion diameters in context pixels.
+            labels: (n,) int class indices.
+            has_context: (n,) bool, default all True.
+            size: output side.
+            oversample: the ROI spans about ``oversample·size`` canvas pixels.
+            canvas_ratio: canvas side over ROI side (2: room for a rotated,
+                zoomed, shifted ROI: √2·1.15 ≈ 1.63).
+
+        Raises:
+            AugmentationError: mismatched lengths, empty input, bad images or sizes.
+        """
+        n = len(contexts)
+        roi_boxes = np.asarray(roi_boxes, np.float64).reshape(-1, 4) if n else np.zeros((0, 4))
+        diameters = np.asarray(diameters_px, np.float64).reshape(-1)
+        labels = np.asarray(labels).reshape(-1)
+        has_context = (np.ones(n, bool) if has_context is None
+                       else np.asarray(has_context, bool).reshape(-1))
+        if n == 0:
+            raise AugmentationError("no lesions to augment")
+        if not (len(roi_boxes) == len(diameters) == len(labels) == len(has_context) == n):
+            raise AugmentationError(
+                f"contexts ({n}), roi_boxes ({len(roi_boxes)}), diameters ({len(diameters)}), "
+                f"labels ({len(labels)}) and has_context ({len(has_context)}) differ in length")
+        if isinstance(size, bool) or int(size) != size or size < 4:
+            raise AugmentationError(f"size must be an integer ≥ 4, got {size!r}")
+        if not (oversample >= 1 and canvas_ratio >= 1):
+            raise AugmentationError(
+                f"oversample and canvas_ratio must be ≥ 1, got {oversample}, {canvas_ratio}")
+        if not np.all(np.isfinite(diameters) & (diameters > 0)):
+            raise AugmentationError("every lesion diameter must be a positive number of pixels")
+        grid = max(8, int(round(oversample * size)))
+        side = max(grid, int(round(canvas_ratio * grid)))
+        canvases = np.zeros((n, side, side), np.float32)
+        centers = np.zeros((n, 2), np.float32)
+        roi_sides = np.zeros((n, 2), np.float32)
+        limits = np.zeros(n, np.float32)
+        for i, context in enumerate(contexts):
+            context = np.asarray(context, np.float32)
+            if context.ndim != 2 or min(context.shape) < 2:
+                raise AugmentationError(f"context {i} must be a 2-D image, got {context.shape}")
+            if not np.isfinite(context).all() or context.min() < 0 or context.max() > 1:
+                raise AugmentationError(f"context {i} must lie in [0, 1]: window it first")
+            r0, c0, r1, c1 = roi_boxes[i]
+            center = np.array([(r0 + r1) / 2, (c0 + c1) / 2])
+            region = max(2, math.ceil(canvas_ratio * max(r1 - r0, c1 - c0)))
+            top_left = np.round(center - region / 2).astype(int)
+            crop = _crop_symmetric(context, top_left, region)
+            resized = tf.image.resize(crop[:, :, None], (side, side), method="bicubic",
+                                      antialias=True).numpy()[:, :, 0]
+            canvases[i] = np.clip(resized, 0.0, 1.0)
+            scale = side / region        # canvas pixels per context pixel
+            centers[i] = (center - top_left) * scale
+            roi_sides[i] = (r1 - r0) * scale, (c1 - c0) * scale
+            limits[i] = shift_limit(diameters[i]) * scale
+        return cls(canvases=canvases, centers=centers, roi_sides=roi_sides, shift_limits=limits,
+                   has_context=has_context, labels=labels.astype(np.int32), size=int(size),
+                   grid_size=grid)
+
+
+def _crop_symmetric(image: np.ndarray, top_left, side: int) -> np.ndarray:
+    """A side×side crop at ``top_left``, reflected (numpy "symmetric") beyond the edges."""
+    r0, c0 = (int(v) for v in top_left)
+    height, width = image.shape
+    pads = ((max(0, -r0), max(0, r0 + side - height)), (max(0, -c0), max(0, c0 + side - width)))
+    padded = np.pad(image, pads, mode="symmetric")
+    r0, c0 = r0 + pads[0][0], c0 + pads[1][0]
+    return padded[r0:r0 + side, c0:c0 + side]
+
+
+def prepare_online_canvases(dataset, indices: Sequence[int] | None = None, *,
+                            size: int | None = None, oversample: float = 2.0,
+                            canvas_ratio: float = 2.0) -> OnlineCanvases:
+    """Window and resample the chosen lesions of a ``LesionDataset`` to canvases.
+
+    Args:
+        dataset: a ``keras_lesions.data.dataset.LesionDataset``.
+        indices: lesions to use (e.g. the training folds); default all.
+        size: output side; default ``dataset.input_size``.
+        oversample, canvas_ratio: see ``OnlineCanvases.from_arrays``.
+    """
+    indices = range(len(dataset)) if indices is None else [int(i) for i in indices]
+    lesions = [dataset.lesions[i] for i in indices]
+    contexts, diameters = [], []
+    for lesion in lesions:
+        contexts.append(windowed_context(lesion, dataset.window_level, dataset.window_width,
+                                         dataset.intensity_unit))
+        d = float(lesion.diameter_px)
+        if not (math.isfinite(d) and d > 0):
+            r0, c0, r1, c1 = lesion.lesion_box
+            d = float(max(r1 - r0, c1 - c0))
+        diameters.append(d)
+    return OnlineCanvases.from_arrays(
+        contexts, [l.roi_box for l in lesions], diameters, [l.label for l in lesions],
+        [l.has_context for l in lesions], size=size or dataset.input_size,
+        oversample=oversample, canvas_ratio=canvas_ratio)
+
+
+def online_steps_per_epoch(n_cases: int, repeats: int = 10, batch_size: int = 32,
+                           drop_remainder: bool = False) -> int:
+    """Batches in one epoch of ``online_augmented_dataset``."""
+    shown = n_cases * repeats
+    return shown // batch_size if drop_remainder else math.ceil(shown / batch_size)
+
+
+def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, repeats: int = 10,
+                             batch_size: int = 32, seed: int = 0, size: int | None = None,
+                             epochs: int | None = 1, first_epoch: int = 0, shuffle: bool = True,
+                             drop_remainder: bool = False, oversample: float = 2.0,
+                             fill_mode: str = "reflect") -> tf.data.Dataset:
+    """A seeded tf.data pipeline of online-augmented lesions (Ben-Cohen §3.2).
+
+    Args:
+        source: a ``LesionDataset`` (with ``indices`` choosing e.g. the
+            training folds) or prepared ``OnlineCanvases``.
+        indices: lesions of a ``LesionDataset`` to use; default all.
+        repeats: showings of every case per epoch (10 in the paper).
+        batch_size: images per batch; batches never span two epochs.
+        seed: all randomness derives from it, the epoch and the batch index.
+        size: output side; default the dataset's ``input_size``.
+        epochs: epochs to yield; None for an endless stream (use with
+            ``steps_per_epoch``).
+        first_epoch: index of the first epoch (its transforms and order).
+        shuffle: visit the ``n·repeats`` showings in a seeded random order
+            (False: case by case, ``repeats`` times each, for inspection).
+        drop_remainder: drop each epoch's last partial batch.
+        oversample: see ``OnlineCanvases.from_arrays``.
+        fill_mode: "reflect", "nearest" or "constant" beyond the canvas.
+
+    Returns:
+        A ``tf.data.Dataset`` of (images float32 (B, size, size, 1) in [0, 1],
+        labels int32 (B,)).
+
+    Raises:
+        AugmentationError: bad counts, sizes, seed or fill mode.
+    """
+    for name, value, low in (("repeats", repeats, 1), ("batch_size", batch_size, 1),
+                             ("first_epoch", first_epoch, 0)):
+        if isinstance(value, bool) or int(value) != value or value < low:
+            raise AugmentationError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
+        raise AugmentationError(f"epochs must be None or an integer ≥ 1, got {epochs!r}")
+    if fill_mode not in FILL_MODES:
+        raise AugmentationError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+    if isinstance(seed, bool) or int(seed) != seed:
+        raise AugmentationError(f"seed must be an integer, got {seed!r}")
+    if isinstance(source, OnlineCanvases):
+        if indices is not None:
+            raise AugmentationError("indices selects lesions of a LesionDataset; "
+                                    "build OnlineCanvases from the chosen lesions instead")
+        if size is not None and size != source.size:
+            raise AugmentationError(
+                f"the canvases were prepared for size {source.size}, not {size}")
+        canvases = source
+    else:
+        canvases = prepare_online_canvases(source, indices, size=size, oversample=oversample)
+
+    n = len(canvases)
+    shown = n * int(repeats)
+    images_all = tf.constant(canvases.canvases[..., None])
+    centers_all = tf.constant(canvases.centers)
+    sides_all = tf.constant(canvases.roi_sides)
+    limits_all = tf.constant(canvases.shift_limits)
+    context_all = tf.constant(canvases.has_context)
+    labels_all = tf.constant(canvases.labels)
+    grid = tf.constant(canvases.grid_size, tf.int32)
+    out_size = tf.constant(canvases.size, tf.int32)
+    base_seed = tf.constant([int(seed) & 0x7FFFFFFF, (int(seed) >> 31) & 0x7FFFFFFF], tf.int64)
+    a_lo, a_hi = ONLINE_ANGLE_RANGE_DEG
+    z_lo, z_hi = ONLINE_ZOOM_RANGE
+
+    def epoch_batches(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+        if shuffle:
+            order = tf.argsort(tf.random.stateless_uniform([shown], epoch_seed))
+            # A permutation of n·repeats slots, taken mod n: each case exactly `repeats` times.
+            cases = tf.cast(order % n, tf.int32)
+        else:
+            cases = tf.repeat(tf.range(n, dtype=tf.int32), int(repeats))
+        batches = tf.data.Dataset.from_tensor_slices(cases).batch(
+            int(batch_size), drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda b, idx: (epoch, b, idx))
+
+    def render(epoch, batch_index, idx):
+        batch_seed = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(base_seed, epoch), batch_index + 1)
+        count = tf.shape(idx)[0]
+        u = tf.random.stateless_uniform(tf.stack([count, 4]), batch_seed)
+        angles = tf.constant(math.pi / 180.0) * (a_lo + (a_hi - a_lo) * u[:, 0])
+        zoom = z_lo + (z_hi - z_lo) * u[:, 1]
+        # No context: no tissue beyond the ROI, so never zoom out past it.
+        zoom = tf.where(tf.gather(context_all, idx), zoom, tf.minimum(zoom, 1.0))
+        shifts = (2.0 * u[:, 2:4] - 1.0) * tf.gather(limits_all, idx)[:, None]
+        images = affine_crop_resize(
+            tf.gather(images_all, idx), tf.gather(centers_all, idx),
+            tf.gather(sides_all, idx) * zoom[:, None], angles,
+            tf.ones([count, 2], tf.float32), shifts, grid_size=grid, size=out_size,
+            fill_mode=fill_mode)
+        images = tf.ensure_shape(images, [None, canvases.size, canvases.size, 1])
+        return images, tf.gather(labels_all, idx)
+
+    if epochs is None:
+        epoch_ds = tf.data.Dataset.counter(start=int(first_epoch))
+    else:
+        epoch_ds = tf.data.Dataset.range(int(first_epoch), int(first_epoch) + int(epochs))
+    ds = epoch_ds.flat_map(epoch_batches)
+    ds = ds.map(render, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
