@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from keras_lesions_cli.common import note
+from keras_lesions_cli.common import ProgressBars, note
 
 CONFIG = click.Path(dir_okay=False, path_type=Path)
 
@@ -41,7 +41,8 @@ def augment_command(config_path, fold, output_dir):
     dataset_path = prepare_dataset(config, log=note)
     dataset = read_dataset(dataset_path)
     for f in fold or config.evaluate.folds:
-        path = augmentation_groups_path(config, dataset, f, log=note)
+        path = augmentation_groups_path(config, dataset, f, log=note,
+                                        progress=ProgressBars("image"))
         click.echo(f"fold {f}: {path}")
 
 
@@ -121,7 +122,7 @@ def experiment_command(config_path, output_dir, epochs):
     from keras_lesions.evaluate.report import text_table
 
     config = _load(config_path, {"output_dir": output_dir, "train.epochs": epochs})
-    result = run_classic_curve(config, log=note, verbose=0)
+    result = run_classic_curve(config, log=note, progress=ProgressBars(), verbose=0)
     report = experiment_dir(config) / "report"
     click.echo("\nadded samples  accuracy")
     for point in result["curve"]:

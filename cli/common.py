@@ -57,6 +57,37 @@ def progress_bar(total: int, description: str):
     return bar, update
 
 
+class ProgressBars:
+    """``progress(description, done, total)`` drawn as one tqdm bar per step.
+
+    Library loops report progress through such a plain callable; the bar (on
+    stderr, only on a terminal) is the CLI's business.
+    """
+
+    def __init__(self, unit: str = "it"):
+        self.unit = unit
+        self.bar = None
+        self.description = None
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        if description != self.description:
+            self.close()
+            self.description = description
+            self.bar = tqdm(total=total, desc=description, unit=self.unit, file=sys.stderr,
+                            dynamic_ncols=True, leave=False, disable=None)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.description = None, None
+
+
 def note(message: str) -> None:
     """A progress or warning line for people, on stderr so stdout stays parseable."""
     click.echo(message, err=True)

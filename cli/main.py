@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click
 
 from keras_lesions import __version__
-from keras_lesions_cli.common import KLGroup, command_line, note, progress_bar
+from keras_lesions_cli.common import KLGroup, ProgressBars, command_line, note, progress_bar
 from keras_lesions_cli.classify import COMMANDS
 from keras_lesions_cli.data import data_group
 
@@ -87,7 +87,7 @@ def demo_command(out_dir, seed, config_path):
     write_preview(dataset, preview_path, seed=seed)
     note(f"[4/4] CNN-AUG: classic augmentation + 3-fold patient-level cross-validation "
          f"({config_path}: {config.train.epochs} epochs, groups +{config.augment.group_sizes})")
-    result = run_classic_curve(config, log=note, verbose=0)
+    result = run_classic_curve(config, log=note, progress=ProgressBars(), verbose=0)
     report_dir = out_dir / config.name / "report"
     click.echo("\nCNN-AUG accuracy by augmentation group (3-fold cross-validation):")
     for point in result["curve"]:

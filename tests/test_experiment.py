@@ -126,3 +126,14 @@ def test_cli_bad_config_and_missing_dataset(tmp_path, folded_dataset):
     assert result.exit_code == 1 and "nope.h5: no such dataset file" in result.output
     result = run("experiment", tmp_path / "absent.yaml")
     assert result.exit_code == 1 and "absent.yaml: no such config file" in result.output
+
+
+def test_augment_cli_builds_each_fold_once(tmp_path, folded_dataset):
+    config = write_yaml(tmp_path, folded_dataset)
+    result = run("augment", "--config", config, "--fold", 2)
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "out" / "tiny" / "augment" / "fold2.h5"
+    assert path.exists() and not (path.parent / "fold0.h5").exists()
+    stamp = path.stat().st_mtime_ns
+    assert run("augment", "--config", config, "--fold", 2).exit_code == 0
+    assert path.stat().st_mtime_ns == stamp  # stored once, reused

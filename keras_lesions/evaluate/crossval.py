@@ -82,16 +82,27 @@ def group_name(index: int) -> str:
     return f"D_aug{index + 1}"
 
 
+Progress = Callable[[str, int, int], None]
+
+
 def run_classic_curve(
     config: ExperimentConfig,
     *,
     log: Callable[[str], None] = print,
+    progress: Progress | None = None,
     verbose: int | str = 0,
 ) -> dict:
     """Train and test the classifier on every group, fold and seed; resume-safe.
 
     Finished runs (``done.json``) are read back, never trained again; an
     interrupted run resumes from its last epoch checkpoint.
+
+    Args:
+        config: the experiment.
+        log: receives one line per step.
+        progress: optional ``progress(description, done, total)`` for bars
+            (augmentation images rendered, training epochs).
+        verbose: Keras ``fit`` verbosity.
 
     Returns:
         The curve summary (also written to ``report/``): per group the
@@ -115,7 +126,7 @@ def run_classic_curve(
                     f"(+{config.augment.group_sizes[group_index]} augmented), fold {fold}, "
                     f"seed {seed}")
                 run_fold(config, dataset, dataset_path, fold, group_index, seed, run_dir,
-                         log=log, verbose=verbose)
+                         log=log, progress=progress, verbose=verbose)
     return write_curve_report(config, dataset)
 
 
@@ -124,7 +135,8 @@ def default_run_dir(config: ExperimentConfig, fold: int, group_index: int, seed:
 
 
 def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, fold: int,
-                             log: Callable[[str], None] = print) -> Path:
+                             log: Callable[[str], None] = print,
+                             progress: Progress | None = None) -> Path:
     """The fold's augmentation-group file, built once from its training folds."""
     from keras_lesions.augment import build_augmentation_groups
 
@@ -137,7 +149,9 @@ def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, f
         build_augmentation_groups(
             dataset, test_fold=fold, path=path, group_sizes=aug.group_sizes,
             n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans, n_scale=aug.n_scale,
-            seed=aug.seed + fold, size=config.classifier.input_size, log=log)
+            seed=aug.seed + fold, size=config.classifier.input_size, log=log,
+            progress=None if progress is None else
+            (lambda done, total: progress(f"augmenting fold {fold}", done, total)))
     return path
 
 
@@ -166,7 +180,8 @@ def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_idx
 def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Path, fold: int,
              group_index: int, seed: int, run_dir: str | os.PathLike, *,
              extra_datasets: tuple = (), resume: bool = True,
-             log: Callable[[str], None] = print, verbose: int | str = 0) -> dict:
+             log: Callable[[str], None] = print, progress: Progress | None = None,
+             verbose: int | str = 0) -> dict:
     """Train on D_aug^i of the training folds (plus extra sets), test on the fold."""
     from keras_lesions.augment import read_augmentation_group
 
@@ -175,7 +190,7 @@ def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Pat
                                 f"groups 0..{len(config.augment.group_sizes) - 1}")
     _, test_idx = train_test_indices(dataset.folds, fold)
     size = config.classifier.input_size
-    groups_path = augmentation_groups_path(config, dataset, fold, log)
+    groups_path = augmentation_groups_path(config, dataset, fold, log, progress)
     images, labels, _meta = read_augmentation_group(groups_path, group_index)
     for extra_path in extra_datasets:
         extra_images, extra_labels = extra_training_set(extra_path, dataset, test_idx, size)
@@ -189,14 +204,19 @@ def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Pat
     return train_and_test(config, run_dir, images, one_hot(labels, len(dataset.class_names)),
                           roi_inputs(dataset, test_idx, size), dataset.labels[test_idx],
                           dataset.lesion_ids[test_idx], seed=seed, run_info=run_info,
-                          resume=resume, verbose=verbose)
+                          resume=resume, verbose=verbose, progress=progress)
 
 
 def train_and_test(config, run_dir, images, targets, test_images, test_labels, test_ids, *,
-                   seed, run_info, resume=True, verbose=0) -> dict:
+                   seed, run_info, resume=True, verbose=0, progress=None) -> dict:
     """One run: train (resuming if interrupted), predict the test fold, mark done."""
+    on_epoch_end = None
+    if progress is not None:
+        label = f"training {run_info.get('group', '')} fold {run_info.get('fold', '')}"
+        epochs = config.train.epochs
+        on_epoch_end = lambda epoch, logs: progress(label, epoch + 1, epochs)  # noqa: E731
     model = train_classifier(images, targets, config, run_dir, seed=seed, resume=resume,
-                             run_info=run_info, verbose=verbose)
+                             run_info=run_info, verbose=verbose, on_epoch_end=on_epoch_end)
     # Called directly rather than through model.predict: predict builds a new
     # tf.function per model, which TF warns about as "retracing" across runs.
     probabilities = np.concatenate([
