@@ -1,6 +1,7 @@
 """``kl augment``, ``train-cnn``, ``evaluate``, ``experiment``, ``export``, ``models``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -68,6 +69,7 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
     """
     from keras_lesions.data import read_dataset
     from keras_lesions.evaluate.crossval import default_run_dir, prepare_dataset, run_fold
+    from keras_lesions.train.classifier import is_done
 
     config = _load(config_path, {"train.epochs": epochs, "train.seed": seed,
                                  "output_dir": output_dir})
@@ -79,6 +81,11 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
         raise FoldError(f"fold {fold} is out of range: the dataset has folds "
                         f"0..{dataset.fold_k - 1}", dataset_path)
     run_dir = run_dir or default_run_dir(config, fold, group_index - 1, seed)
+    if is_done(run_dir):
+        done = json.loads((run_dir / "done.json").read_text())
+        click.echo(f"{run_dir} is already finished (test accuracy on fold {done['fold']}: "
+                   f"{100 * done['test_accuracy']:.1f}%); finished runs are never trained again")
+        return
     result = run_fold(config, dataset, dataset_path, fold, group_index - 1, seed, run_dir,
                       extra_datasets=tuple(extra), resume=resume, log=note, verbose="auto")
     click.echo(f"test accuracy on fold {fold}: {100 * result['accuracy']:.1f}%   run: {run_dir}")

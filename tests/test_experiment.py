@@ -87,6 +87,10 @@ def test_train_cnn_evaluate_and_export_cli(tmp_path, folded_dataset):
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "out" / "tiny" / "runs" / "D_aug2" / "fold1" / "seed0"
     assert "test accuracy on fold 1" in result.output and (run_dir / "done.json").exists()
+    stamp = (run_dir / "model.keras").stat().st_mtime_ns
+    again = run("train-cnn", "--config", config, "--fold", 1, "--group", 2)
+    assert again.exit_code == 0 and "already finished" in again.output
+    assert (run_dir / "model.keras").stat().st_mtime_ns == stamp
     result = run("evaluate", tmp_path / "out" / "tiny" / "runs")
     assert result.exit_code == 0, result.output
     assert "weighted average" in result.output and "total accuracy" in result.output
