@@ -35,13 +35,13 @@ def augment_command(config_path, fold, output_dir):
     translated and re-cropped at other scales (Frid-Adar §3.1), and the nested
     groups are stored once (HDF5) for every run to reuse.
     """
-    from keras_lesions.data import read_dataset
-    from keras_lesions.evaluate.crossval import augmentation_groups_path, prepare_dataset
+    from keras_lesions.evaluate.crossval import augmentation_groups_path, open_experiment
+    from keras_lesions.data.folds import train_test_indices
 
     config = _load(config_path, {"output_dir": output_dir})
-    dataset_path = prepare_dataset(config, log=note)
-    dataset = read_dataset(dataset_path)
+    dataset_path, dataset = open_experiment(config, log=note)
     for f in fold or config.evaluate.folds:
+        train_test_indices(dataset.folds, f, where=dataset_path)  # refuses a fold out of range
         path = augmentation_groups_path(config, dataset, f, log=note,
                                         progress=ProgressBars("image"))
         click.echo(f"fold {f}: {path}")
@@ -51,7 +51,8 @@ def augment_command(config_path, fold, output_dir):
 @_config_option()
 @click.option("--fold", type=click.IntRange(min=0), required=True, help="Test fold.")
 @click.option("--group", "group_index", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data group D_aug^i to train on (1 = original ROIs only).")
+              help="Data group D_aug^i to train on (1 = the config's first group; in the "
+                   "paper's list, the original ROIs only).")
 @click.option("--extra", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
               help="Extra training dataset (.h5), e.g. synthetic lesions; repeatable.")
 @click.option("--seed", type=int, help="Overrides train.seed.")
@@ -67,20 +68,16 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
     Checkpoints every epoch (RUN/backup), logs to TensorBoard (RUN/tensorboard)
     and, when done, tests on the held-out fold (RUN/predictions.npz).
     """
-    from keras_lesions.data import read_dataset
-    from keras_lesions.evaluate.crossval import default_run_dir, prepare_dataset, run_fold
+    from keras_lesions.data.folds import train_test_indices
+    from keras_lesions.evaluate.crossval import default_run_dir, open_experiment, run_fold
     from keras_lesions.train.classifier import is_done
 
     config = _load(config_path, {"train.epochs": epochs, "train.seed": seed,
                                  "output_dir": output_dir})
     seed = config.train.seed
-    dataset_path = prepare_dataset(config, log=note)
-    dataset = read_dataset(dataset_path)
-    if fold >= dataset.fold_k:
-        from keras_lesions.errors import FoldError
-        raise FoldError(f"fold {fold} is out of range: the dataset has folds "
-                        f"0..{dataset.fold_k - 1}", dataset_path)
-    run_dir = run_dir or default_run_dir(config, fold, group_index - 1, seed)
+    dataset_path, dataset = open_experiment(config, log=note)
+    train_test_indices(dataset.folds, fold, where=dataset_path)  # refuses a fold out of range
+    run_dir = run_dir or default_run_dir(config, fold, group_index - 1, seed, extra)
     if is_done(run_dir):
         done = json.loads((run_dir / "done.json").read_text())
         click.echo(f"{run_dir} is already finished (test accuracy on fold {done['fold']}: "
@@ -148,8 +145,8 @@ def experiment_command(config_path, output_dir, epochs):
 def export_command(run, out):
     """Export a trained classifier run as a TF Serving SavedModel.
 
-    Signature serving_default: roi float32 [N, 64, 64, 1] in [0, 1] ->
-    probabilities [N, classes] and class_name [N].
+    Signature serving_default: roi float32 [N, S, S, 1] in [0, 1] (S = the run's
+    input size, 64 in the paper) -> probabilities [N, classes] and class_name [N].
     """
     from keras_lesions.export import export_classifier
 

@@ -10,6 +10,13 @@ from keras_lesions_cli.common import command_line, note, progress_bar
 H5_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
+def _not_one(param, value):
+    if value == 1:
+        raise click.BadParameter("one fold cannot separate training from testing: use 0 "
+                                 "(none) or at least 2", param=param)
+    return value
+
+
 @click.group("data")
 def data_group():
     """Make, import, check, preview and split lesion datasets (HDF5)."""
@@ -32,7 +39,9 @@ def data_group():
                    "(Frid-Adar §4.2.2: 78 new lesions) instead of the main dataset. Its "
                    "patients never appear in the main dataset of the same seed.")
 @click.option("--folds", "k", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Also store a patient-level k-fold assignment (0: none; never for --extra-pool).")
+              callback=lambda ctx, param, value: _not_one(param, value),
+              help="Also store a patient-level k-fold assignment (0: none; never for "
+                   "--extra-pool).")
 def phantoms_command(out, preset, seed, difficulty, extra_pool, k):
     """Generate the built-in CT phantom dataset into OUT (.h5).
 
@@ -42,21 +51,14 @@ def phantoms_command(out, preset, seed, difficulty, extra_pool, k):
     (shared/PHANTOMS.md). Stored in HU at native pixel spacing.
     """
     from keras_lesions.data import PRESETS, write_dataset
-    from keras_lesions.data.folds import make_patient_folds
-    from keras_lesions.data.phantoms import generate_phantoms
+    from keras_lesions.data.builtin import make_phantom_dataset
 
-    pool = "extra" if extra_pool else "main"
     bar, progress = progress_bar(PRESETS[preset].n_lesions, f"phantoms {preset}")
     with bar:
-        dataset = generate_phantoms(preset=preset, seed=seed, difficulty=difficulty, pool=pool,
-                                    progress=progress)
-    dataset.created_by = command_line()
-    k = 0 if extra_pool else k  # the extra pool only ever feeds training sets
-    if k:
-        dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=k, seed=seed,
-                                           class_names=dataset.class_names)
-        dataset.fold_k, dataset.fold_seed = k, seed
+        dataset = make_phantom_dataset(preset, seed, difficulty, k=k, extra_pool=extra_pool,
+                                       created_by=command_line(), progress=progress)
     write_dataset(dataset, out)
+    k = dataset.fold_k
     counts = ", ".join(f"{n} {name}" for name, n in dataset.class_counts().items())
     click.echo(f"wrote {out}: {len(dataset)} lesions ({counts}) from "
                f"{len(set(dataset.patient_ids))} patients" + (f", {k} folds" if k else ""))
@@ -71,14 +73,17 @@ def phantoms_command(out, preset, seed, difficulty, extra_pool, k):
                    "[, patient_id, lesion_id].")
 @click.option("--roi-margin", type=click.FloatRange(0.0, 5.0), default=0.4, show_default=True,
               help="Tissue margin on each side of the lesion in the ROI, as a fraction of "
-                   "the lesion diameter (volumes).")
+                   "the lesion diameter (volumes; for class folders it sets how the "
+                   "diameter is estimated from the ROI when no CSV gives it).")
 @click.option("--context-margin", type=click.FloatRange(0.0, 5.0), default=1.0,
               show_default=True,
               help="Margin of the larger context crop kept for scale augmentation (volumes).")
 @click.option("--input-size", type=click.IntRange(8, 1024), default=64, show_default=True,
               help="Network input side this dataset targets (64 Frid-Adar, 128 Ben-Cohen).")
-@click.option("--classes", help="Comma-separated class names allowed in a volume mapping "
-                                "(default: cyst,metastasis,hemangioma,healthy).")
+@click.option("--classes", help="Comma-separated class names to import, in this order. "
+                                "Class folders: only these folders are read. Volumes: the "
+                                "classes the mapping may name (default: "
+                                "cyst,metastasis,hemangioma,healthy).")
 @click.option("--npy-unit", type=click.Choice(["HU", "normalized"]), default="HU",
               show_default=True, help="What the values of .npy ROI files are.")
 def import_command(source, out, mapping, roi_margin, context_margin, input_size, classes,
@@ -148,7 +153,8 @@ def preview_command(dataset_path, out, per_class, seed):
 @click.argument("dataset_path", metavar="DATASET", type=H5_PATH)
 @click.option("--k", type=click.IntRange(min=2), default=3, show_default=True,
               help="Number of folds (the papers use 3).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Same seed, same assignment.")
 def folds_command(dataset_path, k, seed):
     """Store a patient-level, class-stratified k-fold split inside DATASET.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from keras_lesions.data.registry import PRESETS
 from keras_lesions.errors import KerasLesionsError
 
 
@@ -132,6 +133,10 @@ class ExperimentConfig:
              "evaluate.saturation_tolerance must lie in [0, 1)"),
             (0.0 <= self.data.phantom_difficulty <= 1.0,
              "data.phantom_difficulty must lie in [0, 1]"),
+            (not self.data.dataset.startswith("phantoms:")
+             or self.data.dataset[len("phantoms:"):] in PRESETS,
+             f"data.dataset names an unknown phantom preset: {self.data.dataset!r} "
+             f"(known: {', '.join('phantoms:' + p for p in PRESETS)})"),
             (bool(self.name.strip()) and "/" not in self.name,
              "name must be a non-empty folder name"),
             (self.kind in EXPERIMENT_KINDS,

@@ -41,13 +41,35 @@ def test_warnings_for_thin_classes_and_estimated_sizes():
     assert "estimated from the ROI" in messages and "unknown pixel spacing" in messages
 
 
+def _context_free(lesion, roi):
+    """Make a lesion whose ROI is all there is (as class-folder imports are)."""
+    lesion.roi = lesion.context = roi
+    lesion.roi_box = lesion.lesion_box = (0, 0) + roi.shape
+    lesion.has_context, lesion.mask = False, None
+
+
 def test_roi_inputs_window_hu_and_resize(toy_dataset):
-    toy_dataset.lesions[0].roi = np.array([[-1000.0, -150.0], [50.0, 3000.0]], np.float32)
-    toy_dataset.lesions[1].roi = np.full((8, 8), 50.0, np.float32)
+    _context_free(toy_dataset.lesions[0], np.array([[-1000.0, -150.0], [50.0, 3000.0]] * 2,
+                                                   np.float32).reshape(4, 2).repeat(2, 1))
+    _context_free(toy_dataset.lesions[1], np.full((8, 8), 50.0, np.float32))
     images = roi_inputs(toy_dataset, [0, 1])
     assert images.shape == (2, 64, 64, 1) and images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 1
-    np.testing.assert_allclose(images[1], 0.5, atol=1e-6)  # L50 maps to the middle grey
+    np.testing.assert_allclose(images[1], 0.5, atol=1e-5)  # L50 maps to the middle grey
+
+
+def test_test_inputs_are_resampled_exactly_like_training_originals(tmp_path, toy_dataset):
+    """The held-out ROIs and the originals of the training groups take one path."""
+    from keras_lesions.augment import build_augmentation_groups, read_augmentation_group
+
+    toy_dataset.folds = np.array([int(p[1:]) % 3 for p in toy_dataset.patient_ids])
+    toy_dataset.fold_k = 3
+    path = tmp_path / "groups.h5"
+    build_augmentation_groups(toy_dataset, 0, group_sizes=[0], n_rot=1, n_flip=0, n_trans=0,
+                              n_scale=0, path=path, log=None)
+    images, _, meta = read_augmentation_group(path, 0)
+    direct = roi_inputs(toy_dataset, meta["lesion_index"])
+    np.testing.assert_allclose(images, direct, atol=1e-4)  # uint16 storage step is 1.5e-5
 
 
 def test_preview_png(tmp_path, toy_dataset):

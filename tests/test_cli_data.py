@@ -29,7 +29,8 @@ def assert_one_line_error(result, *fragments):
 
 @pytest.mark.parametrize("command", [
     [], ["data"], ["data", "phantoms"], ["data", "import"], ["data", "check"],
-    ["data", "preview"], ["data", "folds"], ["demo"],
+    ["data", "preview"], ["data", "folds"], ["demo"], ["augment"], ["train-cnn"],
+    ["evaluate"], ["experiment"], ["export"], ["models"],
 ])
 def test_every_command_explains_itself(command):
     result = run(*command, "--help")

@@ -64,6 +64,8 @@ def test_phantoms_bad_arguments_leave_nothing(tmp_path):
     assert result.exit_code == 2 and "difficulty" in result.output
     result = run("data", "phantoms", tmp_path / "x.h5", "--preset", "lidc")
     assert result.exit_code == 2
+    result = run("data", "phantoms", tmp_path / "x.h5", "--folds", "1")
+    assert result.exit_code == 2 and "one fold cannot separate" in result.output
     assert list(tmp_path.iterdir()) == []
 
 

@@ -46,6 +46,7 @@ def test_overrides_and_round_trip(tmp_path):
     ("- a\n- b\n", "must be a mapping"),
     ("train: {epochs: [\n", "not valid YAML"),
     ("kind: gan-magic\n", "kind must be one of"),
+    ("data:\n  dataset: phantoms:lidc\n", "unknown phantom preset"),
 ])
 def test_bad_configs_give_one_line(tmp_path, text, fragment):
     path = write(tmp_path, text)

@@ -108,7 +108,7 @@ def test_extra_training_set_must_not_hold_test_patients(tmp_path, folded_dataset
 
 @pytest.mark.parametrize("args, fragments", [
     (["train-cnn", "--fold", "7"], ["toy.h5", "fold 7 is out of range"]),
-    (["train-cnn", "--fold", "0", "--group", "9"], ["group index 8 is out of range"]),
+    (["train-cnn", "--fold", "0", "--group", "9"], ["there is no D_aug9", "D_aug1..D_aug2"]),
 ])
 def test_cli_bad_fold_and_group(tmp_path, folded_dataset, args, fragments):
     config = write_yaml(tmp_path, folded_dataset)
@@ -141,3 +141,57 @@ def test_augment_cli_builds_each_fold_once(tmp_path, folded_dataset):
     stamp = path.stat().st_mtime_ns
     assert run("augment", "--config", config, "--fold", 2).exit_code == 0
     assert path.stat().st_mtime_ns == stamp  # stored once, reused
+
+
+def test_experiment_folder_refuses_other_settings(tmp_path, folded_dataset):
+    config = write_yaml(tmp_path, folded_dataset)
+    assert run("augment", "--config", config, "--fold", 0).exit_code == 0
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(config.read_text().replace("group_sizes: [0, 24]", "group_sizes: [0, 12]"))
+    result = run("train-cnn", "--config", changed, "--fold", 0, "--group", 2)
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "holds results made with other settings" in line and "augment.group_sizes" in line
+    # the evaluate section may change (more seeds, other folds): results stay valid
+    more_seeds = tmp_path / "seeds.yaml"
+    more_seeds.write_text(config.read_text() + "evaluate:\n  seeds: [0, 1]\n")
+    assert run("augment", "--config", more_seeds, "--fold", 0).exit_code == 0
+
+
+def test_runs_with_extra_data_are_kept_apart_from_cnn_aug(tmp_path, folded_dataset):
+    extra = make_toy_dataset(lesions_per_patient=(1, 1, 1), seed=5)
+    for lesion in extra.lesions:
+        lesion.patient_id = "X-" + lesion.patient_id
+        lesion.lesion_id = "X-" + lesion.lesion_id
+    extra_path = write_dataset(extra, tmp_path / "synth.h5")
+    config = write_yaml(tmp_path, folded_dataset)
+    result = run("train-cnn", "--config", config, "--fold", 0, "--extra", extra_path)
+    assert result.exit_code == 0, result.output
+    runs = tmp_path / "out" / "tiny" / "runs"
+    assert (runs / "D_aug1+synth" / "fold0" / "seed0" / "done.json").exists()
+    assert not (runs / "D_aug1").exists()
+    info = json.loads((runs / "D_aug1+synth" / "fold0" / "seed0" / "run.json").read_text())
+    assert info["n_train"] > len(read_dataset(folded_dataset, images=False)) * 2 / 3
+
+
+def test_evaluate_refuses_to_pool_two_experiments(tmp_path, folded_dataset):
+    for name in ("a", "b"):
+        config = write_yaml(tmp_path, folded_dataset)
+        config.write_text(config.read_text().replace("name: tiny", f"name: {name}"))
+        assert run("train-cnn", "--config", config, "--fold", 0).exit_code == 0
+    result = run("evaluate", tmp_path / "out")
+    assert result.exit_code == 1 and "same fold and seed" in result.output
+    assert run("evaluate", tmp_path / "out" / "a" / "runs").exit_code == 0
+
+
+def test_run_that_finished_training_but_not_testing_is_not_retrained(tmp_path, folded_dataset):
+    config = write_yaml(tmp_path, folded_dataset)
+    assert run("train-cnn", "--config", config, "--fold", 0).exit_code == 0
+    run_dir = tmp_path / "out" / "tiny" / "runs" / "D_aug1" / "fold0" / "seed0"
+    (run_dir / "done.json").unlink()  # as if killed between training and testing
+    (run_dir / "predictions.npz").unlink()
+    stamp = (run_dir / "model.keras").stat().st_mtime_ns
+    result = run("train-cnn", "--config", config, "--fold", 0, "--resume")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "done.json").exists()
+    assert (run_dir / "model.keras").stat().st_mtime_ns == stamp

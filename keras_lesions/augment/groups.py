@@ -315,7 +315,10 @@ def build_augmentation_groups(
 
 
 def _write_images(h5: h5py.File, name: str, images: np.ndarray) -> None:
-    chunk = (max(1, min(_CHUNK_IMAGES, len(images))),) + images.shape[1:]
+    if len(images) == 0:  # e.g. group_sizes [0]: the originals alone; HDF5 cannot chunk 0 rows
+        h5.create_dataset(name, data=images)
+        return
+    chunk = (min(_CHUNK_IMAGES, len(images)),) + images.shape[1:]
     h5.create_dataset(name, data=images, chunks=chunk, compression="gzip", compression_opts=4,
                       shuffle=True)
 

@@ -107,8 +107,14 @@ def fold_table(labels: Sequence[int], folds: Sequence[int], k: int, n_classes: i
     return table
 
 
-def train_test_indices(folds: np.ndarray, test_fold: int) -> tuple[np.ndarray, np.ndarray]:
+def train_test_indices(folds: np.ndarray, test_fold: int,
+                       where=None) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training folds and of the test fold.
+
+    Args:
+        folds: fold index per lesion.
+        test_fold: the held-out fold.
+        where: the dataset file, named in the error.
 
     Raises:
         FoldError: test_fold is not one of the assigned folds.
@@ -116,7 +122,8 @@ def train_test_indices(folds: np.ndarray, test_fold: int) -> tuple[np.ndarray, n
     folds = np.asarray(folds)
     k = int(folds.max()) + 1
     if not 0 <= test_fold < k:
-        raise FoldError(f"fold {test_fold} is out of range: the dataset has folds 0..{k - 1}")
+        raise FoldError(f"fold {test_fold} is out of range: the dataset has folds 0..{k - 1}",
+                        where)
     return np.flatnonzero(folds != test_fold), np.flatnonzero(folds == test_fold)
 
 

@@ -103,7 +103,7 @@ def read_roi_image(path: str | os.PathLike, npy_unit: str = "HU",
     Raises:
         ImportSourceError: the file is unreadable, not a supported image, 3-D,
             colour, too small, or has NaN/infinite pixels.
-        ValueError: ``npy_unit`` is not one of ``NPY_UNITS``.
+        KerasLesionsError: ``npy_unit`` is not one of ``NPY_UNITS``.
     """
     path = Path(path)
     if npy_unit not in NPY_UNITS:
@@ -309,7 +309,7 @@ def import_source(
 
     Raises:
         ImportSourceError: any problem with the source, naming the file.
-        ValueError: invalid options.
+        KerasLesionsError: invalid options.
     """
     kind = detect_source_kind(source, mapping_csv)
     if kind == "volumes":
@@ -378,7 +378,7 @@ def import_class_folders(
 
     Raises:
         ImportSourceError: naming the file, folder or CSV line at fault.
-        ValueError: invalid options.
+        KerasLesionsError: invalid options.
     """
     _check_options(roi_margin, roi_margin, input_size, npy_unit)
     source = Path(source)
@@ -719,7 +719,7 @@ def import_volumes(
 
     Raises:
         ImportSourceError: naming the file or CSV line at fault.
-        ValueError: invalid options.
+        KerasLesionsError: invalid options.
     """
     _check_options(roi_margin, context_margin, input_size, "HU")
     source = Path(source)

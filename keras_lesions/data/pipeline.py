@@ -10,7 +10,6 @@ from typing import Sequence
 import numpy as np
 
 from keras_lesions.data.dataset import LesionDataset
-from keras_lesions.data.imaging import resize, window
 
 
 def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
@@ -25,15 +24,23 @@ def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
     Returns:
         float32 [n, size, size, 1] in [0, 1]: HU windowed with the dataset's
         window (normalized datasets as they are), resized bicubically.
+
+    The ROIs go through the very code that renders the original ROIs of the
+    training groups (the identity augmentation), so test, serving and
+    training inputs are resampled identically.
     """
+    from keras_lesions.augment.classic import (
+        AffineParams, augment_lesion, lesion_geometry, windowed_context)
+
     size = size or dataset.input_size
     indices = range(len(dataset)) if indices is None else indices
     out = np.empty((len(indices), size, size, 1), np.float32)
     for row, i in enumerate(indices):
-        roi = dataset.lesions[i].roi
-        if dataset.intensity_unit == "HU":
-            roi = window(roi, dataset.window_level, dataset.window_width)
-        out[row, :, :, 0] = np.clip(resize(roi, size), 0.0, 1.0)
+        lesion = dataset.lesions[i]
+        context = windowed_context(lesion, dataset.window_level, dataset.window_width,
+                                   dataset.intensity_unit)
+        out[row] = augment_lesion(context, lesion_geometry(lesion), [AffineParams()],
+                                  size=size)[0]
     return out
 
 

@@ -26,10 +26,8 @@ def write_preview(
     Raises:
         KerasLesionsError: per_class < 1, or the output is not a .png path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): no global backend switch, nothing left open.
+    from matplotlib.figure import Figure
 
     if per_class < 1:
         raise KerasLesionsError(f"per_class must be at least 1, got {per_class}")
@@ -38,8 +36,8 @@ def write_preview(
     rng = np.random.default_rng(seed)
     labels = dataset.labels
     names = dataset.class_names
-    fig, axes = plt.subplots(len(names), per_class, figsize=(1.3 * per_class, 1.45 * len(names)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.3 * per_class, 1.45 * len(names)))
+    axes = fig.subplots(len(names), per_class, squeeze=False)
     for c, name in enumerate(names):
         members = np.flatnonzero(labels == c)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) \
@@ -66,4 +64,3 @@ def write_preview(
     fig.tight_layout()
     with atomic_path(out_path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)

@@ -19,6 +19,7 @@ Layout of an experiment folder ``OUTPUT_DIR/NAME``::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig, save_config
 from keras_lesions.data.dataset import LesionDataset, atomic_path, read_dataset, write_dataset
-from keras_lesions.data.folds import make_patient_folds, train_test_indices
+from keras_lesions.data.folds import train_test_indices
 from keras_lesions.data.pipeline import one_hot, roi_inputs
 from keras_lesions.errors import DatasetError, KerasLesionsError
 from keras_lesions.evaluate.report import summarize_predictions, text_table, write_summary
@@ -50,20 +51,17 @@ def prepare_dataset(config: ExperimentConfig, log: Callable[[str], None] = print
     """
     spec = config.data.dataset
     if spec.startswith(PHANTOM_PREFIX):
-        from keras_lesions.data.phantoms import generate_phantoms
+        from keras_lesions.data.builtin import make_phantom_dataset
 
         path = experiment_dir(config) / "dataset.h5"
         if not path.exists():
             preset = spec[len(PHANTOM_PREFIX):]
             log(f"generating the {preset} phantom dataset (seed {config.data.phantom_seed}) "
                 f"into {path}")
-            dataset = generate_phantoms(preset=preset, seed=config.data.phantom_seed,
-                                        difficulty=config.data.phantom_difficulty)
-            dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3,
-                                               seed=config.data.fold_seed,
-                                               class_names=dataset.class_names)
-            dataset.fold_k, dataset.fold_seed = 3, config.data.fold_seed
-            dataset.created_by = f"keras_lesions experiment {config.name}"
+            dataset = make_phantom_dataset(
+                preset, config.data.phantom_seed, config.data.phantom_difficulty,
+                fold_seed=config.data.fold_seed,
+                created_by=f"keras_lesions experiment {config.name}")
             write_dataset(dataset, path)
     else:
         path = Path(spec)
@@ -75,6 +73,70 @@ def prepare_dataset(config: ExperimentConfig, log: Callable[[str], None] = print
         raise DatasetError(f"config asks for fold {bad[0]} but the dataset has folds "
                            f"0..{header.fold_k - 1}", path)
     return path
+
+
+# Settings that may change between calls on one experiment folder without
+# making earlier results stale: which folds and seeds to run, and how the
+# optimum is read off the curve. Everything else is fingerprinted.
+_FREE_SETTINGS = ("evaluate", "output_dir")
+
+
+def _fingerprint(config: ExperimentConfig, dataset: LesionDataset) -> dict:
+    settings = {k: v for k, v in config.to_dict().items() if k not in _FREE_SETTINGS}
+    folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
+    return {"config": settings,
+            "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),
+                        "class_names": list(dataset.class_names), "folds_sha1": folds}}
+
+
+def _first_difference(old, new, prefix="") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix.rstrip('.')} was {old!r}, now {new!r}"
+
+
+def open_experiment(config: ExperimentConfig, log: Callable[[str], None] = print
+                    ) -> tuple[Path, LesionDataset]:
+    """Prepare an experiment folder and refuse to mix results of other settings.
+
+    The first call records a fingerprint of the config (all but the evaluate
+    section) and of the dataset (its creation stamp and fold assignment) in
+    ``experiment.json``. Later calls on the same folder must match it, so
+    cached augmentation groups and finished runs are only ever reused for the
+    settings that made them.
+
+    Returns:
+        (dataset path, the dataset read with images).
+
+    Raises:
+        ConfigError: the folder holds an experiment made with other settings.
+    """
+    from keras_lesions.config import ConfigError
+
+    out = experiment_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset_path = prepare_dataset(config, log)
+    dataset = read_dataset(dataset_path)
+    fingerprint = _fingerprint(config, dataset)
+    record = out / "experiment.json"
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text())
+        except json.JSONDecodeError:
+            raise ConfigError("is damaged: delete it to start the experiment afresh",
+                              record) from None
+        difference = _first_difference(previous, fingerprint)
+        if difference:
+            raise ConfigError(f"holds results made with other settings ({difference}): use "
+                              "another name or output_dir, or delete the folder", out)
+    else:
+        write_json(record, fingerprint)
+    save_config(config, out / "config.yaml")
+    return dataset_path, dataset
 
 
 def group_name(index: int) -> str:
@@ -108,11 +170,7 @@ def run_classic_curve(
         The curve summary (also written to ``report/``): per group the
         cross-validated metrics, and the chosen D_aug^optimal.
     """
-    out = experiment_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    dataset_path = prepare_dataset(config, log)
-    dataset = read_dataset(dataset_path)
+    dataset_path, dataset = open_experiment(config, log)
     n_runs = len(config.evaluate.folds) * len(config.augment.group_sizes) * len(config.evaluate.seeds)
     run_number = 0
     for fold in config.evaluate.folds:
@@ -130,8 +188,16 @@ def run_classic_curve(
     return write_curve_report(config, dataset)
 
 
-def default_run_dir(config: ExperimentConfig, fold: int, group_index: int, seed: int) -> Path:
-    return experiment_dir(config) / "runs" / group_name(group_index) / f"fold{fold}" / f"seed{seed}"
+def run_group_name(group_index: int, extra_datasets=()) -> str:
+    """D_aug<i>, plus ``+<name>`` for each extra training set, so runs with
+    extra data never pass for plain CNN-AUG runs."""
+    return group_name(group_index) + "".join(f"+{Path(p).stem}" for p in extra_datasets)
+
+
+def default_run_dir(config: ExperimentConfig, fold: int, group_index: int, seed: int,
+                    extra_datasets=()) -> Path:
+    return (experiment_dir(config) / "runs" / run_group_name(group_index, extra_datasets)
+            / f"fold{fold}" / f"seed{seed}")
 
 
 def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, fold: int,
@@ -186,8 +252,9 @@ def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Pat
     from keras_lesions.augment import read_augmentation_group
 
     if not 0 <= group_index < len(config.augment.group_sizes):
-        raise KerasLesionsError(f"group index {group_index} is out of range: the config has "
-                                f"groups 0..{len(config.augment.group_sizes) - 1}")
+        raise KerasLesionsError(
+            f"there is no {group_name(group_index)}: the config defines "
+            f"{group_name(0)}..{group_name(len(config.augment.group_sizes) - 1)}")
     _, test_idx = train_test_indices(dataset.folds, fold)
     size = config.classifier.input_size
     groups_path = augmentation_groups_path(config, dataset, fold, log, progress)
@@ -197,7 +264,7 @@ def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Pat
         images = np.concatenate([images, extra_images])
         labels = np.concatenate([labels, extra_labels])
     log(f"training on {len(images)} images, testing on {len(test_idx)} lesions of fold {fold}")
-    run_info = {"fold": fold, "group": group_name(group_index),
+    run_info = {"fold": fold, "group": run_group_name(group_index, extra_datasets),
                 "added_samples": config.augment.group_sizes[group_index],
                 "extra_datasets": [str(p) for p in extra_datasets],
                 "class_names": dataset.class_names, "dataset": str(dataset_path)}
@@ -243,21 +310,39 @@ def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
     """Finished runs under a folder, grouped by their data group.
 
     Returns:
-        {group name: [{"fold", "seed", "y_true", "y_pred", "run_dir"}, ...]}
+        {group name: [{"fold", "seed", "y_true", "y_pred", "run_dir", ...}, ...]}
 
     Raises:
-        KerasLesionsError: no finished run below ``runs_root``.
+        KerasLesionsError: no finished run below ``runs_root``, a damaged run
+            record, or runs of one group that cannot be pooled (other datasets
+            or classes, or the same fold and seed twice: two experiments).
     """
     runs_root = Path(runs_root)
     grouped: dict[str, list[dict]] = {}
     for done in sorted(runs_root.rglob("done.json")):
-        info = json.loads(done.read_text())
-        with np.load(done.parent / "predictions.npz", allow_pickle=False) as data:
-            grouped.setdefault(info.get("group", "run"), []).append({
-                "fold": info["fold"], "seed": info["seed"], "y_true": data["y_true"],
-                "y_pred": data["y_pred"], "run_dir": str(done.parent),
-                "class_names": info.get("class_names"), "added_samples": info.get("added_samples"),
-            })
+        try:
+            info = json.loads(done.read_text())
+            with np.load(done.parent / "predictions.npz", allow_pickle=False) as data:
+                record = {"fold": int(info["fold"]), "seed": int(info["seed"]),
+                          "y_true": data["y_true"], "y_pred": data["y_pred"],
+                          "run_dir": str(done.parent), "class_names": info["class_names"],
+                          "dataset": info.get("dataset"),
+                          "added_samples": info.get("added_samples")}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise KerasLesionsError(f"damaged run record ({type(exc).__name__}); delete the run "
+                                    "folder to train it again", done.parent) from None
+        group = grouped.setdefault(info.get("group", "run"), [])
+        for other in group:
+            if (other["dataset"], other["class_names"]) != (record["dataset"],
+                                                          record["class_names"]):
+                raise KerasLesionsError(
+                    f"runs {other['run_dir']} and {record['run_dir']} come from different "
+                    "datasets or classes: evaluate one experiment's runs folder", runs_root)
+            if (other["fold"], other["seed"]) == (record["fold"], record["seed"]):
+                raise KerasLesionsError(
+                    f"runs {other['run_dir']} and {record['run_dir']} are the same fold and "
+                    "seed: evaluate one experiment's runs folder", runs_root)
+        group.append(record)
     if not grouped:
         raise KerasLesionsError("holds no finished classifier runs (no done.json below it)",
                                 runs_root)
@@ -307,15 +392,14 @@ def write_curve_report(config: ExperimentConfig, dataset: LesionDataset) -> dict
 
 
 def _write_curve_png(curve: list[dict], optimal: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): no global backend switch, nothing left open.
+    from matplotlib.figure import Figure
 
     x = [c["added_samples"] for c in curve]
     y = [100 * c["fold_mean"] for c in curve]
     err = [100 * c["fold_std"] for c in curve]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.errorbar(x, y, yerr=err, color="tab:red", marker="o", capsize=3,
                 label="classic augmentation (CNN-AUG), mean ± std over folds")
     ax.axvline(optimal["added_samples"], color="gray", linestyle=":",
@@ -327,7 +411,6 @@ def _write_curve_png(curve: list[dict], optimal: dict, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
@@ -341,8 +424,6 @@ def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | Non
     results = {}
     for group, records in grouped.items():
         names = records[0]["class_names"]
-        if not names:
-            raise KerasLesionsError("runs do not record their class names", runs_root)
         summary = summarize_predictions(records, names)
         write_summary(summary, out_dir, group, f"{group}")
         results[group] = summary

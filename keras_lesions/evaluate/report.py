@@ -114,14 +114,13 @@ def text_table(summary: dict) -> str:
 
 def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> None:
     """The summed confusion matrix as a labelled heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): no global backend switch, nothing left open.
+    from matplotlib.figure import Figure
 
     names = summary["class_names"]
     matrix = np.asarray(summary["confusion"], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.6))
+    fig = Figure(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.6))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, f"{value:g}", ha="center", va="center",
@@ -134,7 +133,6 @@ def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> N
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def write_summary(summary: dict, out_dir: str | os.PathLike, name: str, title: str) -> list[Path]:

@@ -107,6 +107,10 @@ def train_classifier(
     if len(images) == 0:
         raise KerasLesionsError("no training images")
 
+    if (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists():
+        # Training finished earlier but the run stopped before it was tested:
+        # the saved model is complete, so it is not trained again.
+        return load_run_model(run_dir)
     seed = config.train.seed if seed is None else seed
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")

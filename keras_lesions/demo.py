@@ -1,0 +1,86 @@
+"""The main job on the built-in data: what ``kl demo`` runs.
+
+Phantoms (Frid-Adar 2018 preset) with their 3-fold patient-level split, a
+check and preview of the dataset, then the CNN-AUG baseline: classic
+augmentation and 3-fold cross-validation with the quick CPU config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from keras_lesions.config import load_config
+from keras_lesions.data.check import CheckReport, check_dataset
+from keras_lesions.data.dataset import read_dataset, write_dataset
+from keras_lesions.data.preview import write_preview
+from keras_lesions.data.registry import PRESETS
+from keras_lesions.errors import DatasetError
+
+DEMO_PRESET = "frid-adar-2018"
+DEMO_CONFIG = "configs/frid-adar-2018-quick.yaml"
+
+
+@dataclass
+class DemoResult:
+    dataset_path: Path
+    preview_path: Path
+    report_dir: Path
+    check: CheckReport
+    class_names: list[str]
+    curve: dict  # run_classic_curve's result
+
+
+def run_demo(
+    out_dir: str | Path = "kl-demo",
+    seed: int = 0,
+    config_path: str | Path = DEMO_CONFIG,
+    *,
+    created_by: str = "keras_lesions.demo",
+    log: Callable[[str], None] = print,
+    progress=None,
+) -> DemoResult:
+    """Run the demo into ``out_dir``; a second call resumes where it stopped.
+
+    Raises:
+        DatasetError: ``out_dir`` holds a phantom dataset of another seed, or
+            the generated dataset fails its check.
+        ConfigError: bad config.
+    """
+    from keras_lesions.data.builtin import make_phantom_dataset
+    from keras_lesions.evaluate.crossval import run_classic_curve
+
+    out_dir = Path(out_dir)
+    dataset_path = out_dir / "phantoms.h5"
+    config = load_config(config_path, {"data.dataset": str(dataset_path),
+                                       "output_dir": str(out_dir), "name": "cnn-aug"})
+    preset = PRESETS[DEMO_PRESET]
+    if dataset_path.exists():
+        dataset = read_dataset(dataset_path)
+        made_with = dataset.extra.get("seed")
+        if made_with != seed:
+            raise DatasetError(f"was made with seed {made_with}, not {seed}: use another --out",
+                               dataset_path)
+        log(f"[1/4] using the phantom dataset already in {dataset_path}")
+    else:
+        log(f"[1/4] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
+        dataset = make_phantom_dataset(
+            preset.name, seed, created_by=created_by,
+            progress=None if progress is None else
+            (lambda done, total: progress("phantoms", done, total)))
+        write_dataset(dataset, dataset_path)
+        dataset = read_dataset(dataset_path)
+    log(f"[2/4] checking {dataset_path}")
+    report = check_dataset(dataset, k_expected=preset.k_folds)
+    if report.errors:
+        raise DatasetError(f"failed its check: {report.errors[0].message}", dataset_path)
+    log("[3/4] writing the preview grid")
+    preview_path = out_dir / "preview.png"
+    write_preview(dataset, preview_path, seed=seed)
+    log(f"[4/4] CNN-AUG: classic augmentation + {preset.k_folds}-fold patient-level "
+        f"cross-validation ({config_path}: {config.train.epochs} epochs, groups "
+        f"+{config.augment.group_sizes})")
+    curve = run_classic_curve(config, log=log, progress=progress, verbose=0)
+    return DemoResult(dataset_path=dataset_path, preview_path=preview_path,
+                      report_dir=out_dir / config.name / "report", check=report,
+                      class_names=list(dataset.class_names), curve=curve)
