@@ -21,6 +21,7 @@ from keras_lesions.errors import KerasLesionsError
 
 
 EXPERIMENT_KINDS = ("classic-curve",)
+DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 
 
 class ConfigError(KerasLesionsError):
@@ -78,6 +79,37 @@ class TrainConfig:
 
 
 @dataclass
+class GANConfig:
+    """DCGAN / ACGAN training (Frid-Adar et al. 2018 §3.2–3.3)."""
+
+    latent_dim: int = 100  # §3.2: z ∈ U[−1, 1]^100
+    width: float = 1.0  # filter multiplier; 1.0 = the paper's 1024/512/256/128 and 64..512
+    learning_rate: float = 0.0002  # §3.2: Adam 2e-4
+    beta_1: float = 0.5  # §3.2
+    beta_2: float = 0.999  # §3.2
+    batch_size: int = 64  # §3.2: mini-batches of m = 64
+    epochs: int = 70  # §3.2
+    # Beyond the paper: DiffAugment (Zhao et al. 2020) policies applied to both
+    # discriminator inputs, comma-separated from "translation", "cutout",
+    # "color"; empty = off (the paper).
+    diff_augment: str = ""
+    seed: int = 0
+
+
+@dataclass
+class SynthConfig:
+    """Synthetic augmentation groups D_synth (Frid-Adar et al. 2018 §4.2.2)."""
+
+    # §4.2.2: {100, 500, 1000, 2000, 3000, 4000} synthetic lesions per class.
+    per_class_sizes: list[int] = field(
+        default_factory=lambda: [100, 500, 1000, 2000, 3000, 4000])
+    # D_aug group the GANs and the classifier start from (1-based, as D_aug^i);
+    # 0 = read D_aug^optimal from the classic curve's report.
+    base_group: int = 0
+    seed: int = 0
+
+
+@dataclass
 class EvaluateConfig:
     """Cross-validation protocol (Frid-Adar et al. 2018 §4.1)."""
 
@@ -101,6 +133,8 @@ class ExperimentConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def validate(self, where: str = "<config>") -> None:
