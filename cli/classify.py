@@ -119,15 +119,28 @@ def experiment_command(config_path, output_dir, epochs):
 
     classic-curve: trains the classifier on every data group, fold and seed,
     writes accuracy vs added samples (CSV + PNG), per-group tables and the
-    chosen D_aug^optimal (report/optimal.json). Finished runs are never
-    trained again.
+    chosen D_aug^optimal (report/optimal.json). gan-curve: that, then per-class
+    DCGANs and an ACGAN per fold, the classifier on D_aug optimal plus growing
+    synthetic (and extra real) sets, Tables 3, 5, 7 and generator quality
+    (report/gan_report.md). Finished runs are never trained again.
     """
     from keras_lesions.evaluate.crossval import experiment_dir, run_classic_curve
     from keras_lesions.evaluate.report import text_table
 
     config = _load(config_path, {"output_dir": output_dir, "train.epochs": epochs})
-    result = run_classic_curve(config, log=note, progress=ProgressBars(), verbose=0)
     report = experiment_dir(config) / "report"
+    if config.kind == "gan-curve":
+        from keras_lesions.evaluate.gan_experiment import run_gan_curve
+
+        result = run_gan_curve(config, log=note, progress=ProgressBars())
+        click.echo(f"\n{result['verdict']}\n")
+        click.echo(f"CNN-AUG ({result['base_group']}):")
+        click.echo(text_table(result["baseline_summary"]))
+        click.echo(f"\nCNN-AUG-GAN (+{result['best_synthetic_per_class']} synthetic per class):")
+        click.echo(text_table(result["best_summary"]))
+        click.echo(f"\nreport: {report}/gan_report.md")
+        return
+    result = run_classic_curve(config, log=note, progress=ProgressBars(), verbose=0)
     click.echo("\nadded samples  accuracy")
     for point in result["curve"]:
         click.echo(f"{point['added_samples']:>13}  {100 * point['accuracy']:.1f}% "
@@ -143,14 +156,16 @@ def experiment_command(config_path, output_dir, epochs):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="saved_models/NAME/VERSION (VERSION an integer, as TF Serving wants).")
 def export_command(run, out):
-    """Export a trained classifier run as a TF Serving SavedModel.
+    """Export a trained run as a TF Serving SavedModel.
 
-    Signature serving_default: roi float32 [N, S, S, 1] in [0, 1] (S = the run's
-    input size, 64 in the paper) -> probabilities [N, classes] and class_name [N].
+    Classifier: serving_default takes roi float32 [N, S, S, 1] in [0, 1] (S = the
+    run's input size, 64 in the paper) and returns probabilities [N, classes]
+    and class_name [N]. DCGAN/ACGAN generator: takes z float32 [N, latent_dim]
+    (and class_id int32 [N] for ACGAN) and returns images [N, 64, 64, 1] in [0, 1].
     """
-    from keras_lesions.export import export_classifier
+    from keras_lesions.export import export_run
 
-    path = export_classifier(run, out)
+    path = export_run(run, out)
     click.echo(f"exported {run} -> {path} (check it: saved_model_cli show --dir {path} --all)")
 
 
@@ -159,9 +174,9 @@ def models_command():
     """List every architecture the project defines, at paper size."""
     from keras_lesions.models.catalog import paper_models
 
-    click.echo(f"{'model':<32} {'input':<16} {'output':<12} {'parameters':>12}")
+    click.echo(f"{'model':<34} {'input':<22} {'output':<20} {'parameters':>12}")
     for entry in paper_models():
-        click.echo(f"{entry['name']:<32} {entry['input']:<16} {entry['output']:<12} "
+        click.echo(f"{entry['name']:<34} {entry['input']:<22} {entry['output']:<20} "
                    f"{entry['parameters']:>12,}")
 
 

@@ -13,6 +13,7 @@ import click
 from keras_lesions import __version__
 from keras_lesions_cli.common import KLGroup, ProgressBars, command_line, note
 from keras_lesions_cli.classify import COMMANDS
+from keras_lesions_cli.gan import COMMANDS as GAN_COMMANDS
 from keras_lesions_cli.data import data_group
 
 
@@ -31,7 +32,7 @@ def cli():
 
 
 cli.add_command(data_group)
-for command in COMMANDS:
+for command in COMMANDS + GAN_COMMANDS:
     cli.add_command(command)
 
 
@@ -40,19 +41,20 @@ for command in COMMANDS:
               default=Path("kl-demo"), show_default=True, help="Folder for everything it makes.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Phantom and fold seed (same seed, same dataset and split).")
-@click.option("--config", "config_path", default="configs/frid-adar-2018-quick.yaml",
-              show_default=True, help="Classifier config (the quick CPU one by default).")
+@click.option("--config", "config_path", default="configs/frid-adar-2018-gan-quick.yaml",
+              show_default=True, help="Experiment config (the quick CPU one by default).")
 def demo_command(out_dir, seed, config_path):
     """Run the main job on the built-in phantoms.
 
     Generates the Frid-Adar 2018 phantom dataset (182 lesions) with its 3-fold
     patient-level split, checks it and writes its preview grid, then runs the
-    CNN-AUG baseline (classic augmentation, 3-fold cross-validation) with the
-    quick CPU config and prints the accuracy table. Re-running resumes: finished
-    trainings are not repeated.
+    CNN-AUG baseline (classic augmentation, 3-fold cross-validation) and
+    CNN-AUG-GAN (small per-class DCGANs) with the quick CPU config, and prints
+    the accuracy tables side by side. Re-running resumes: finished trainings
+    are not repeated.
     """
     from keras_lesions.demo import run_demo
-    from keras_lesions.evaluate.report import text_table
+    from keras_lesions.evaluate.report import side_by_side, text_table
 
     result = run_demo(out_dir, seed, config_path, created_by=command_line(), log=note,
                       progress=ProgressBars())
@@ -65,6 +67,11 @@ def demo_command(out_dir, seed, config_path):
     click.echo(f"\nCNN-AUG at {result.curve['optimal_group']} "
                f"(+{result.curve['optimal_added_samples']} augmented samples per fold):")
     click.echo(text_table(result.curve["optimal_summary"]))
+    if result.gan is not None:
+        per_class = result.gan["best_synthetic_per_class"]
+        click.echo(f"\nCNN-AUG vs CNN-AUG-GAN (+{per_class} DCGAN lesions per class):")
+        click.echo(side_by_side(result.gan["baseline_summary"], result.gan["best_summary"]))
+        click.echo(f"\n{result.gan['verdict']}")
     click.echo(f"\ndataset: {result.dataset_path}\npreview: {result.preview_path}\n"
                f"report:  {result.report_dir}")
 

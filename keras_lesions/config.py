@@ -20,7 +20,7 @@ from keras_lesions.data.registry import PRESETS
 from keras_lesions.errors import KerasLesionsError
 
 
-EXPERIMENT_KINDS = ("classic-curve",)
+EXPERIMENT_KINDS = ("classic-curve", "gan-curve")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 
 
@@ -106,6 +106,10 @@ class SynthConfig:
     # D_aug group the GANs and the classifier start from (1-based, as D_aug^i);
     # 0 = read D_aug^optimal from the classic curve's report.
     base_group: int = 0
+    # Also run the ACGAN rows of Table 5 (§4.3) and the "more real data" line
+    # (§4.2.2, Fig. 8 green; phantom datasets only: the preset's extra pool).
+    acgan: bool = True
+    more_real_data: bool = True
     seed: int = 0
 
 
@@ -126,7 +130,8 @@ class ExperimentConfig:
 
     name: str = "experiment"
     # What `kl experiment` runs. "classic-curve": the CNN-AUG curve over the
-    # D_aug groups (Frid-Adar §4.2.1, Fig. 8 red line).
+    # D_aug groups (Frid-Adar §4.2.1, Fig. 8 red line). "gan-curve": that, then
+    # CNN-AUG-GAN (§4.2.2, Fig. 7, Fig. 8 blue and green lines, Tables 3, 5, 7).
     kind: str = "classic-curve"
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)

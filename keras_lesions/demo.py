@@ -1,8 +1,9 @@
 """The main job on the built-in data: what ``kl demo`` runs.
 
 Phantoms (Frid-Adar 2018 preset) with their 3-fold patient-level split, a
-check and preview of the dataset, then the CNN-AUG baseline: classic
-augmentation and 3-fold cross-validation with the quick CPU config.
+check and preview of the dataset, then the CNN-AUG baseline (classic
+augmentation, 3-fold cross-validation) and CNN-AUG-GAN (small per-class
+DCGANs, one synthetic group) with the quick CPU config.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from keras_lesions.data.registry import PRESETS
 from keras_lesions.errors import DatasetError
 
 DEMO_PRESET = "frid-adar-2018"
-DEMO_CONFIG = "configs/frid-adar-2018-quick.yaml"
+DEMO_CONFIG = "configs/frid-adar-2018-gan-quick.yaml"
 
 
 @dataclass
@@ -29,6 +30,7 @@ class DemoResult:
     check: CheckReport
     class_names: list[str]
     curve: dict  # run_classic_curve's result
+    gan: dict | None  # run_gan_curve's result (gan-curve configs)
 
 
 def run_demo(
@@ -53,7 +55,7 @@ def run_demo(
     out_dir = Path(out_dir)
     dataset_path = out_dir / "phantoms.h5"
     config = load_config(config_path, {"data.dataset": str(dataset_path),
-                                       "output_dir": str(out_dir), "name": "cnn-aug"})
+                                       "output_dir": str(out_dir), "name": "experiment"})
     preset = PRESETS[DEMO_PRESET]
     if dataset_path.exists():
         dataset = read_dataset(dataset_path)
@@ -77,10 +79,19 @@ def run_demo(
     log("[3/4] writing the preview grid")
     preview_path = out_dir / "preview.png"
     write_preview(dataset, preview_path, seed=seed)
-    log(f"[4/4] CNN-AUG: classic augmentation + {preset.k_folds}-fold patient-level "
-        f"cross-validation ({config_path}: {config.train.epochs} epochs, groups "
-        f"+{config.augment.group_sizes})")
-    curve = run_classic_curve(config, log=log, progress=progress, verbose=0)
+    log(f"[4/4] {config.kind} with {config_path}: CNN-AUG ({config.train.epochs} epochs, "
+        f"groups +{config.augment.group_sizes}, {preset.k_folds}-fold patient-level "
+        "cross-validation)" + (f", then CNN-AUG-GAN (DCGANs of width {config.gan.width}, "
+                               f"{config.gan.epochs} epochs, +{config.synth.per_class_sizes} "
+                               "synthetic per class)" if config.kind == "gan-curve" else ""))
+    gan = None
+    if config.kind == "gan-curve":
+        from keras_lesions.evaluate.gan_experiment import run_gan_curve
+
+        gan = run_gan_curve(config, log=log, progress=progress)
+        curve = gan["classic"]
+    else:
+        curve = run_classic_curve(config, log=log, progress=progress, verbose=0)
     return DemoResult(dataset_path=dataset_path, preview_path=preview_path,
                       report_dir=out_dir / config.name / "report", check=report,
-                      class_names=list(dataset.class_names), curve=curve)
+                      class_names=list(dataset.class_names), curve=curve, gan=gan)

@@ -4,6 +4,9 @@ TF Serving expects ``MODEL_BASE/NAME/VERSION/`` with an integer VERSION; the
 SavedModel's ``serving_default`` signature is what a client calls. Each export
 carries the resolved config and the run's metrics in ``assets.extra/``, so a
 deployed model can be traced to how it was trained.
+
+``export_classifier`` exports a lesion classifier run, ``export_generator`` a
+DCGAN/ACGAN generator run, and ``export_run`` picks one by the run's kind.
 """
 from __future__ import annotations
 
@@ -73,6 +76,15 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
                 "class_name": tf.gather(names, tf.argmax(probabilities, axis=-1))}
 
     archive.add_endpoint("serving_default", serve)
+    return _write_archive(archive, out, run_dir)
+
+
+def _write_archive(archive, out: Path, run_dir: Path, extra_files: dict | None = None) -> Path:
+    """Write ``archive`` to a staging folder beside ``out``, then rename it into place.
+
+    The run's config.yaml, run.json and done.json (and ``extra_files``:
+    name -> JSON-able payload) are copied into ``assets.extra/``.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -83,7 +95,110 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
         for extra in ("config.yaml", "run.json", "done.json"):
             if (run_dir / extra).is_file():
                 shutil.copy2(run_dir / extra, provenance / extra)
+        for name, payload in (extra_files or {}).items():
+            (provenance / name).write_text(json.dumps(payload, indent=2, sort_keys=True),
+                                           encoding="utf-8")
         os.replace(staging / "model", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Export a finished DCGAN/ACGAN run's generator as a TF Serving SavedModel.
+
+    The ``serving_default`` signature takes ``z``: float32 [N, latent_dim],
+    drawn by the client from U[−1, 1] as in training (Frid-Adar et al. 2018
+    §3.2), and for an ACGAN also ``class_id``: int32 [N], indices into the
+    run's class names (§3.3; an id outside them is an InvalidArgument error).
+    It returns ``images``: float32 [N, S, S, 1] in [0, 1] (the generator's tanh
+    output mapped from [−1, 1] and clipped), the classifier's input range.
+
+    ``assets.extra/`` holds the run's config.yaml, run.json and done.json, and
+    ``generator.json`` describing the signature (kind, class names, latent
+    size, z distribution, output range). The export is written to a temporary
+    folder beside ``out`` and renamed into place when complete.
+
+    Raises:
+        ExportError: a bad target folder.
+        RunError: not a finished generator run.
+    """
+    import tensorflow as tf
+    import keras
+
+    from keras_lesions.synth.sample import load_generator_run
+
+    out = check_version_dir(out)
+    run_dir = Path(run_dir)
+    model, info = load_generator_run(run_dir)
+    kind = info["kind"]
+    latent_dim = int(model.inputs[0].shape[-1])
+    num_classes = len(info["class_names"])
+
+    def to_unit(images):
+        return tf.clip_by_value((images + 1.0) / 2.0, 0.0, 1.0)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    if kind == "dcgan":
+        @tf.function(input_signature=[z_spec])
+        def serve(z):
+            return {"images": to_unit(model(z, training=False))}
+    else:
+        @tf.function(input_signature=[z_spec, tf.TensorSpec([None], tf.int32, name="class_id")])
+        def serve(z, class_id):
+            # An out-of-range id would silently embed as zeros on some devices.
+            checks = [tf.debugging.assert_non_negative(class_id, message="class_id < 0"),
+                      tf.debugging.assert_less(class_id, num_classes,
+                                               message=f"class_id >= {num_classes}")]
+            with tf.control_dependencies(checks):
+                images = model([z, class_id], training=False)
+            return {"images": to_unit(images)}
+
+    archive.add_endpoint("serving_default", serve)
+    description = {
+        "kind": kind,
+        "class_names": list(info["class_names"]),
+        "class_name": info.get("class_name"),
+        "latent_dim": latent_dim,
+        "image_size": int(model.output_shape[1]),
+        "inputs": {"z": f"float32 [N, {latent_dim}], uniform in [-1, 1]",
+                   **({"class_id": "int32 [N], index into class_names"}
+                      if kind == "acgan" else {})},
+        "outputs": {"images": f"float32 [N, {model.output_shape[1]}, "
+                              f"{model.output_shape[2]}, 1] in [0, 1]"},
+        "fold": info.get("fold"),
+        "run": str(run_dir),
+    }
+    return _write_archive(archive, out, run_dir, {"generator.json": description})
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Export any finished run: its run.json "kind" picks the exporter.
+
+    "lesion_classifier" → ``export_classifier``; "dcgan" / "acgan" →
+    ``export_generator``.
+
+    Raises:
+        RunError: no run folder or no run.json.
+        ExportError: a kind nothing can export, or a bad target folder.
+    """
+    from keras_lesions.train.classifier import RunError
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError("no such run folder", run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise RunError("holds no run.json: not a run folder", run_dir)
+    try:
+        kind = json.loads(info_path.read_text(encoding="utf-8")).get("kind")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise RunError(f"run.json cannot be read ({type(exc).__name__})", run_dir) from None
+    if kind == "lesion_classifier":
+        return export_classifier(run_dir, out)
+    if kind in ("dcgan", "acgan"):
+        return export_generator(run_dir, out)
+    raise ExportError(f"is a {kind!r} run; only lesion_classifier, dcgan and acgan runs can "
+                      "be exported", run_dir)

@@ -15,8 +15,14 @@ def write(tmp_path, text):
 def test_shipped_configs_load():
     names = bundled_configs()
     assert {"frid-adar-2018.yaml", "frid-adar-2018-classic.yaml",
-            "frid-adar-2018-quick.yaml"} <= set(names)
+            "frid-adar-2018-quick.yaml", "frid-adar-2018-gan-quick.yaml"} <= set(names)
     paper = load_config("configs/frid-adar-2018.yaml")
+    assert paper.kind == "gan-curve" and load_config("frid-adar-2018-classic.yaml").kind == \
+        "classic-curve"
+    # §3.2: Adam 2e-4, β1 0.5, batch 64, 70 epochs, z ∈ U[−1, 1]^100; §4.2.2 group sizes
+    assert (paper.gan.learning_rate, paper.gan.beta_1, paper.gan.batch_size,
+            paper.gan.epochs, paper.gan.latent_dim) == (0.0002, 0.5, 64, 70, 100)
+    assert paper.synth.per_class_sizes == [100, 500, 1000, 2000, 3000, 4000]
     # the paper's numbers (Frid-Adar §2.2, §4.1, §4.2.1)
     assert paper.train.learning_rate == 0.001 and paper.train.batch_size == 64
     assert paper.train.epochs == 150 and paper.classifier.dropout == 0.5

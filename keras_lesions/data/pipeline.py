@@ -37,6 +37,12 @@ def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
     out = np.empty((len(indices), size, size, 1), np.float32)
     for row, i in enumerate(indices):
         lesion = dataset.lesions[i]
+        if (dataset.intensity_unit == "normalized" and not lesion.has_context
+                and lesion.roi.shape == (size, size)):
+            # Already network input (e.g. synthetic lesions): resampling a
+            # size×size image to size×size would only blur it.
+            out[row, :, :, 0] = np.clip(lesion.roi, 0.0, 1.0)
+            continue
         context = windowed_context(lesion, dataset.window_level, dataset.window_width,
                                    dataset.intensity_unit)
         out[row] = augment_lesion(context, lesion_geometry(lesion), [AffineParams()],

@@ -226,10 +226,17 @@ def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_idx
     """Images and labels of an extra training dataset (synthetic or more real lesions).
 
     Raises:
-        DatasetError: a class the main dataset lacks, or a patient of the test
-            fold among its lesions (that would leak the test set into training).
+        DatasetError: a class the main dataset lacks, a patient of the test
+            fold among its lesions, or synthetic lesions from generators of
+            another fold (all would leak the test set into training).
     """
     extra = read_dataset(path)
+    made_for = extra.extra.get("fold")
+    test_fold = int(dataset.folds[test_idx[0]]) if len(test_idx) else None
+    if made_for is not None and test_fold is not None and int(made_for) != test_fold:
+        raise DatasetError(f"was synthesized by generators of fold {made_for}, which learned "
+                           f"from fold {test_fold}'s lesions: it may only augment fold "
+                           f"{made_for}", path)
     unknown = [c for c in extra.class_names if c not in dataset.class_names]
     if unknown:
         raise DatasetError(f"has class {unknown[0]!r}, which the experiment's dataset "

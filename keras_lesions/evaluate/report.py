@@ -112,6 +112,28 @@ def text_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(left: dict, right: dict, titles=("CNN-AUG", "CNN-AUG-GAN")) -> str:
+    """Two summaries' sensitivity/specificity per class in one terminal table."""
+    names = left["class_names"]
+    width = max(16, *(len(n) + 2 for n in names))
+    head = f"{'':<{width}}" + "".join(f"{t + ' sens':>18}{t + ' spec':>18}" for t in titles)
+    lines = [head]
+    for name in names + ["weighted average"]:
+        cells = []
+        for s in (left, right):
+            pooled = s["pooled"]
+            if name == "weighted average":
+                sens, spec = pooled["weighted_sensitivity"], pooled["weighted_specificity"]
+            else:
+                sens = pooled["per_class"][name]["sensitivity"]
+                spec = pooled["per_class"][name]["specificity"]
+            cells.append(f"{_pct(sens):>18}{_pct(spec):>18}")
+        lines.append(f"{name:<{width}}" + "".join(cells))
+    lines.append(f"{'total accuracy':<{width}}"
+                 + "".join(f"{_pct(s['pooled']['accuracy']):>18}{'':>18}" for s in (left, right)))
+    return "\n".join(lines)
+
+
 def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> None:
     """The summed confusion matrix as a labelled heat map."""
     # A bare Figure (no pyplot): no global backend switch, nothing left open.

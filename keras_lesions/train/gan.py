@@ -1,0 +1,744 @@
+"""Training the DCGAN and ACGAN of Frid-Adar et al. 2018 §3.2–3.3.
+
+The trainers are ``keras.Model`` subclasses that receive their networks, take
+one optimizer per network in ``compile`` and train with ``fit``; the side
+effects of a run (checkpoint, history, sample grids) live in callbacks.
+:func:`train_gan` runs one training into a run folder::
+
+    RUN/config.yaml             the resolved experiment config
+    RUN/run.json                what was trained (kind "dcgan"/"acgan", classes,
+                                latent_dim, width, image_size, n_train, seed, fold ...)
+    RUN/checkpoint/             per-epoch tf.train checkpoint: both networks
+                                (BN statistics included), both Adam optimizers
+                                (iterations and moments), the noise seed state
+                                and the epoch count; removed once training ends
+    RUN/history.csv             per-epoch d_loss, g_loss, d_accuracy (...)
+    RUN/tensorboard/            TensorBoard scalars
+    RUN/samples/epoch_003.png   G on a fixed z after 3 epochs
+    RUN/generator.keras         the trained networks, each its own file,
+    RUN/discriminator.keras     loadable in safe mode (written atomically)
+    RUN/done.json               written last: the run is complete
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lesions.config import DIFF_AUGMENT_POLICIES, ExperimentConfig, save_config
+from keras_lesions.data.dataset import atomic_path
+from keras_lesions.errors import KerasLesionsError
+from keras_lesions.losses import (
+    acgan_discriminator_loss, acgan_generator_loss, dcgan_discriminator_loss,
+    dcgan_generator_loss)
+from keras_lesions.train.classifier import RunError, is_done, write_json
+
+GAN_KINDS = ("dcgan", "acgan")
+IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
+
+
+class DiffAugment:
+    """Differentiable augmentation of D's inputs (Zhao et al. 2020, beyond the paper).
+
+    "Differentiable Augmentation for Data-Efficient GAN Training": the same
+    policy of random, differentiable transforms is applied to real and fake
+    images whenever D sees them, in D's and in G's step, so D cannot memorise
+    a small training set and G's gradients pass through the transforms. Each
+    call draws fresh parameters per image.
+
+    Transforms, on images in [-1, 1] (our implementation, pure Keras ops):
+
+    - ``translation``: shift by whole pixels, up to 1/8 of the side in each
+      direction, filling with 0 (as zero padding then cropping would).
+    - ``cutout``: set a square of half the side, centred anywhere in the
+      image (it may leave the image), to 0.
+    - ``color``: brightness (add U[-0.5, 0.5)) then contrast (scale the
+      deviation from the image mean by U[0.5, 1.5)); Zhao et al.'s saturation
+      step is skipped, the images being greyscale.
+
+    Drawing parameters (:meth:`draw`) is split from applying them
+    (:meth:`apply`), so a test or a figure can apply chosen parameters.
+
+    Args:
+        policy: comma-separated transform names from ``translation``,
+            ``cutout``, ``color``, applied in the given order; "" = identity.
+        translation_ratio: largest shift as a fraction of the side (1/8).
+        cutout_ratio: side of the cutout square as a fraction of the side (1/2).
+
+    Raises:
+        KerasLesionsError: an unknown or repeated transform name.
+    """
+
+    def __init__(self, policy: str | Sequence[str] = "", translation_ratio: float = 0.125,
+                 cutout_ratio: float = 0.5):
+        names = [p.strip() for p in policy.split(",")] if isinstance(policy, str) \
+            else [str(p).strip() for p in policy]
+        names = [p for p in names if p]
+        unknown = sorted(set(names) - set(DIFF_AUGMENT_POLICIES))
+        if unknown:
+            raise KerasLesionsError(
+                f"unknown DiffAugment transform {unknown[0]!r} "
+                f"(known: {', '.join(DIFF_AUGMENT_POLICIES)})")
+        if len(set(names)) != len(names):
+            raise KerasLesionsError(f"DiffAugment policy repeats a transform: {policy!r}")
+        self.policy = tuple(names)
+        self.translation_ratio = float(translation_ratio)
+        self.cutout_ratio = float(cutout_ratio)
+
+    def get_config(self) -> dict:
+        return {"policy": ",".join(self.policy), "translation_ratio": self.translation_ratio,
+                "cutout_ratio": self.cutout_ratio}
+
+    def __call__(self, images, seed_generator: keras.random.SeedGenerator):
+        """Augment a batch: ``apply(images, draw(batch, seed_generator))``.
+
+        Args:
+            images: float [batch, H, W, C] in [-1, 1].
+            seed_generator: the trainer's noise source.
+
+        Returns:
+            float [batch, H, W, C], differentiable with respect to ``images``.
+        """
+        if not self.policy:
+            return images
+        return self.apply(images, self.draw(ops.shape(images)[0], seed_generator))
+
+    def draw(self, batch_size, seed_generator: keras.random.SeedGenerator) -> dict:
+        """Random parameters for one batch: uniforms in [0, 1), one row per image.
+
+        Returns:
+            ``{"translation": [batch, 2], "cutout": [batch, 2], "color":
+            [batch, 2]}`` for the transforms of the policy.
+        """
+        return {name: keras.random.uniform((batch_size, 2), seed=seed_generator)
+                for name in self.policy}
+
+    def apply(self, images, params: dict):
+        """Apply drawn parameters (see :meth:`draw`) in the policy's order."""
+        for name in self.policy:
+            images = getattr(self, f"_{name}")(images, params[name])
+        return images
+
+    def _color(self, images, u):
+        images = images + (u[:, 0] - 0.5)[:, None, None, None]  # brightness
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        return (images - mean) * (u[:, 1] + 0.5)[:, None, None, None] + mean  # contrast
+
+    def _translation(self, images, u):
+        height, width = images.shape[1], images.shape[2]
+
+        def shift_matrix(size, fraction):
+            # Row i of the [batch, size, size] matrix picks source pixel i − shift;
+            # sources outside the image give all-zero rows (the zero fill).
+            largest = int(size * self.translation_ratio + 0.5)
+            shift = ops.floor(fraction * (2 * largest + 1)) - largest
+            source = ops.arange(size, dtype="float32")[None, :] - shift[:, None]
+            inside = ops.cast((source >= 0) & (source < size), images.dtype)
+            picks = ops.one_hot(ops.cast(ops.clip(source, 0, size - 1), "int32"), size,
+                                dtype=images.dtype)
+            return picks * inside[:, :, None]
+
+        rows = shift_matrix(height, u[:, 0])
+        cols = shift_matrix(width, u[:, 1])
+        return ops.einsum("bik,bklc,bjl->bijc", rows, images, cols)
+
+    def _cutout(self, images, u):
+        height, width = images.shape[1], images.shape[2]
+
+        def covered(size, fraction):
+            side = int(size * self.cutout_ratio + 0.5)
+            start = ops.floor(fraction * size) - side // 2
+            index = ops.arange(size, dtype="float32")[None, :]
+            return (index >= start[:, None]) & (index < start[:, None] + side)
+
+        hole = covered(height, u[:, 0])[:, :, None] & covered(width, u[:, 1])[:, None, :]
+        return images * (1.0 - ops.cast(hole, images.dtype))[:, :, :, None]
+
+
+class DCGANTrainer(keras.Model):
+    """Trains a DCGAN (Frid-Adar et al. 2018 §3.2, eq. (1)).
+
+    Each step: one Adam step of D on a real and a generated batch, then one
+    Adam step of G against the updated D (the paper trains them "iteratively").
+
+    Args:
+        generator: z [batch, latent_dim] in [-1, 1] → images [batch, 64, 64, 1]
+            in [-1, 1] (:func:`~keras_lesions.models.gan.build_dcgan_generator`).
+        discriminator: images → D(x) [batch, 1] in (0, 1).
+        latent_dim: length of z (100, §3.2).
+        diff_augment: DiffAugment policy applied to D's inputs ("" = the paper).
+        seed: seeds the one noise source of the trainer (z and DiffAugment).
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
+                 diff_augment: str = "", seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.augment = DiffAugment(diff_augment)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_accuracy_tracker = keras.metrics.Mean(name="d_accuracy")
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer,
+                g_optimizer: keras.optimizers.Optimizer, **kwargs):
+        """Attach one optimizer per network.
+
+        The optimizers are built on their network's trainable variables here
+        (Keras 3 fixes trainable variables at compile time), so their state
+        exists before a checkpoint is restored into it.
+        """
+        # No optimizer of the wrapper itself: each network has its own.
+        super().compile(optimizer=None, **kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_accuracy_tracker]
+
+    def sample_z(self, batch_size):
+        """z ~ U[-1, 1]^latent_dim (§3.2), float32 [batch_size, latent_dim]."""
+        return keras.random.uniform((batch_size, self.latent_dim), minval=-1.0, maxval=1.0,
+                                    seed=self.seed_generator)
+
+    def discriminate(self, images):
+        """D on DiffAugmented images (identity when the policy is empty)."""
+        return self.discriminator(self.augment(images, self.seed_generator), training=True)
+
+    def call(self, z, training=False):
+        """G(z): the trainer's forward pass is its generator's."""
+        return self.generator(z, training=training)
+
+    def train_step(self, real_images):
+        """One D step then one G step.
+
+        Args:
+            real_images: float32 [batch, 64, 64, 1] in [-1, 1].
+
+        Returns:
+            ``{"d_loss", "g_loss", "d_accuracy"}``, running means over the epoch.
+        """
+        batch_size = ops.shape(real_images)[0]
+
+        # D: max_D log D(x) + log(1 − D(G(z))). Real and generated images go
+        # through D as separate batches, so each batch norm sees one kind
+        # (Radford et al.'s DCGAN practice).
+        fake_images = self.generator(self.sample_z(batch_size), training=True)
+        with tf.GradientTape() as tape:
+            real_prob = self.discriminate(real_images)
+            fake_prob = self.discriminate(fake_images)
+            d_loss = dcgan_discriminator_loss(real_prob, fake_prob)
+        d_variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(d_loss, d_variables), d_variables)
+
+        # G: max_G log D(G(z)), the non-saturating form of min_G log(1 − D(G(z)))
+        with tf.GradientTape() as tape:
+            fake_prob_for_g = self.discriminate(
+                self.generator(self.sample_z(batch_size), training=True))
+            g_loss = dcgan_generator_loss(fake_prob_for_g)
+        g_variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(g_loss, g_variables), g_variables)
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_accuracy_tracker.update_state(_source_correct(real_prob, fake_prob))
+        return {m.name: m.result() for m in self.metrics}
+
+
+class ACGANTrainer(DCGANTrainer):
+    """Trains an ACGAN (Frid-Adar et al. 2018 §3.3; Odena et al. 2017).
+
+    As :class:`DCGANTrainer`, with G conditioned on a class drawn uniformly
+    and D's auxiliary head classifying real and generated images.
+
+    Args:
+        generator: ``[z, class_ids]`` → images
+            (:func:`~keras_lesions.models.gan.build_acgan_generator`).
+        discriminator: images → ``{"real": [batch, 1], "class": [batch, classes]}``.
+        num_classes: number of classes G draws from.
+        latent_dim, diff_augment, seed: as for :class:`DCGANTrainer`.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, num_classes: int,
+                 latent_dim: int, diff_augment: str = "", seed: int = 0, **kwargs):
+        super().__init__(generator, discriminator, latent_dim, diff_augment, seed, **kwargs)
+        self.num_classes = int(num_classes)
+        self.d_class_accuracy_tracker = keras.metrics.Mean(name="d_class_accuracy")
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_accuracy_tracker,
+                self.d_class_accuracy_tracker]
+
+    def sample_classes(self, batch_size):
+        """Class ids drawn uniformly from [0, num_classes), int32 [batch_size]."""
+        u = keras.random.uniform((batch_size,), seed=self.seed_generator)
+        return ops.minimum(ops.cast(ops.floor(u * self.num_classes), "int32"),
+                           self.num_classes - 1)
+
+    def call(self, inputs, training=False):
+        """G([z, class_ids])."""
+        return self.generator(inputs, training=training)
+
+    def train_step(self, data):
+        """One D step then one G step.
+
+        Args:
+            data: ``(real_images, class_ids)``: float32 [batch, 64, 64, 1] in
+                [-1, 1] and int [batch] in [0, num_classes).
+
+        Returns:
+            ``{"d_loss", "g_loss", "d_accuracy", "d_class_accuracy"}``;
+            d_class_accuracy is D's auxiliary classifier on the real images.
+        """
+        real_images, real_classes = data
+        real_classes = ops.cast(real_classes, "int32")
+        batch_size = ops.shape(real_images)[0]
+
+        # D: max_D L_S + L_C
+        fake_classes = self.sample_classes(batch_size)
+        fake_images = self.generator([self.sample_z(batch_size), fake_classes], training=True)
+        with tf.GradientTape() as tape:
+            real_out = self.discriminate(real_images)
+            fake_out = self.discriminate(fake_images)
+            d_loss = acgan_discriminator_loss(real_out["real"], fake_out["real"],
+                                              real_out["class"], real_classes,
+                                              fake_out["class"], fake_classes)
+        d_variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(d_loss, d_variables), d_variables)
+
+        # G: max_G L_C − L_S (non-saturating source term)
+        g_classes = self.sample_classes(batch_size)
+        with tf.GradientTape() as tape:
+            g_out = self.discriminate(
+                self.generator([self.sample_z(batch_size), g_classes], training=True))
+            g_loss = acgan_generator_loss(g_out["real"], g_out["class"], g_classes)
+        g_variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(g_loss, g_variables), g_variables)
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_accuracy_tracker.update_state(_source_correct(real_out["real"], fake_out["real"]))
+        predicted = ops.cast(ops.argmax(real_out["class"], axis=-1), "int32")
+        self.d_class_accuracy_tracker.update_state(
+            ops.cast(ops.equal(predicted, real_classes), "float32"))
+        return {m.name: m.result() for m in self.metrics}
+
+
+def _source_correct(real_prob, fake_prob):
+    """1.0 per image D classified right (real > 0.5, fake ≤ 0.5), [2 · batch]."""
+    return ops.concatenate([ops.cast(ops.reshape(real_prob, (-1,)) > 0.5, "float32"),
+                            ops.cast(ops.reshape(fake_prob, (-1,)) <= 0.5, "float32")])
+
+
+# --------------------------------------------------------------------------- run folder
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes ``folder/epoch_NNN.png``: G on a fixed z, every ``every`` epochs.
+
+    The same z (and classes) every time, so the grids of one run compare
+    across epochs. G runs with training=False, as it will when sampling.
+
+    Args:
+        generator: the generator being trained.
+        z: float32 [n, latent_dim], fixed.
+        folder: where the PNGs go.
+        class_ids: for an ACGAN, int32 [n] classes of the samples, one class
+            per row of the grid; None for a DCGAN.
+        class_names: row labels for an ACGAN.
+        columns: samples per row.
+        every: write every that many epochs (and after the last).
+    """
+
+    def __init__(self, generator, z, folder, class_ids=None, class_names=(), columns=8,
+                 every=1):
+        super().__init__()
+        self.generator = generator
+        self.z = z
+        self.folder = Path(folder)
+        self.class_ids = class_ids
+        self.class_names = list(class_names)
+        self.columns = columns
+        self.every = every
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if self.every <= 0 or (done % self.every and done != self.params.get("epochs")):
+            return
+        inputs = self.z if self.class_ids is None else [self.z, self.class_ids]
+        images = keras.ops.convert_to_numpy(self.generator(inputs, training=False))
+        labels = None
+        if self.class_ids is not None:
+            labels = [self.class_names[c] if c < len(self.class_names) else str(c)
+                      for c in self.class_ids[::self.columns]]
+        write_sample_grid((images[..., 0] + 1) / 2, self.folder / f"epoch_{done:03d}.png",
+                          columns=self.columns, row_labels=labels,
+                          title=f"after epoch {done}")
+
+
+def write_sample_grid(images: np.ndarray, path, columns: int = 8, row_labels=None,
+                      title: str = "") -> None:
+    """Save a grid of greyscale images [n, H, W] in [0, 1] as a PNG (atomically)."""
+    # A bare Figure (no pyplot): no global backend switch, nothing left open.
+    from matplotlib.figure import Figure
+
+    rows = int(np.ceil(len(images) / columns))
+    fig = Figure(figsize=(columns * 0.9, rows * 0.9 + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: history.csv (atomically), then the checkpoint.
+
+    The history is written first and truncated to the checkpoint's epoch on
+    resume, so a run stopped between the two writes repeats that epoch and
+    still lists each epoch once.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_counter: tf.Variable,
+                 history_path: Path, rows: list[dict], columns: list[str]):
+        super().__init__()
+        self.manager = manager
+        self.epoch_counter = epoch_counter
+        self.history_path = history_path
+        self.rows = rows
+        self.columns = columns
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in self.columns[1:]}})
+        _write_history(self.history_path, self.rows, self.columns)
+        self.epoch_counter.assign(epoch + 1)
+        # CheckpointManager writes the files under a new name, then points
+        # the "checkpoint" index at them (an atomic rename), then removes the
+        # previous epoch's: a crash leaves the last complete checkpoint.
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path, suffix=".csv") as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _read_history(path: Path, before_epoch: int) -> list[dict]:
+    if before_epoch <= 0 or not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+    return [row for row in rows if row["epoch"] < before_epoch]
+
+
+def _batches(images: np.ndarray, class_ids: np.ndarray | None, batch_size: int, seed: int,
+             first_epoch: int, epochs: int):
+    """Shuffled batches of every epoch from ``first_epoch`` on, as one tf.data stream.
+
+    Epoch e's order depends on (seed, e) only, so a resumed run sees the very
+    batches an uninterrupted one would. Each epoch has ``n // batch_size``
+    full batches (the rest is dropped, a different rest each epoch, so every
+    batch norm sees full batches); a set smaller than one batch is one batch.
+    """
+    n = len(images)
+    batch = min(batch_size, n)
+    steps = n // batch
+
+    def stream():
+        for epoch in range(first_epoch, epochs):
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            for step in range(steps):
+                index = order[step * batch:(step + 1) * batch]
+                if class_ids is None:
+                    yield images[index]
+                else:
+                    yield images[index], class_ids[index]
+
+    image_spec = tf.TensorSpec((batch,) + images.shape[1:], tf.float32)
+    signature = image_spec if class_ids is None else \
+        (image_spec, tf.TensorSpec((batch,), tf.int32))
+    return tf.data.Dataset.from_generator(stream, output_signature=signature), steps
+
+
+def _check_inputs(kind, images, class_ids, class_names, named_class=None):
+    if kind not in GAN_KINDS:
+        raise KerasLesionsError(f"unknown GAN kind {kind!r} (known: {', '.join(GAN_KINDS)})")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
+        raise KerasLesionsError(
+            f"GAN training images must be [n, {IMAGE_SIZE}, {IMAGE_SIZE}, 1] (§3.2), "
+            f"got {images.shape}")
+    if len(images) == 0:
+        raise KerasLesionsError("no training images")
+    if not np.isfinite(images).all() or images.min() < 0.0 or images.max() > 1.0:
+        raise KerasLesionsError("GAN training images must lie in [0, 1] (the classifier's "
+                                "input range); they are scaled to [-1, 1] here")
+    class_names = [str(c) for c in class_names]
+    if not class_names:
+        raise KerasLesionsError("class_names must name at least one class")
+    if class_ids is not None:
+        class_ids = np.asarray(class_ids)
+        if class_ids.shape != (len(images),) or not np.issubdtype(class_ids.dtype, np.integer):
+            raise KerasLesionsError(
+                f"class_ids must be integers [{len(images)}], got {class_ids.dtype} "
+                f"{class_ids.shape}")
+        if class_ids.min() < 0 or class_ids.max() >= len(class_names):
+            raise KerasLesionsError(f"class_ids must lie in [0, {len(class_names)})")
+        class_ids = class_ids.astype(np.int32)
+    info: dict = {"class_names": class_names}
+    if kind == "acgan":
+        if class_ids is None:
+            raise KerasLesionsError("an ACGAN needs class_ids for its training images")
+        if len(class_names) < 2:
+            raise KerasLesionsError("an ACGAN needs at least two classes")
+    else:
+        # §3.2: one DCGAN per lesion class.
+        if class_ids is not None:
+            if len(np.unique(class_ids)) != 1:
+                raise KerasLesionsError("a DCGAN trains on one class (§3.2): class_ids "
+                                        "hold several")
+            info["class_id"] = int(class_ids[0])
+        elif named_class is not None:
+            if named_class not in class_names:
+                raise KerasLesionsError(f"unknown class {named_class!r} (known: "
+                                        f"{', '.join(class_names)})")
+            info["class_id"] = class_names.index(named_class)
+        elif len(class_names) == 1:
+            info["class_id"] = 0
+        else:
+            raise KerasLesionsError("a DCGAN trains on one class (§3.2): give class_ids, "
+                                    "run_info['class_name'], or class_names with only that "
+                                    "class")
+        info["class_name"] = class_names[info["class_id"]]
+        class_ids = None
+    return images.astype(np.float32), class_ids, info
+
+
+def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> DCGANTrainer:
+    """Build G, D and their trainer for ``kind``, compiled with the §3.2 Adam."""
+    from keras_lesions.models.gan import (
+        build_acgan_discriminator, build_acgan_generator, build_dcgan_discriminator,
+        build_dcgan_generator)
+
+    gan = config.gan
+    if kind == "acgan":
+        trainer = ACGANTrainer(
+            build_acgan_generator(num_classes, gan.latent_dim, gan.width, name="generator"),
+            build_acgan_discriminator(num_classes, gan.width, name="discriminator"),
+            num_classes=num_classes, latent_dim=gan.latent_dim,
+            diff_augment=gan.diff_augment, seed=gan.seed)
+    else:
+        trainer = DCGANTrainer(
+            build_dcgan_generator(gan.latent_dim, gan.width, name="generator"),
+            build_dcgan_discriminator(gan.width, name="discriminator"),
+            latent_dim=gan.latent_dim, diff_augment=gan.diff_augment, seed=gan.seed)
+
+    def adam():  # §3.2: Adam, learning rate 2e-4, β1 = 0.5, β2 = 0.999
+        return keras.optimizers.Adam(gan.learning_rate, beta_1=gan.beta_1, beta_2=gan.beta_2)
+
+    trainer.compile(d_optimizer=adam(), g_optimizer=adam())
+    return trainer
+
+
+def gan_checkpoint(trainer: DCGANTrainer, epoch_counter: tf.Variable) -> tf.train.Checkpoint:
+    """The training state that a resumed run needs, as one ``tf.train.Checkpoint``."""
+    return tf.train.Checkpoint(
+        generator=trainer.generator, discriminator=trainer.discriminator,
+        d_optimizer=trainer.d_optimizer, g_optimizer=trainer.g_optimizer,
+        noise_seed=trainer.seed_generator.state, epoch=epoch_counter)
+
+
+def train_gan(
+    kind: str,
+    images: np.ndarray,
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    class_ids: np.ndarray | None = None,
+    class_names: Sequence[str],
+    run_info: dict | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    sample_grid_every: int = 1,
+    verbose: int | str = 0,
+) -> dict:
+    """Train a DCGAN (one class, §3.2) or an ACGAN (all classes, §3.3) into a run folder.
+
+    Args:
+        kind: "dcgan" or "acgan".
+        images: float32 [n, 64, 64, 1] in [0, 1] (the classifier's input range;
+            scaled to tanh's [-1, 1] here, the paper's only preprocessing, §3.2).
+        config: the experiment config; its ``gan`` section is used
+            (latent_dim, width, Adam settings, batch_size, epochs,
+            diff_augment, seed).
+        run_dir: the run folder (see the module docstring).
+        class_ids: int [n] class of each image. Required for an ACGAN; for a
+            DCGAN optional, and then all equal (the class it learns).
+        class_names: the dataset's class names, recorded in ``run.json``.
+            A DCGAN's class is, in this order: its ``class_ids``,
+            ``run_info["class_name"]``, or the only name of a one-name list.
+        run_info: facts added to ``run.json`` (fold, dataset, class_name ...).
+        resume: continue an interrupted run from its last epoch checkpoint
+            (networks, optimizers, noise state). Without it, a folder holding
+            a previous run is refused.
+        progress: ``progress(done_epochs, total_epochs)``, called at the
+            start and after each epoch's checkpoint.
+        sample_grid_every: write ``samples/epoch_NNN.png`` every that many
+            epochs (and after the last); 0 = never.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        ``{"run_dir", "kind", "epochs", "metrics" (the last epoch's),
+        "generator", "discriminator"}`` (paths of the saved networks).
+
+    Raises:
+        RunError: the folder holds a finished run, an unfinished run without
+            ``resume``, or a run of another kind.
+        KerasLesionsError: images or class ids of the wrong shape or range.
+    """
+    images, class_ids, class_info = _check_inputs(kind, images, class_ids, class_names,
+                                                  (run_info or {}).get("class_name"))
+    run_dir = Path(run_dir)
+    if is_done(run_dir):
+        raise RunError("holds a finished run; it is never trained again (use a new folder)",
+                       run_dir)
+    started = (run_dir / "run.json").is_file()
+    if started and not resume:
+        raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
+                       "another folder", run_dir)
+
+    gan = config.gan
+    num_classes = len(class_info["class_names"])
+    info = {**(run_info or {}), **class_info, "kind": kind, "latent_dim": gan.latent_dim,
+            "width": gan.width, "image_size": IMAGE_SIZE, "n_train": int(len(images)),
+            "seed": gan.seed, "diff_augment": gan.diff_augment}
+    if started:
+        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if previous.get("kind") != kind:
+            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
+                           f"{kind!r}", run_dir)
+        for key in ("class_names", "class_name", "latent_dim", "width", "n_train", "seed",
+                    "diff_augment"):
+            if previous.get(key) != info.get(key):
+                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
+                               f"with {info.get(key)!r} would mix two trainings", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    if not started:
+        write_json(run_dir / "run.json", info)
+
+    keras.utils.set_random_seed(gan.seed)  # weight initialisation
+    trainer = build_gan_trainer(kind, num_classes, config)
+    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    manager = tf.train.CheckpointManager(gan_checkpoint(trainer, epoch_counter),
+                                         str(run_dir / "checkpoint"), max_to_keep=1,
+                                         checkpoint_name="epoch")
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    first_epoch = int(epoch_counter.numpy())
+
+    columns = ["epoch"] + [m.name for m in trainer.metrics]
+    rows = _read_history(run_dir / "history.csv", first_epoch)
+    if progress is not None:
+        progress(first_epoch, gan.epochs)
+    if first_epoch < gan.epochs:
+        # §3.2: "scaling the training images to the range of the tanh (-1, 1)"
+        data, steps = _batches(images * 2.0 - 1.0, class_ids, gan.batch_size, gan.seed,
+                               first_epoch, gan.epochs)
+        grid_rng = np.random.default_rng([gan.seed, 1])  # fixed z, apart from the noise source
+        if kind == "acgan":
+            columns_per_row = 8
+            grid_classes = np.repeat(np.arange(num_classes, dtype=np.int32), columns_per_row)
+            # the same z in every row: rows differ by class only
+            grid_z = np.tile(grid_rng.uniform(-1, 1, (columns_per_row, gan.latent_dim)),
+                             (num_classes, 1)).astype(np.float32)
+        else:
+            grid_classes = None
+            grid_z = grid_rng.uniform(-1, 1, (32, gan.latent_dim)).astype(np.float32)
+        callbacks = [
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+                                        profile_batch=0),
+            SampleGrid(trainer.generator, grid_z, run_dir / "samples", grid_classes,
+                       class_info["class_names"], every=sample_grid_every),
+            _EpochCheckpoint(manager, epoch_counter, run_dir / "history.csv", rows, columns),
+        ]
+        if progress is not None:
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: progress(epoch + 1, gan.epochs)))
+        trainer.fit(data, epochs=gan.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                    callbacks=callbacks, verbose=verbose,
+                    shuffle=False)  # _batches shuffles, seeded per epoch
+
+    paths = {}
+    for role in ("generator", "discriminator"):
+        paths[role] = run_dir / f"{role}.keras"
+        with atomic_path(paths[role], suffix=".keras") as tmp:
+            getattr(trainer, role).save(tmp)
+    metrics = {k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    write_json(run_dir / "done.json", {**info, "epochs": gan.epochs, "metrics": metrics})
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    return {"run_dir": str(run_dir), "kind": kind, "epochs": gan.epochs, "metrics": metrics,
+            "generator": str(paths["generator"]), "discriminator": str(paths["discriminator"])}
+
+
+def load_generator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
+    """Load a finished GAN run's generator (safe mode: no code from the file).
+
+    Returns:
+        ``(generator, run_info)``: the model (DCGAN: z → images; ACGAN:
+        [z, class_ids] → images; images in [-1, 1]) and the run's ``run.json``.
+
+    Raises:
+        RunError: no such folder, not a GAN run, or an unfinished run.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError("no such run folder", run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise RunError("holds no run.json: not a GAN run folder", run_dir)
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RunError("run.json is not valid JSON", run_dir) from None
+    kind = info.get("kind")
+    if kind not in GAN_KINDS:
+        raise RunError(f"is a {kind!r} run, not a GAN run ({' or '.join(GAN_KINDS)})", run_dir)
+    model_path = run_dir / "generator.keras"
+    if not is_done(run_dir) or not model_path.is_file():
+        raise RunError(f"holds an unfinished {kind} run (no done.json); resume its training "
+                       "first", run_dir)
+    try:
+        return keras.saving.load_model(model_path, safe_mode=True), info
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise RunError(f"generator.keras cannot be loaded ({type(exc).__name__})",
+                       run_dir) from None
