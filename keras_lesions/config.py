@@ -110,6 +110,10 @@ class SynthConfig:
     # (§4.2.2, Fig. 8 green; phantom datasets only: the preset's extra pool).
     acgan: bool = True
     more_real_data: bool = True
+    # Beyond the paper: also train the DCGANs with the other DiffAugment setting
+    # (on with "translation,cutout,color" when gan.diff_augment is off, and off
+    # when it is on) and report whether DiffAugment helps.
+    compare_diff_augment: bool = False
     seed: int = 0
 
 

@@ -37,7 +37,8 @@ def experiment(tmp_path_factory):
         "classifier:\n  filters: [2, 2, 2]\n  dense_units: 4\n"
         "train:\n  epochs: 1\n  batch_size: 8\n"
         "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
-        "synth:\n  per_class_sizes: [2, 4]\n  base_group: 2\n  more_real_data: false\n")
+        "synth:\n  per_class_sizes: [2, 4]\n  base_group: 2\n  more_real_data: false\n"
+        "  compare_diff_augment: true\n")
     config = load_config(config_path)
     result = run_gan_curve(config, log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
@@ -52,6 +53,7 @@ def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
     assert result["best_synthetic_per_class"] in (2, 4)
     verdict = result["verdict"]
     assert verdict.startswith("Synthetic augmentation ") and "per fold" in verdict
+    assert "DiffAugment (translation,cutout,color)" in verdict and "KID" in verdict
     for name in ("gan_report.md", "gan_curves.png", "gan_summary.json",
                  "gan_table3_best_synthetic.md", "gan_synthetic_vs_real.png"):
         assert (out / "report" / name).exists(), name
@@ -61,6 +63,7 @@ def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
     # every classifier run of the experiment finished on every fold
     for group in ("D_aug2", "D_aug2+D_synth2x3", "D_aug2+D_synth4x3",
                   f"D_aug2+ACGAN_synth{result['best_synthetic_per_class']}x3",
+                  f"D_aug2+DiffAugSwap_synth{result['best_synthetic_per_class']}x3",
                   "ACGAN_discriminator"):
         for fold in range(3):
             assert (out / "runs" / group / f"fold{fold}" / "seed0" / "done.json").exists(), group
@@ -70,6 +73,9 @@ def test_gans_learn_only_from_training_folds(experiment):
     out = experiment["out"]
     dataset = read_dataset(experiment["dataset"], images=False)
     for fold in range(3):
+        swapped = json.loads((out / "gan" / "dcgan-cyst-diffaug-swap" / f"fold{fold}" /
+                              "run.json").read_text())
+        assert "translation" in json.dumps(swapped)  # trained with DiffAugment on
         info = json.loads((out / "gan" / "dcgan-cyst" / f"fold{fold}" / "run.json").read_text())
         assert info["fold"] == fold and info["class_name"] == "cyst"
         n_cyst_train = sum(1 for l, f in zip(dataset.labels, dataset.folds)
@@ -136,3 +142,27 @@ def test_synthetic_set_of_another_fold_is_refused(experiment, tmp_path):
     result = run("train-cnn", "--config", experiment["config"], "--fold", 0, "--extra", synth)
     assert result.exit_code == 1
     assert "other.h5" in result.output and "may only augment fold 1" in result.output
+
+
+def test_dcgan_only_experiment_as_the_demo_runs_it(tmp_path):
+    """No ACGAN, no extra pool, no DiffAugment comparison: the quick config's shape."""
+    from keras_lesions.config import load_config
+    from keras_lesions.evaluate.gan_experiment import run_gan_curve
+
+    dataset = make_toy_dataset(lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1))
+    dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
+    dataset.fold_k = 3
+    dataset_path = write_dataset(dataset, tmp_path / "toy.h5")
+    config = load_config(None, {
+        "name": "dcgan-only", "kind": "gan-curve", "output_dir": str(tmp_path / "out"),
+        "data.dataset": str(dataset_path), "augment.n_rot": 1, "augment.n_flip": 0,
+        "augment.n_trans": 1, "augment.n_scale": 0, "augment.group_sizes": [0, 8],
+        "classifier.filters": [2, 2, 2], "classifier.dense_units": 4, "train.epochs": 1,
+        "train.batch_size": 8, "gan.width": 0.03125, "gan.epochs": 1, "gan.batch_size": 8,
+        "synth.per_class_sizes": [2], "synth.acgan": False, "synth.more_real_data": False,
+        "evaluate.folds": [0, 1]})
+    result = run_gan_curve(config, log=lambda line: None)
+    out = tmp_path / "out" / "dcgan-only"
+    assert not (out / "gan" / "acgan").exists() and not (out / "runs" / "ACGAN_discriminator").exists()
+    assert result["verdict"].startswith("Synthetic augmentation")
+    assert "not run" in (out / "report" / "gan_report.md").read_text()  # ACGAN rows say so

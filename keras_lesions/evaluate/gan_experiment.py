@@ -74,8 +74,13 @@ def run_gan_curve(config: ExperimentConfig, *, log: Callable[[str], None] = prin
                 dataset.labels[test_idx], dataset.lesion_ids[test_idx])
         generators = _train_gans(config, names, fold, base_images, base_labels, log, progress,
                                  acgan=config.synth.acgan, dataset_path=dataset_path)
+        if config.synth.compare_diff_augment:
+            other = diff_augment_counterpart(config)
+            generators["dcgan_diffaug_swap"] = _train_gans(
+                other, names, fold, base_images, base_labels, log, progress, acgan=False,
+                dataset_path=dataset_path, folder_suffix=DIFFAUG_SWAP_SUFFIX)["dcgan"]
         synth = {kind: _synthetic_set(config, names, fold, kind, runs, max(sizes), log)
-                 for kind, runs in generators.items()}
+                 for kind, runs in generators.items() if runs}
         for j, per_class in enumerate(sizes):
             images, labels = _take_per_class(synth["dcgan"], per_class, len(names))
             _run_classifier(config, f"{base}+D_synth{per_class}x{len(names)}", fold, seeds,
@@ -96,23 +101,38 @@ def run_gan_curve(config: ExperimentConfig, *, log: Callable[[str], None] = prin
         if config.synth.acgan:
             _acgan_discriminator_predictions(config, generators["acgan"][0], fold, test, names,
                                              log)
-    # Table 5: ACGAN synthesis at the DCGAN's best size, on every fold.
+    # Table 5: the other synthesis methods at the DCGAN's best size, every fold.
     best_size = _best_synthetic_size(config, base, names)
-    for fold in config.evaluate.folds if config.synth.acgan else []:
+    others = ([("acgan", "ACGAN_synth")] if config.synth.acgan else []) + (
+        [("dcgan_diffaug_swap", "DiffAugSwap_synth")] if config.synth.compare_diff_augment else [])
+    for fold in config.evaluate.folds if others else []:
         _, test_idx = train_test_indices(dataset.folds, fold)
         base_images, base_labels = _base_group(config, dataset, fold, base_index, log, progress)
         test = (roi_inputs(dataset, test_idx, config.classifier.input_size),
                 dataset.labels[test_idx], dataset.lesion_ids[test_idx])
-        synth = read_dataset(_synth_path(config, fold, "acgan"))
-        images, labels = _take_per_class(synth, best_size, len(names))
-        _run_classifier(config, f"{base}+ACGAN_synth{best_size}x{len(names)}", fold, seeds,
-                        base_images, base_labels, images, labels, test, names, dataset_path,
-                        log, progress)
+        for kind, tag in others:
+            synth = read_dataset(_synth_path(config, fold, kind))
+            images, labels = _take_per_class(synth, best_size, len(names))
+            _run_classifier(config, f"{base}+{tag}{best_size}x{len(names)}", fold, seeds,
+                            base_images, base_labels, images, labels, test, names,
+                            dataset_path, log, progress)
     return write_gan_report(config, dataset, base, classic, quality, best_size,
                             has_extra=extra_pool is not None)
 
 
 # --------------------------------------------------------------------------- steps
+
+
+DIFFAUG_SWAP_SUFFIX = "-diffaug-swap"
+DEFAULT_DIFF_AUGMENT = "translation,cutout,color"
+
+
+def diff_augment_counterpart(config: ExperimentConfig) -> ExperimentConfig:
+    """The config with DiffAugment switched the other way, for the comparison."""
+    import dataclasses
+
+    policy = "" if config.gan.diff_augment else DEFAULT_DIFF_AUGMENT
+    return dataclasses.replace(config, gan=dataclasses.replace(config.gan, diff_augment=policy))
 
 
 def base_group_index(config: ExperimentConfig) -> int:
@@ -168,7 +188,8 @@ def _gan_dir(config, kind: str, fold: int) -> Path:
 
 
 def _train_gans(config, names, fold, images, labels, log, progress, *, classes=None,
-                acgan=True, resume=True, dataset_path=None) -> dict[str, list[Path]]:
+                acgan=True, resume=True, dataset_path=None, folder_suffix="",
+                ) -> dict[str, list[Path]]:
     """DCGANs of ``classes`` (default: all) and the ACGAN, on the fold's base group."""
     from keras_lesions.train.gan import train_gan
 
@@ -176,12 +197,14 @@ def _train_gans(config, names, fold, images, labels, log, progress, *, classes=N
     classes = range(len(names)) if classes is None else classes
     jobs = [("dcgan", c) for c in classes] + ([("acgan", None)] if acgan else [])
     for kind, c in jobs:
-        run_dir = _gan_dir(config, f"dcgan-{names[c]}" if kind == "dcgan" else "acgan", fold)
+        folder = (f"dcgan-{names[c]}" if kind == "dcgan" else "acgan") + folder_suffix
+        run_dir = _gan_dir(config, folder, fold)
         runs[kind].append(run_dir)
         if is_done(run_dir):
             continue
         selected = labels == c if kind == "dcgan" else np.ones(len(labels), bool)
-        what = f"DCGAN {names[c]}" if kind == "dcgan" else "ACGAN"
+        what = (f"DCGAN {names[c]}" if kind == "dcgan" else "ACGAN") + (
+            f" (DiffAugment {config.gan.diff_augment})" if config.gan.diff_augment else "")
         log(f"fold {fold}: training the {what} on {int(selected.sum())} images "
             f"({config.gan.epochs} epochs)")
         label = f"{what} fold {fold}"
@@ -435,6 +458,9 @@ def write_gan_report(config, dataset, base, classic, quality, best_size, *, has_
     best = summary(best_group)
     acgan_aug = summary(f"{base}+ACGAN_synth{best_size}x{n_classes}")
     acgan_disc = summary("ACGAN_discriminator")
+    swap = summary(f"{base}+DiffAugSwap_synth{best_size}x{n_classes}")
+    swap_policy = diff_augment_counterpart(config).gan.diff_augment or "off"
+    main_policy = config.gan.diff_augment or "off"
 
     write_summary(best, out, "gan_table3_best_synthetic",
                   f"CNN-AUG-GAN at {best_group} (Table 3)")
@@ -442,8 +468,12 @@ def write_gan_report(config, dataset, base, classic, quality, best_size, *, has_
               (f"DCGAN synthetic augmentation (+{best_size}x{n_classes})", best),
               (f"ACGAN synthetic augmentation (+{best_size}x{n_classes})", acgan_aug),
               ("ACGAN discriminator as the classifier", acgan_disc)]
+    if config.synth.compare_diff_augment:
+        table5.append((f"DCGAN with DiffAugment {swap_policy} (+{best_size}x{n_classes})", swap))
     fold_gain = _fold_gains(baseline, best)
     verdict = _verdict(baseline, best, fold_gain)
+    if config.synth.compare_diff_augment and swap is not None:
+        verdict += " " + _diff_augment_verdict(best, swap, main_policy, swap_policy, quality)
     markdown = _markdown(config, base, names, curves, table5, baseline, best, quality, verdict,
                          has_extra)
     with atomic_path(out / "gan_report.md", suffix=".md") as tmp:
@@ -491,6 +521,23 @@ def _verdict(baseline: dict, best: dict, gains: list[float]) -> str:
             f"{improved} of {len(gains)} folds improved; mean gain {100 * stats['mean']:+.1f} "
             f"± {100 * stats['std']:.1f}). Note the best synthetic size is picked on the test "
             "folds, as in the paper, which flatters it.")
+
+
+def _diff_augment_verdict(best, swap, main_policy, swap_policy, quality) -> str:
+    with_policy, without = (swap, best) if main_policy == "off" else (best, swap)
+    delta = 100 * (with_policy["pooled"]["accuracy"] - without["pooled"]["accuracy"])
+    kid = {}
+    for kind in ("dcgan", "dcgan_diffaug_swap"):
+        values = [q["kid_mean"] for by_kind in quality.values() if kind in by_kind
+                  for q in by_kind[kind]["per_class"].values()]
+        kid[kind] = float(np.mean(values)) if values else float("nan")
+    kid_with = kid["dcgan_diffaug_swap"] if main_policy == "off" else kid["dcgan"]
+    kid_without = kid["dcgan"] if main_policy == "off" else kid["dcgan_diffaug_swap"]
+    word = "helped" if delta > 0 else ("made no difference" if delta == 0 else "did not help")
+    policy = swap_policy if main_policy == "off" else main_policy
+    return (f"DiffAugment ({policy}) {word} the classifier: {delta:+.1f} points at the same "
+            f"synthetic size; mean KID ×1000 {1000 * kid_without:.2f} without, "
+            f"{1000 * kid_with:.2f} with (lower is closer to the real lesions).")
 
 
 def _markdown(config, base, names, curves, table5, baseline, best, quality, verdict,
