@@ -280,6 +280,13 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Lay out a matplotlib Figure and write it as PNG, atomically."""
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png")
+
+
 def write_dataset(dataset: LesionDataset, path: str | os.PathLike) -> Path:
     """Validate ``dataset`` and write it atomically to ``path`` (HDF5).
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from keras_lesions.data.dataset import LesionDataset, atomic_path
+from keras_lesions.data.dataset import LesionDataset, save_figure
 from keras_lesions.data.pipeline import roi_inputs
 from keras_lesions.errors import KerasLesionsError
 
@@ -61,6 +61,4 @@ def write_preview(
                    if dataset.intensity_unit == "HU" else "normalized")
     fig.suptitle(title or f"{len(dataset)} lesions, {window_text}, "
                  f"{dataset.input_size}x{dataset.input_size}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(out_path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, out_path)

@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from keras_lesions.config import ExperimentConfig, save_config
-from keras_lesions.data.dataset import LesionDataset, atomic_path, read_dataset, write_dataset
+from keras_lesions.data.dataset import (
+    LesionDataset, atomic_path, read_dataset, save_figure, write_dataset)
 from keras_lesions.data.folds import train_test_indices
 from keras_lesions.data.pipeline import one_hot, roi_inputs
 from keras_lesions.errors import DatasetError, KerasLesionsError
@@ -415,9 +416,7 @@ def _write_curve_png(curve: list[dict], optimal: dict, path: Path) -> None:
     ax.set_ylabel("total accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:

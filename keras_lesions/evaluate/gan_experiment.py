@@ -36,7 +36,8 @@ from typing import Callable
 import numpy as np
 
 from keras_lesions.config import ExperimentConfig
-from keras_lesions.data.dataset import LesionDataset, atomic_path, read_dataset, write_dataset
+from keras_lesions.data.dataset import (
+    LesionDataset, atomic_path, read_dataset, save_figure, write_dataset)
 from keras_lesions.data.folds import train_test_indices
 from keras_lesions.data.pipeline import one_hot, roi_inputs
 from keras_lesions.errors import KerasLesionsError
@@ -410,9 +411,7 @@ def _write_synthetic_grid(real_images, real_labels, synth: LesionDataset, names,
                 if j == 0:
                     ax.set_ylabel(f"{name}\n{label}", fontsize=8)
     fig.suptitle(f"real training ROIs (D_aug) and DCGAN lesions, fold {fold}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def _best_synthetic_size(config, base, names) -> int:
@@ -618,6 +617,4 @@ def _write_curves_png(classic: dict, curves: dict, path: Path, base_added: int,
     ax.set_ylabel("total accuracy (%), mean ± std over folds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_lesions.data.dataset import atomic_path
+from keras_lesions.data.dataset import atomic_path, save_figure
 from keras_lesions.evaluate.metrics import confusion_matrix, mean_std_ci, metrics_from_confusion
 
 
@@ -152,9 +152,7 @@ def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> N
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title}\naccuracy {_pct(summary['pooled']['accuracy'])}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def write_summary(summary: dict, out_dir: str | os.PathLike, name: str, title: str) -> list[Path]:

@@ -35,7 +35,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lesions.config import DIFF_AUGMENT_POLICIES, ExperimentConfig, save_config
-from keras_lesions.data.dataset import atomic_path
+from keras_lesions.data.dataset import atomic_path, save_figure
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.losses import (
     acgan_discriminator_loss, acgan_generator_loss, dcgan_discriminator_loss,
@@ -410,9 +410,7 @@ def write_sample_grid(images: np.ndarray, path, columns: int = 8, row_labels=Non
         axes[r, 0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+    save_figure(fig, path, dpi=80)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
