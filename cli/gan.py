@@ -21,7 +21,7 @@ def _folds(config, fold, all_folds):
 
 
 config_option = click.option("--config", "config_path", type=CONFIG,
-                             default="configs/frid-adar-2018-quick.yaml", show_default=True,
+                             default="configs/frid-adar-2018-gan-quick.yaml", show_default=True,
                              help="Experiment config (YAML); its gan section sets the GAN.")
 fold_option = click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
                            help="Test fold: the GAN learns from the other folds only.")
