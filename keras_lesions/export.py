@@ -184,18 +184,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
         RunError: no run folder or no run.json.
         ExportError: a kind nothing can export, or a bad target folder.
     """
-    from keras_lesions.train.classifier import RunError
+    from keras_lesions.train.classifier import read_run_info
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError("no such run folder", run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise RunError("holds no run.json: not a run folder", run_dir)
-    try:
-        kind = json.loads(info_path.read_text(encoding="utf-8")).get("kind")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise RunError(f"run.json cannot be read ({type(exc).__name__})", run_dir) from None
+    kind = read_run_info(run_dir).get("kind")
     if kind == "lesion_classifier":
         return export_classifier(run_dir, out)
     if kind in ("dcgan", "acgan"):

@@ -37,6 +37,47 @@ def is_done(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / "done.json").is_file()
 
 
+def claim_run_dir(run_dir: str | os.PathLike, resume: bool) -> bool:
+    """Refuse a folder holding a finished run, or an unfinished one without resume.
+
+    Returns:
+        Whether the folder already holds a started run (to be resumed).
+
+    Raises:
+        RunError: as above; every trainer shares these rules.
+    """
+    run_dir = Path(run_dir)
+    if is_done(run_dir):
+        raise RunError("holds a finished run; it is never trained again (use a new folder)",
+                       run_dir)
+    started = (run_dir / "run.json").is_file()
+    if started and not resume:
+        raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
+                       "another folder", run_dir)
+    return started
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """The ``run.json`` of a run folder.
+
+    Raises:
+        RunError: no such folder, no run.json, or one that cannot be read.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError("no such run folder", run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise RunError("holds no run.json: not a run folder", run_dir)
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"run.json cannot be read ({type(exc).__name__})", run_dir) from None
+    if not isinstance(info, dict):
+        raise RunError("run.json is not a JSON object", run_dir)
+    return info
+
+
 def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write JSON atomically (temp file, then rename)."""
     with atomic_path(path, suffix=".json") as tmp:
@@ -93,13 +134,7 @@ def train_classifier(
     from keras_lesions.models import build_lesion_classifier
 
     run_dir = Path(run_dir)
-    if is_done(run_dir):
-        raise RunError("holds a finished run; it is never trained again (use a new folder)",
-                       run_dir)
-    started = (run_dir / "run.json").exists()
-    if started and not resume:
-        raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
-                       "another folder", run_dir)
+    started = claim_run_dir(run_dir, resume)
     if images.ndim != 4 or images.shape[-1] != 1:
         raise KerasLesionsError(f"training images must be [n, size, size, 1], got {images.shape}")
     if len(images) != len(targets):

@@ -40,7 +40,8 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.losses import (
     acgan_discriminator_loss, acgan_generator_loss, dcgan_discriminator_loss,
     dcgan_generator_loss)
-from keras_lesions.train.classifier import RunError, is_done, write_json
+from keras_lesions.train.classifier import (
+    RunError, claim_run_dir, is_done, read_run_info, write_json)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -626,13 +627,7 @@ def train_gan(
     images, class_ids, class_info = _check_inputs(kind, images, class_ids, class_names,
                                                   (run_info or {}).get("class_name"))
     run_dir = Path(run_dir)
-    if is_done(run_dir):
-        raise RunError("holds a finished run; it is never trained again (use a new folder)",
-                       run_dir)
-    started = (run_dir / "run.json").is_file()
-    if started and not resume:
-        raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
-                       "another folder", run_dir)
+    started = claim_run_dir(run_dir, resume)
 
     gan = config.gan
     num_classes = len(class_info["class_names"])
@@ -719,15 +714,7 @@ def load_generator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
         RunError: no such folder, not a GAN run, or an unfinished run.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError("no such run folder", run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise RunError("holds no run.json: not a GAN run folder", run_dir)
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RunError("run.json is not valid JSON", run_dir) from None
+    info = read_run_info(run_dir)
     kind = info.get("kind")
     if kind not in GAN_KINDS:
         raise RunError(f"is a {kind!r} run, not a GAN run ({' or '.join(GAN_KINDS)})", run_dir)
