@@ -122,13 +122,27 @@ def experiment_command(config_path, output_dir, epochs):
     chosen D_aug^optimal (report/optimal.json). gan-curve: that, then per-class
     DCGANs and an ACGAN per fold, the classifier on D_aug optimal plus growing
     synthetic (and extra real) sets, Tables 3, 5, 7 and generator quality
-    (report/gan_report.md). Finished runs are never trained again.
+    (report/gan_report.md). mixture: Ben-Cohen 2019's baseline vs proposed
+    classifier per fold, with disentanglement and mixtures of specified
+    factors in between (report/mixture_report.md, Tables 2 and 3). Finished
+    runs are never trained again.
     """
     from keras_lesions.evaluate.crossval import experiment_dir, run_classic_curve
     from keras_lesions.evaluate.report import text_table
 
     config = _load(config_path, {"output_dir": output_dir, "train.epochs": epochs})
     report = experiment_dir(config) / "report"
+    if config.kind == "mixture":
+        from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment
+
+        bars = ProgressBars("epoch")
+        try:
+            result = run_mixture_experiment(config, log=note, progress=bars)
+        finally:
+            bars.close()
+        click.echo("\n" + mixture_summary(result))
+        click.echo(f"\nreport: {result['report']}")
+        return
     if config.kind == "gan-curve":
         from keras_lesions.evaluate.gan_experiment import run_gan_curve
 
@@ -151,6 +165,23 @@ def experiment_command(config_path, output_dir, epochs):
     click.echo(f"\nreport: {report}")
 
 
+def mixture_summary(result: dict) -> str:
+    """Table 2 and the verdict of a mixture experiment, for a terminal."""
+    from keras_lesions.evaluate.report import side_by_side
+
+    lines = ["fold  baseline  proposed  difference"]
+    for row in result["table2"]:
+        lines.append(f"{row['fold']:>4}  {100 * row['baseline']:>7.1f}%  "
+                     f"{100 * row['proposed']:>7.1f}%  {100 * row['difference']:>+9.1f}")
+    b, p = result["baseline"]["accuracy"], result["proposed"]["accuracy"]
+    lines.append(f"avg.  {100 * b['mean']:.1f} ± {100 * b['std']:.1f}  "
+                 f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}")
+    lines += ["", side_by_side(result["baseline"], result["proposed"],
+                               titles=("baseline", "proposed")),
+              "", result["verdict"]]
+    return "\n".join(lines)
+
+
 @click.command("export")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -162,6 +193,9 @@ def export_command(run, out):
     run's input size, 64 in the paper) and returns probabilities [N, classes]
     and class_name [N]. DCGAN/ACGAN generator: takes z float32 [N, latent_dim]
     (and class_id int32 [N] for ACGAN) and returns images [N, 64, 64, 1] in [0, 1].
+    Disentanglement run: E_C, E_R and G_R in one SavedModel; serving_default
+    (= encode) takes image [N, S, S, 1] and returns c and r; decode takes c
+    and r and returns image; classify returns E_C + classifier probabilities.
     """
     from keras_lesions.export import export_run
 

@@ -14,6 +14,7 @@ from keras_lesions import __version__
 from keras_lesions_cli.common import KLGroup, ProgressBars, command_line, note
 from keras_lesions_cli.classify import COMMANDS
 from keras_lesions_cli.gan import COMMANDS as GAN_COMMANDS
+from keras_lesions_cli.disentangle import COMMANDS as DISENTANGLE_COMMANDS
 from keras_lesions_cli.data import data_group
 
 
@@ -32,7 +33,7 @@ def cli():
 
 
 cli.add_command(data_group)
-for command in COMMANDS + GAN_COMMANDS:
+for command in COMMANDS + GAN_COMMANDS + DISENTANGLE_COMMANDS:
     cli.add_command(command)
 
 
@@ -43,21 +44,33 @@ for command in COMMANDS + GAN_COMMANDS:
               help="Phantom and fold seed (same seed, same dataset and split).")
 @click.option("--config", "config_path", default="configs/frid-adar-2018-gan-quick.yaml",
               show_default=True, help="Experiment config (the quick CPU one by default).")
-def demo_command(out_dir, seed, config_path):
+@click.option("--mixture-config", "mixture_config_path",
+              default="configs/ben-cohen-2019-quick.yaml", show_default=True,
+              help="Config of the Ben-Cohen 2019 part.")
+@click.option("--skip-mixture", is_flag=True, help="Leave out the Ben-Cohen 2019 part.")
+def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture):
     """Run the main job on the built-in phantoms.
 
     Generates the Frid-Adar 2018 phantom dataset (182 lesions) with its 3-fold
     patient-level split, checks it and writes its preview grid, then runs the
     CNN-AUG baseline (classic augmentation, 3-fold cross-validation) and
     CNN-AUG-GAN (small per-class DCGANs) with the quick CPU config, and prints
-    the accuracy tables side by side. Re-running resumes: finished trainings
-    are not repeated.
+    the accuracy tables side by side. Then Ben-Cohen 2019 on the 4-class
+    128×128 phantoms (239 lesions): small disentanglement networks per fold,
+    the baseline classifier vs the one trained with mixtures of specified
+    factors (Tables 2 and 3), and the swap grid. Re-running resumes: finished
+    trainings are not repeated.
     """
     from keras_lesions.demo import run_demo
     from keras_lesions.evaluate.report import side_by_side, text_table
 
-    result = run_demo(out_dir, seed, config_path, created_by=command_line(), log=note,
-                      progress=ProgressBars())
+    bars = ProgressBars()
+    try:
+        result = run_demo(out_dir, seed, config_path,
+                          None if skip_mixture else mixture_config_path,
+                          created_by=command_line(), log=note, progress=bars)
+    finally:
+        bars.close()
     click.echo(result.check.format(result.class_names))
     click.echo("\nCNN-AUG accuracy by augmentation group (3-fold cross-validation):")
     for point in result.curve["curve"]:
@@ -74,6 +87,14 @@ def demo_command(out_dir, seed, config_path):
         click.echo(f"\n{result.gan['verdict']}")
     click.echo(f"\ndataset: {result.dataset_path}\npreview: {result.preview_path}\n"
                f"report:  {result.report_dir}")
+    if result.mixture is not None:
+        from keras_lesions_cli.classify import mixture_summary
+
+        click.echo("\nBen-Cohen 2019, baseline vs mixtures of specified factors "
+                   "(4 classes, 3-fold cross-validation):")
+        click.echo(mixture_summary(result.mixture))
+        report = Path(result.mixture["report"])
+        click.echo(f"\nreport:  {report}\nswap grid: {report.parent / 'swap.png'}")
 
 
 def main():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from keras_lesions.data.registry import PRESETS
 from keras_lesions.errors import KerasLesionsError
 
 
-EXPERIMENT_KINDS = ("classic-curve", "gan-curve")
+EXPERIMENT_KINDS = ("classic-curve", "gan-curve", "mixture")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 
 
@@ -129,6 +130,43 @@ class EvaluateConfig:
 
 
 @dataclass
+class DisentangleConfig:
+    """Two-step disentanglement and its classifier (Ben-Cohen et al. 2019 §2, §3.2)."""
+
+    input_size: int = 128  # §3.1: ROIs resized to 128×128
+    width: float = 1.0  # conv filter multiplier; 1.0 = Table 1 (64/256/1024)
+    code_size: int = 256  # Table 1: Dense 256 closes each encoder
+    classifier_units: int = 256  # Table 1: Dense 256, BatchNorm, Dense 256, BatchNorm
+    dropout: float = 0.5  # Table 1: the decoder's Dropout 0.5
+    repeats: int = 10  # §3.2: every case shown 10 times per epoch, online augmented
+    validation_fraction: float = 0.3  # §3.2: 30% of each training set for validation
+    batch_size: int = 32  # our choice: the paper gives none
+    # Step 1 (and the classifiers of the mixture experiment): E_C + classifier,
+    # cross-entropy. Adam and the epoch counts are our choice (not in the paper).
+    classifier_epochs: int = 40
+    classifier_learning_rate: float = 0.001
+    # Step 2: E_R and G_R against the adversary, E_C frozen.
+    epochs: int = 60
+    learning_rate: float = 0.0005
+    rec_weight: float = 1.0  # weight of L_rec (mean squared error per pixel)
+    adv_weight: float = -0.1  # λ of eq. (2); must be negative (§2.1)
+    adversary_steps: int = 1  # adversary updates per E_R/G_R update
+    seed: int = 0
+
+
+@dataclass
+class MixtureConfig:
+    """Mixture of specified factors (Ben-Cohen et al. 2019 §2.2)."""
+
+    # "random": proportions drawn uniformly on the simplex (Dirichlet(1, ..., 1));
+    # a number a in (0, 1]: the image keeps share a of its own c, the nearest
+    # c of each other class gets (1 − a)/(classes − 1).
+    alpha: float | str = "random"
+    per_image: int = 1  # mixed images made per training image
+    seed: int = 0
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment; each section is one concern."""
 
@@ -136,6 +174,9 @@ class ExperimentConfig:
     # What `kl experiment` runs. "classic-curve": the CNN-AUG curve over the
     # D_aug groups (Frid-Adar §4.2.1, Fig. 8 red line). "gan-curve": that, then
     # CNN-AUG-GAN (§4.2.2, Fig. 7, Fig. 8 blue and green lines, Tables 3, 5, 7).
+    # "mixture": Ben-Cohen 2019 §3.2, the classifier with and without mixtures
+    # of specified factors (Tables 2 and 3); uses the disentangle and mixture
+    # sections (and data, evaluate).
     kind: str = "classic-curve"
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
@@ -145,6 +186,8 @@ class ExperimentConfig:
     gan: GANConfig = field(default_factory=GANConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
 
     def validate(self, where: str = "<config>") -> None:
         """Range checks the types alone cannot express."""
@@ -182,6 +225,29 @@ class ExperimentConfig:
              f"(known: {', '.join('phantoms:' + p for p in PRESETS)})"),
             (bool(self.name.strip()) and "/" not in self.name,
              "name must be a non-empty folder name"),
+            (self.disentangle.input_size >= 8 and self.disentangle.input_size % 8 == 0,
+             "disentangle.input_size must be a positive multiple of 8 (three stride-2 convs)"),
+            (0.0 < self.disentangle.width <= 4.0, "disentangle.width must lie in (0, 4]"),
+            (min(self.disentangle.code_size, self.disentangle.classifier_units) >= 1,
+             "disentangle.code_size and classifier_units must be ≥ 1"),
+            (0.0 <= self.disentangle.dropout < 1.0, "disentangle.dropout must lie in [0, 1)"),
+            (self.disentangle.repeats >= 1, "disentangle.repeats must be ≥ 1"),
+            (0.0 < self.disentangle.validation_fraction < 1.0,
+             "disentangle.validation_fraction must lie in (0, 1)"),
+            (self.disentangle.batch_size >= 2,
+             "disentangle.batch_size must be ≥ 2 (batch norm needs a batch)"),
+            (min(self.disentangle.classifier_epochs, self.disentangle.epochs) >= 1,
+             "disentangle.classifier_epochs and epochs must be ≥ 1"),
+            (min(self.disentangle.classifier_learning_rate,
+                 self.disentangle.learning_rate) > 0,
+             "disentangle learning rates must be > 0"),
+            (self.disentangle.rec_weight > 0, "disentangle.rec_weight must be > 0"),
+            (self.disentangle.adv_weight < 0,
+             "disentangle.adv_weight (λ of eq. 2) must be negative (§2.1)"),
+            (self.disentangle.adversary_steps >= 1, "disentangle.adversary_steps must be ≥ 1"),
+            (_alpha_ok(self.mixture.alpha),
+             f"mixture.alpha must be 'random' or a number in (0, 1], got {self.mixture.alpha!r}"),
+            (self.mixture.per_image >= 1, "mixture.per_image must be ≥ 1"),
             (self.kind in EXPERIMENT_KINDS,
              f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {self.kind!r}"),
         ]
@@ -191,6 +257,16 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _alpha_ok(alpha: float | str) -> bool:
+    from keras_lesions.synth.mixture import MixtureError, parse_alpha
+
+    try:
+        parse_alpha(alpha)
+    except MixtureError:
+        return False
+    return True
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -300,6 +376,13 @@ def _coerce(hint, value, where: str, key: str):
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {type(value).__name__}", where)
         return [_coerce(item_hint, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        # A number or a word (mixture.alpha: 0.6 or "random").
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a number or a string, got {value!r}", where)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}", where)

@@ -3,7 +3,10 @@
 Phantoms (Frid-Adar 2018 preset) with their 3-fold patient-level split, a
 check and preview of the dataset, then the CNN-AUG baseline (classic
 augmentation, 3-fold cross-validation) and CNN-AUG-GAN (small per-class
-DCGANs, one synthetic group) with the quick CPU config.
+DCGANs, one synthetic group) with the quick CPU config; then Ben-Cohen
+2019's mixture experiment on the 4-class 128×128 phantoms (small
+disentanglement networks, baseline vs mixtures of specified factors, with
+the swap grid of Fig. 3).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from keras_lesions.errors import DatasetError
 
 DEMO_PRESET = "frid-adar-2018"
 DEMO_CONFIG = "configs/frid-adar-2018-gan-quick.yaml"
+DEMO_MIXTURE_CONFIG = "configs/ben-cohen-2019-quick.yaml"
 
 
 @dataclass
@@ -31,18 +35,22 @@ class DemoResult:
     class_names: list[str]
     curve: dict  # run_classic_curve's result
     gan: dict | None  # run_gan_curve's result (gan-curve configs)
+    mixture: dict | None = None  # run_mixture_experiment's result
 
 
 def run_demo(
     out_dir: str | Path = "kl-demo",
     seed: int = 0,
     config_path: str | Path = DEMO_CONFIG,
+    mixture_config_path: str | Path | None = DEMO_MIXTURE_CONFIG,
     *,
     created_by: str = "keras_lesions.demo",
     log: Callable[[str], None] = print,
     progress=None,
 ) -> DemoResult:
     """Run the demo into ``out_dir``; a second call resumes where it stopped.
+
+    ``mixture_config_path`` None skips the Ben-Cohen 2019 part.
 
     Raises:
         DatasetError: ``out_dir`` holds a phantom dataset of another seed, or
@@ -57,29 +65,35 @@ def run_demo(
     config = load_config(config_path, {"data.dataset": str(dataset_path),
                                        "output_dir": str(out_dir), "name": "experiment"})
     preset = PRESETS[DEMO_PRESET]
+    steps = 4 if mixture_config_path is None else 5
+    mixture_config = None
+    if mixture_config_path is not None:  # read now: a bad config fails before hours of work
+        mixture_config = load_config(mixture_config_path, {
+            "output_dir": str(out_dir), "name": "mixture",
+            "data.phantom_seed": seed, "data.fold_seed": seed})
     if dataset_path.exists():
         dataset = read_dataset(dataset_path)
         made_with = dataset.extra.get("seed")
         if made_with != seed:
             raise DatasetError(f"was made with seed {made_with}, not {seed}: use another --out",
                                dataset_path)
-        log(f"[1/4] using the phantom dataset already in {dataset_path}")
+        log(f"[1/{steps}] using the phantom dataset already in {dataset_path}")
     else:
-        log(f"[1/4] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
+        log(f"[1/{steps}] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
         dataset = make_phantom_dataset(
             preset.name, seed, created_by=created_by,
             progress=None if progress is None else
             (lambda done, total: progress("phantoms", done, total)))
         write_dataset(dataset, dataset_path)
         dataset = read_dataset(dataset_path)
-    log(f"[2/4] checking {dataset_path}")
+    log(f"[2/{steps}] checking {dataset_path}")
     report = check_dataset(dataset, k_expected=preset.k_folds)
     if report.errors:
         raise DatasetError(f"failed its check: {report.errors[0].message}", dataset_path)
-    log("[3/4] writing the preview grid")
+    log("[3/{steps}] writing the preview grid")
     preview_path = out_dir / "preview.png"
     write_preview(dataset, preview_path, seed=seed)
-    log(f"[4/4] {config.kind} with {config_path}: CNN-AUG ({config.train.epochs} epochs, "
+    log(f"[4/{steps}] {config.kind} with {config_path}: CNN-AUG ({config.train.epochs} epochs, "
         f"groups +{config.augment.group_sizes}, {preset.k_folds}-fold patient-level "
         "cross-validation)" + (f", then CNN-AUG-GAN (DCGANs of width {config.gan.width}, "
                                f"{config.gan.epochs} epochs, +{config.synth.per_class_sizes} "
@@ -92,6 +106,16 @@ def run_demo(
         curve = gan["classic"]
     else:
         curve = run_classic_curve(config, log=log, progress=progress, verbose=0)
+    mixture = None
+    if mixture_config is not None:
+        from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment
+
+        d = mixture_config.disentangle
+        log(f"[5/{steps}] Ben-Cohen 2019 with {mixture_config_path}: 4-class "
+            f"{d.input_size}×{d.input_size} phantoms, disentanglement networks of width "
+            f"{d.width}, baseline vs mixtures of specified factors, 3-fold cross-validation")
+        mixture = run_mixture_experiment(mixture_config, log=log, progress=progress)
     return DemoResult(dataset_path=dataset_path, preview_path=preview_path,
                       report_dir=out_dir / config.name / "report", check=report,
-                      class_names=list(dataset.class_names), curve=curve, gan=gan)
+                      class_names=list(dataset.class_names), curve=curve, gan=gan,
+                      mixture=mixture)

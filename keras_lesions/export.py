@@ -6,7 +6,8 @@ carries the resolved config and the run's metrics in ``assets.extra/``, so a
 deployed model can be traced to how it was trained.
 
 ``export_classifier`` exports a lesion classifier run, ``export_generator`` a
-DCGAN/ACGAN generator run, and ``export_run`` picks one by the run's kind.
+DCGAN/ACGAN generator run, ``export_disentangled`` the encoders and decoder of
+a disentanglement run, and ``export_run`` picks one by the run's kind.
 """
 from __future__ import annotations
 
@@ -174,6 +175,83 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path
     return _write_archive(archive, out, run_dir, {"generator.json": description})
 
 
+def export_disentangled(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Export a finished disentanglement run's E_C, E_R and G_R as one SavedModel.
+
+    Signatures (Ben-Cohen et al. 2019 §2):
+
+    - ``serving_default``: ``image`` float32 [N, S, S, 1] in [0, 1] (HU
+      windowed W400/L50 and resized, as ``data.pipeline.roi_inputs`` makes it)
+      → ``c`` = E_C(image) and ``r`` = E_R(image), float32 [N, code_size].
+    - ``decode``: ``c``, ``r`` → ``image`` = G_R(c, r), float32 [N, S, S, 1]
+      in [0, 1] (swap or mix codes between the two calls).
+    - ``classify``: ``image`` → ``probabilities`` [N, classes] and
+      ``class_name`` [N] from E_C and its classifier (step 1).
+
+    ``assets.extra/disentangle.json`` describes them. Written to a staging
+    folder beside ``out`` and renamed into place when complete.
+
+    Raises:
+        ExportError: a bad target folder.
+        RunError: not a finished disentanglement run.
+    """
+    import tensorflow as tf
+    import keras
+
+    from keras_lesions.train.disentangle import load_disentangled
+
+    out = check_version_dir(out)
+    networks = load_disentangled(run_dir)
+    size = networks.input_size
+    c_size = int(networks.encoder_c.output_shape[-1])
+    r_size = int(networks.encoder_r.output_shape[-1])
+    names = tf.constant(networks.class_names)
+
+    archive = keras.export.ExportArchive()
+    for network in (networks.encoder_c, networks.encoder_r, networks.decoder,
+                    networks.classifier):
+        archive.track(network)
+    image_spec = tf.TensorSpec([None, size, size, 1], tf.float32, name="image")
+
+    @tf.function(input_signature=[image_spec])
+    def encode(image):
+        return {"c": networks.encoder_c(image, training=False),
+                "r": networks.encoder_r(image, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, c_size], tf.float32, name="c"),
+                                  tf.TensorSpec([None, r_size], tf.float32, name="r")])
+    def decode(c, r):
+        return {"image": networks.decoder(tf.concat([c, r], axis=-1), training=False)}
+
+    @tf.function(input_signature=[image_spec])
+    def classify(image):
+        probabilities = networks.classifier(networks.encoder_c(image, training=False),
+                                            training=False)
+        return {"probabilities": probabilities,
+                "class_name": tf.gather(names, tf.argmax(probabilities, axis=-1))}
+
+    archive.add_endpoint("serving_default", encode)
+    archive.add_endpoint("decode", decode)
+    archive.add_endpoint("classify", classify)
+    description = {
+        "kind": "disentangle",
+        "class_names": networks.class_names,
+        "image_size": size,
+        "signatures": {
+            "serving_default": {"inputs": {"image": f"float32 [N, {size}, {size}, 1] in [0, 1]"},
+                                "outputs": {"c": f"float32 [N, {c_size}]",
+                                            "r": f"float32 [N, {r_size}]"}},
+            "decode": {"inputs": {"c": f"float32 [N, {c_size}]", "r": f"float32 [N, {r_size}]"},
+                       "outputs": {"image": f"float32 [N, {size}, {size}, 1] in [0, 1]"}},
+            "classify": {"inputs": {"image": f"float32 [N, {size}, {size}, 1] in [0, 1]"},
+                         "outputs": {"probabilities": f"float32 [N, {len(networks.class_names)}]",
+                                     "class_name": "string [N]"}}},
+        "fold": networks.info.get("fold"),
+        "run": str(networks.run_dir),
+    }
+    return _write_archive(archive, out, networks.run_dir, {"disentangle.json": description})
+
+
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Export any finished run: its run.json "kind" picks the exporter.
 
@@ -192,5 +270,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
         return export_classifier(run_dir, out)
     if kind in ("dcgan", "acgan"):
         return export_generator(run_dir, out)
-    raise ExportError(f"is a {kind!r} run; only lesion_classifier, dcgan and acgan runs can "
-                      "be exported", run_dir)
+    if kind == "disentangle":
+        return export_disentangled(run_dir, out)
+    raise ExportError(f"is a {kind!r} run; only lesion_classifier, dcgan, acgan and "
+                      "disentangle runs can be exported", run_dir)

@@ -30,7 +30,8 @@ def assert_one_line_error(result, *fragments):
 @pytest.mark.parametrize("command", [
     [], ["data"], ["data", "phantoms"], ["data", "import"], ["data", "check"],
     ["data", "preview"], ["data", "folds"], ["demo"], ["augment"], ["train-cnn"],
-    ["evaluate"], ["experiment"], ["export"], ["models"],
+    ["evaluate"], ["experiment"], ["export"], ["models"], ["train-gan"], ["train-acgan"],
+    ["evaluate-acgan"], ["synthesize"], ["train-disentangle"], ["swap"], ["mix"],
 ])
 def test_every_command_explains_itself(command):
     result = run(*command, "--help")

@@ -72,6 +72,19 @@ class OnlineCanvases:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def concatenate(self, other: "OnlineCanvases") -> "OnlineCanvases":
+        """These cases followed by ``other``'s (same output and canvas size)."""
+        if (other.size, other.grid_size, other.canvases.shape[1:]) != (
+                self.size, self.grid_size, self.canvases.shape[1:]):
+            raise AugmentationError(
+                f"cannot join canvases of size {self.size} (canvas {self.canvases.shape[1:]}) "
+                f"and {other.size} (canvas {other.canvases.shape[1:]})")
+        join = lambda name: np.concatenate([getattr(self, name), getattr(other, name)])  # noqa: E731
+        return OnlineCanvases(
+            canvases=join("canvases"), centers=join("centers"), roi_sides=join("roi_sides"),
+            shift_limits=join("shift_limits"), has_context=join("has_context"),
+            labels=join("labels"), size=self.size, grid_size=self.grid_size)
+
     @classmethod
     def from_arrays(cls, contexts: Sequence[np.ndarray], roi_boxes, diameters_px, labels,
                     has_context=None, *, size: int = 64, oversample: float = 2.0,
@@ -190,7 +203,8 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
                              batch_size: int = 32, seed: int = 0, size: int | None = None,
                              epochs: int | None = 1, first_epoch: int = 0, shuffle: bool = True,
                              drop_remainder: bool = False, oversample: float = 2.0,
-                             fill_mode: str = "reflect") -> tf.data.Dataset:
+                             fill_mode: str = "reflect",
+                             targets: np.ndarray | None = None) -> tf.data.Dataset:
     """A seeded tf.data pipeline of online-augmented lesions (Ben-Cohen §3.2).
 
     Args:
@@ -209,10 +223,12 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         drop_remainder: drop each epoch's last partial batch.
         oversample: see ``OnlineCanvases.from_arrays``.
         fill_mode: "reflect", "nearest" or "constant" beyond the canvas.
+        targets: optional float (n, classes) per case (one-hot or soft, e.g.
+            mixtures of specified factors); yielded instead of the labels.
 
     Returns:
         A ``tf.data.Dataset`` of (images float32 (B, size, size, 1) in [0, 1],
-        labels int32 (B,)).
+        labels int32 (B,)), or (images, targets float32 (B, classes)).
 
     Raises:
         AugmentationError: bad counts, sizes, seed or fill mode.
@@ -239,13 +255,18 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         canvases = prepare_online_canvases(source, indices, size=size, oversample=oversample)
 
     n = len(canvases)
+    if targets is not None:
+        targets = np.asarray(targets, np.float32)
+        if targets.ndim != 2 or len(targets) != n:
+            raise AugmentationError(f"targets must be (cases, classes) for {n} cases, got "
+                                    f"{targets.shape}")
     shown = n * int(repeats)
     images_all = tf.constant(canvases.canvases[..., None])
     centers_all = tf.constant(canvases.centers)
     sides_all = tf.constant(canvases.roi_sides)
     limits_all = tf.constant(canvases.shift_limits)
     context_all = tf.constant(canvases.has_context)
-    labels_all = tf.constant(canvases.labels)
+    labels_all = tf.constant(canvases.labels if targets is None else targets)
     grid = tf.constant(canvases.grid_size, tf.int32)
     out_size = tf.constant(canvases.size, tf.int32)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, (int(seed) >> 31) & 0x7FFFFFFF], tf.int64)

@@ -14,6 +14,11 @@ Layout (format version 1)::
                                                (absent when the source has none)
     /folds                    int16 (n,) fold of each lesion, attrs k, seed
                                                (absent until ``kl data folds``)
+    /soft_labels              float32 (n, classes) class proportions of each
+                                               lesion (optional: mixtures of
+                                               specified factors, Ben-Cohen 2019
+                                               §2.2); ``label`` is then the
+                                               class with the largest share
 
 Images keep the source's units: Hounsfield units (float32) whenever the source
 has them, else values normalised to [0, 1] with ``intensity_unit="normalized"``.
@@ -132,6 +137,8 @@ class LesionDataset:
         extra: JSON-able facts (preset, seed, difficulty, importer options).
         folds: int array (n,) of fold indices, or None.
         fold_k / fold_seed: how the folds were made.
+        soft_labels: float32 (n, classes) soft targets whose rows sum to 1, or
+            None (hard labels only).
     """
 
     class_names: list[str]
@@ -147,6 +154,7 @@ class LesionDataset:
     folds: np.ndarray | None = None
     fold_k: int = 0
     fold_seed: int = 0
+    soft_labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.lesions)
@@ -163,6 +171,14 @@ class LesionDataset:
     def lesion_ids(self) -> np.ndarray:
         return np.array([l.lesion_id for l in self.lesions], dtype=object)
 
+    def targets(self) -> np.ndarray:
+        """float32 (n, classes) training targets: the soft labels, else one-hot."""
+        if self.soft_labels is not None:
+            return np.asarray(self.soft_labels, np.float32)
+        out = np.zeros((len(self.lesions), len(self.class_names)), np.float32)
+        out[np.arange(len(self.lesions)), self.labels] = 1.0
+        return out
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts)}
@@ -172,6 +188,8 @@ class LesionDataset:
         indices = [int(i) for i in indices]
         out = LesionDataset(**{**self.__dict__, "lesions": [self.lesions[i] for i in indices]})
         out.folds = None if self.folds is None else self.folds[indices].copy()
+        out.soft_labels = (None if self.soft_labels is None
+                           else np.asarray(self.soft_labels)[indices].copy())
         return out
 
     def validate(self, path: str | os.PathLike | None = None) -> None:
@@ -203,6 +221,26 @@ class LesionDataset:
             if self.fold_k < 2 or self.folds.min() < 0 or self.folds.max() >= self.fold_k:
                 raise DatasetError(f"fold indices must lie in [0, {self.fold_k})", where)
             check_no_patient_leak(self.patient_ids, self.folds, where)
+        if self.soft_labels is not None:
+            _validate_soft_labels(np.asarray(self.soft_labels), self.labels,
+                                  len(self.class_names), where)
+
+
+def _validate_soft_labels(soft: np.ndarray, labels: np.ndarray, n_classes: int, where) -> None:
+    if soft.shape != (len(labels), n_classes):
+        raise DatasetError(f"soft_labels have shape {soft.shape}, expected "
+                           f"({len(labels)}, {n_classes})", where)
+    if not np.isfinite(soft).all() or soft.min() < 0:
+        raise DatasetError("soft_labels must be finite and non-negative", where)
+    sums = soft.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-4)
+    if len(bad):
+        raise DatasetError(f"soft_labels of row {bad[0]} sum to {sums[bad[0]]:.6f}, not 1", where)
+    dominant = soft[np.arange(len(labels)), labels] < soft.max(axis=1) - 1e-6
+    if dominant.any():
+        row = int(np.flatnonzero(dominant)[0])
+        raise DatasetError(f"row {row}: label {labels[row]} is not the class with the largest "
+                           "soft_labels share", where)
 
 
 def check_no_patient_leak(patient_ids: Sequence[str], folds: np.ndarray, where="<dataset>") -> None:
@@ -358,6 +396,8 @@ def _write_h5(dataset: LesionDataset, h5: h5py.File) -> None:
         folds = h5.create_dataset("folds", data=np.asarray(dataset.folds, dtype=np.int16))
         folds.attrs["k"] = int(dataset.fold_k)
         folds.attrs["seed"] = int(dataset.fold_seed)
+    if dataset.soft_labels is not None:
+        h5.create_dataset("soft_labels", data=np.asarray(dataset.soft_labels, np.float32))
 
 
 # --------------------------------------------------------------------------- reading
@@ -475,6 +515,7 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
         folds=folds,
         fold_k=fold_k or 0,
         fold_seed=fold_seed or 0,
+        soft_labels=h5["soft_labels"][()].astype(np.float32) if "soft_labels" in h5 else None,
     )
 
 

@@ -133,3 +133,47 @@ def group_by_patient(patient_ids: Sequence[str]) -> dict[str, list[int]]:
     for i, pid in enumerate(patient_ids):
         groups[pid].append(i)
     return dict(groups)
+
+
+def validation_split(labels: Sequence[int], patient_ids: Sequence[str], fraction: float,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split a training set into fitting and validation parts by patient.
+
+    Ben-Cohen et al. 2019 §3.2: "in each fold 30% of the training set was used
+    as a validation set". Patients are visited in a seeded random order and a
+    patient goes to validation while every class it has stays within its
+    share (``fraction`` of that class's lesions, rounded); no patient is split.
+
+    Args:
+        labels: class index per lesion of the training set.
+        patient_ids: patient of each lesion.
+        fraction: the validation share, in (0, 1).
+        seed: makes the split reproducible.
+
+    Returns:
+        (fit positions, validation positions): indices into ``labels``.
+
+    Raises:
+        FoldError: a bad fraction, or a split that leaves either part empty.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if not 0.0 < fraction < 1.0:
+        raise FoldError(f"the validation fraction must lie in (0, 1), got {fraction}")
+    groups = group_by_patient(patient_ids)
+    counts = np.bincount(labels)
+    quota = np.round(counts * fraction).astype(np.int64)
+    taken = np.zeros_like(counts)
+    validation: list[int] = []
+    patients = sorted(groups)
+    for index in np.random.default_rng(seed).permutation(len(patients)):
+        members = groups[patients[index]]
+        need = np.bincount(labels[members], minlength=len(counts))
+        if np.all(taken + need <= np.maximum(quota, 0)) and need.sum():
+            taken += need
+            validation.extend(members)
+    validation_idx = np.array(sorted(validation), dtype=np.int64)
+    fit_idx = np.setdiff1d(np.arange(len(labels)), validation_idx)
+    if len(validation_idx) == 0 or len(fit_idx) == 0:
+        raise FoldError(f"a {fraction:.0%} validation split of {len(labels)} lesions leaves "
+                        "one part empty")
+    return fit_idx, validation_idx

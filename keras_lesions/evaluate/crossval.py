@@ -224,7 +224,12 @@ def augmentation_groups_path(config: ExperimentConfig, dataset: LesionDataset, f
 
 def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_idx: np.ndarray,
                        size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of an extra training dataset (synthetic or more real lesions).
+    """Images and targets of an extra training dataset (synthetic or more real lesions).
+
+    Returns:
+        (images float32 [n, size, size, 1], targets float32 [n, classes] in
+        the main dataset's class order: one-hot, or the extra set's soft
+        labels, e.g. mixtures of specified factors).
 
     Raises:
         DatasetError: a class the main dataset lacks, a patient of the test
@@ -248,7 +253,9 @@ def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_idx
         raise DatasetError(f"holds lesions of test-fold patient {leaked[0]!r}: training on them "
                            "would leak the test set", path)
     remap = np.array([dataset.class_names.index(c) for c in extra.class_names])
-    return roi_inputs(extra, None, size), remap[extra.labels]
+    targets = np.zeros((len(extra), len(dataset.class_names)), np.float32)
+    targets[:, remap] = extra.targets()
+    return roi_inputs(extra, None, size), targets
 
 
 def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Path, fold: int,
@@ -267,16 +274,17 @@ def run_fold(config: ExperimentConfig, dataset: LesionDataset, dataset_path: Pat
     size = config.classifier.input_size
     groups_path = augmentation_groups_path(config, dataset, fold, log, progress)
     images, labels, _meta = read_augmentation_group(groups_path, group_index)
+    targets = one_hot(labels, len(dataset.class_names))
     for extra_path in extra_datasets:
-        extra_images, extra_labels = extra_training_set(extra_path, dataset, test_idx, size)
+        extra_images, extra_targets = extra_training_set(extra_path, dataset, test_idx, size)
         images = np.concatenate([images, extra_images])
-        labels = np.concatenate([labels, extra_labels])
+        targets = np.concatenate([targets, extra_targets])
     log(f"training on {len(images)} images, testing on {len(test_idx)} lesions of fold {fold}")
     run_info = {"fold": fold, "group": run_group_name(group_index, extra_datasets),
                 "added_samples": config.augment.group_sizes[group_index],
                 "extra_datasets": [str(p) for p in extra_datasets],
                 "class_names": dataset.class_names, "dataset": str(dataset_path)}
-    return train_and_test(config, run_dir, images, one_hot(labels, len(dataset.class_names)),
+    return train_and_test(config, run_dir, images, targets,
                           roi_inputs(dataset, test_idx, size), dataset.labels[test_idx],
                           dataset.lesion_ids[test_idx], seed=seed, run_info=run_info,
                           resume=resume, verbose=verbose, progress=progress)

@@ -19,12 +19,13 @@ def _shape(structure) -> str:
 def paper_models() -> list[dict]:
     """Build each paper-size model and describe it (name, shapes, parameters).
 
-    Later issues add their builders here (disentanglement).
     """
     from keras_lesions.models.classifier import build_lesion_classifier
     from keras_lesions.models.gan import (
         build_acgan_discriminator, build_acgan_generator, build_dcgan_discriminator,
         build_dcgan_generator)
+    from keras_lesions.models.disentangle import (
+        build_code_classifier, build_decoder, build_encoder)
 
     builders = [
         ("lesion_classifier (3 classes)", lambda: build_lesion_classifier(3)),
@@ -33,6 +34,9 @@ def paper_models() -> list[dict]:
         ("dcgan_discriminator", lambda: build_dcgan_discriminator()),
         ("acgan_generator (3 classes)", lambda: build_acgan_generator(3)),
         ("acgan_discriminator (3 classes)", lambda: build_acgan_discriminator(3)),
+        ("encoder E_C / E_R (Ben-Cohen)", lambda: build_encoder()),
+        ("classifier / adversary (4 classes)", lambda: build_code_classifier(4)),
+        ("decoder G_R (Ben-Cohen)", lambda: build_decoder()),
     ]
     entries = []
     for name, build in builders:

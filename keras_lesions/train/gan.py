@@ -414,7 +414,7 @@ def write_sample_grid(images: np.ndarray, path, columns: int = 8, row_labels=Non
     save_figure(fig, path, dpi=80)
 
 
-class _EpochCheckpoint(keras.callbacks.Callback):
+class EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch: history.csv (atomically), then the checkpoint.
 
     The history is written first and truncated to the checkpoint's epoch on
@@ -433,7 +433,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in self.columns[1:]}})
-        _write_history(self.history_path, self.rows, self.columns)
+        write_history(self.history_path, self.rows, self.columns)
         self.epoch_counter.assign(epoch + 1)
         # CheckpointManager writes the files under a new name, then points
         # the "checkpoint" index at them (an atomic rename), then removes the
@@ -441,7 +441,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-def _write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
+def write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -450,7 +450,7 @@ def _write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-def _read_history(path: Path, before_epoch: int) -> list[dict]:
+def read_history(path: Path, before_epoch: int) -> list[dict]:
     if before_epoch <= 0 or not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as handle:
@@ -660,7 +660,7 @@ def train_gan(
     first_epoch = int(epoch_counter.numpy())
 
     columns = ["epoch"] + [m.name for m in trainer.metrics]
-    rows = _read_history(run_dir / "history.csv", first_epoch)
+    rows = read_history(run_dir / "history.csv", first_epoch)
     if progress is not None:
         progress(first_epoch, gan.epochs)
     if first_epoch < gan.epochs:
@@ -682,7 +682,7 @@ def train_gan(
                                         profile_batch=0),
             SampleGrid(trainer.generator, grid_z, run_dir / "samples", grid_classes,
                        class_info["class_names"], every=sample_grid_every),
-            _EpochCheckpoint(manager, epoch_counter, run_dir / "history.csv", rows, columns),
+            EpochCheckpoint(manager, epoch_counter, run_dir / "history.csv", rows, columns),
         ]
         if progress is not None:
             callbacks.append(keras.callbacks.LambdaCallback(
