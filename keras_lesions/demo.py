@@ -79,7 +79,8 @@ def run_demo(
                                dataset_path)
         log(f"[1/{steps}] using the phantom dataset already in {dataset_path}")
     else:
-        log(f"[1/{steps}] generating the {preset.name} phantom dataset ({preset.n_lesions} lesions)")
+        log(f"[1/{steps}] generating the {preset.name} phantom dataset "
+            f"({preset.n_lesions} lesions)")
         dataset = make_phantom_dataset(
             preset.name, seed, created_by=created_by,
             progress=None if progress is None else
@@ -90,7 +91,7 @@ def run_demo(
     report = check_dataset(dataset, k_expected=preset.k_folds)
     if report.errors:
         raise DatasetError(f"failed its check: {report.errors[0].message}", dataset_path)
-    log("[3/{steps}] writing the preview grid")
+    log(f"[3/{steps}] writing the preview grid")
     preview_path = out_dir / "preview.png"
     write_preview(dataset, preview_path, seed=seed)
     log(f"[4/{steps}] {config.kind} with {config_path}: CNN-AUG ({config.train.epochs} epochs, "

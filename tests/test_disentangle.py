@@ -115,6 +115,22 @@ def test_step2_trains_adversary_and_autoencoder_but_not_encoder_c():
     assert changed(before["a"], adversary)
 
 
+def test_batch_norm_recalibration_uses_the_exact_training_statistics():
+    from keras_lesions.train.disentangle import recalibrate_batch_norm
+
+    encoder_c, classifier, *_ = tiny_networks()
+    images, _ = batch(32)
+    recalibrate_batch_norm(encoder_c, classifier, images)
+    codes = np.asarray(encoder_c(images, training=False))
+    dense1 = np.asarray(classifier.get_layer("dense1")(codes))
+    bn1 = classifier.get_layer("bn1")
+    assert np.allclose(bn1.moving_mean, dense1.mean(0), atol=1e-5)
+    assert np.allclose(bn1.moving_variance, dense1.var(0), atol=1e-5)
+    # in inference mode the head now normalises these codes exactly as a batch would
+    normalised = np.asarray(bn1(dense1, training=False))
+    assert np.allclose(normalised, np.asarray(bn1(dense1, training=True)), atol=1e-3)
+
+
 def test_step2_needs_a_negative_lambda():
     encoder_c, _, encoder_r, decoder, adversary = tiny_networks()
     with pytest.raises(Exception, match="negative"):

@@ -112,7 +112,9 @@ def run_mixture_experiment(config: ExperimentConfig, log: Callable[[str], None] 
                 model = train_specified_classifier(
                     canvases, targets, (roi_inputs(dataset, val_idx, size),
                                         dataset.labels[val_idx]),
-                    seeded, proposed_dir, class_names=names, run_info=info,
+                    # batch norm statistics from the real training images, as in
+                    # the baseline: they are what test images look like
+                    roi_inputs(dataset, fit_idx, size), seeded, proposed_dir, class_names=names, run_info=info,
                     resume=(proposed_dir / "run.json").is_file(), progress=progress,
                     label=f"proposed classifier {tag}")
                 test_classifier(model, proposed_dir, roi_inputs(dataset, test_idx, size),
@@ -216,6 +218,17 @@ def write_mixture_report(config, dataset, baseline_records, proposed_records,
     for entry in adversary["runs"]:
         lines.append(f"| {entry['fold']} | {entry['seed']} | {pct(entry['first'])} | "
                      f"{pct(entry['last'])} | {pct(entry['val'])} | {entry['val_rec']:.4f} |")
+    below = [e for e in adversary["runs"] if e["val"] < adversary["chance"] - 0.1]
+    if below:
+        lines += ["", f"On {len(below)} of {len(adversary['runs'])} runs the adversary ends "
+                  "well below chance on validation: maximising its cross-entropy (λ < 0) "
+                  "pushes E_R's code to point at wrong classes rather than at none, so r "
+                  "still carries class information, only inverted. The paper's loss allows "
+                  "this; read the swap grid with it in mind."]
+    per_image = config.mixture.per_image
+    lines += ["", f"The proposed classifier sees its real images and {per_image} mixture(s) "
+              f"per real image each epoch, so it takes about {1 + per_image}× the baseline's "
+              "gradient steps on the same schedule; both keep their best validation epoch."]
     lines += ["", "Pictures: " + ", ".join(f"`{Path(p).name}`" for p in pictures), "",
               "Per-class sensitivity and specificity: `baseline.md`, `proposed.md`.", ""]
     report_path = out / "mixture_report.md"
