@@ -113,7 +113,9 @@ def evaluate_command(runs, out):
 @click.command("experiment")
 @click.argument("config_path", metavar="CONFIG", type=CONFIG)
 @click.option("--output-dir", help="Overrides the config's output_dir.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Overrides train.epochs (smoke runs).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Overrides train.epochs (mixture: disentangle.classifier_epochs and "
+                   "disentangle.epochs), for smoke runs.")
 def experiment_command(config_path, output_dir, epochs):
     """Run a whole experiment from its config; resumes where it stopped.
 
@@ -130,7 +132,11 @@ def experiment_command(config_path, output_dir, epochs):
     from keras_lesions.evaluate.crossval import experiment_dir, run_classic_curve
     from keras_lesions.evaluate.report import text_table
 
-    config = _load(config_path, {"output_dir": output_dir, "train.epochs": epochs})
+    config = _load(config_path, {"output_dir": output_dir})
+    if epochs is not None:  # the epochs of whatever this kind of experiment trains
+        keys = (["disentangle.classifier_epochs", "disentangle.epochs"]
+                if config.kind == "mixture" else ["train.epochs"])
+        config = _load(config_path, {"output_dir": output_dir, **{k: epochs for k in keys}})
     report = experiment_dir(config) / "report"
     if config.kind == "mixture":
         from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment

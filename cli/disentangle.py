@@ -28,8 +28,10 @@ def train_disentangle_command(config_path, fold, run_dir, resume, epochs, output
     Step 1 trains the encoder E_C with the classifier (cross-entropy); step 2
     freezes E_C and trains E_R and the decoder G_R to rebuild the image from
     (E_C(x), E_R(x)) while an adversarial classifier, trained alongside, is
-    made to fail on E_R(x). 30% of the training folds' patients are held out
-    for validation; every case is shown 10 times an epoch, online augmented.
+    made to fail on E_R(x). disentangle.validation_fraction of the training
+    folds' patients (30% in the paper) are held out for validation; every case
+    is shown disentangle.repeats times an epoch (10 in the paper), online
+    augmented.
     Checkpoints every epoch (--resume), logs to TensorBoard (RUN/tensorboard,
     RUN/step1/tensorboard).
     """

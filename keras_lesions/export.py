@@ -41,7 +41,8 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
 
     The ``serving_default`` signature takes ``roi``: float32 [N, S, S, 1] in
     [0, 1] (HU windowed W400/L50 and resized, as ``data.pipeline.roi_inputs``
-    makes it; the training-set mean is subtracted inside the model) and returns
+    makes it; a Frid-Adar classifier subtracts its training-set mean inside the
+    model, a Ben-Cohen one (E_C + classifier) normalises with batch norm) and returns
     ``probabilities`` float32 [N, classes] and ``class_name`` string [N].
 
     The export is written to a temporary folder beside ``out`` and renamed

@@ -389,7 +389,10 @@ def test_cli_swap_mix_train_cnn_and_export(experiment, tmp_path):
     expected = networks.decoder(np.concatenate([codes["c"], codes["r"]], 1), training=False)
     assert decoded.shape == (3, SIZE, SIZE, 1) and np.allclose(decoded, expected, atol=1e-5)
     classified = loaded.signatures["classify"](image=tf.constant(images))
-    assert np.allclose(classified["probabilities"].numpy().sum(1), 1.0, atol=1e-5)
+    expected = networks.classifier(networks.encoder_c(images), training=False)
+    assert np.allclose(classified["probabilities"], expected, atol=1e-5)
+    names = [n.decode() for n in classified["class_name"].numpy()]
+    assert names == [networks.class_names[i] for i in np.argmax(expected, 1)]
     assert json.loads((out / "assets.extra" / "disentangle.json").read_text())["image_size"] == SIZE
 
 
@@ -426,6 +429,11 @@ def test_cli_refuses_mismatched_image_size(experiment, tmp_path):
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
     assert "at64.h5" in line and "64×64" in line and f"{SIZE}×{SIZE}" in line
+    result = run("mix", "--run", run_dir, "--dataset", other, "--n", 4, "--out",
+                 tmp_path / "m.h5")
+    assert result.exit_code == 1 and not (tmp_path / "m.h5").exists()
+    line = result.output.strip().splitlines()[-1]
+    assert "at64.h5" in line and "64×64" in line and f"{SIZE}×{SIZE}" in line
     # training: the config's input size must match the dataset's
     config = write_tiny_config(tmp_path, other)
     result = run("train-disentangle", "--config", config, "--fold", 0)
@@ -439,3 +447,100 @@ def test_cli_unknown_lesion_id(experiment, tmp_path):
     result = run("swap", "--run", run_dir, "--x", "nobody", "--y", "P00-L0", "-o",
                  tmp_path / "g.png")
     assert result.exit_code == 1 and "has no lesion 'nobody'" in result.output
+
+
+# --------------------------------------------------------------------------- the paper's classifier
+
+
+def tiny_canvases(targets_per_case, seed=0):
+    from keras_lesions.augment.online import OnlineCanvases
+
+    rng = np.random.default_rng(seed)
+    n = len(targets_per_case)
+    images = [np.clip(rng.normal(0.5, 0.05, (SIZE, SIZE)), 0, 1) for _ in range(n)]
+    return OnlineCanvases.from_arrays(images, [(0, 0, SIZE, SIZE)] * n, [SIZE / 2] * n,
+                                      np.argmax(targets_per_case, 1), [False] * n, size=SIZE)
+
+
+def tiny_classifier_config(tmp_path, **extra):
+    return load_config(None, {"kind": "mixture", "output_dir": str(tmp_path),
+                              "disentangle.input_size": SIZE, "disentangle.width": 1 / 16,
+                              "disentangle.code_size": 8, "disentangle.classifier_units": 8,
+                              "disentangle.repeats": 4, "disentangle.batch_size": 8, **extra})
+
+
+def test_paper_classifier_learns_soft_targets(tmp_path):
+    """E_C + classifier trained on soft targets predicts the proportions (§2.2)."""
+    from keras_lesions.train.disentangle import predict, train_specified_classifier
+
+    soft = np.tile(np.array([[0.7, 0.2, 0.05, 0.05]], np.float32), (16, 1))
+    canvases = tiny_canvases(soft)
+    config = tiny_classifier_config(tmp_path, **{"disentangle.classifier_epochs": 15,
+                                                 "disentangle.classifier_learning_rate": 0.01})
+    images = np.stack([c[::2, ::2] for c in canvases.canvases])[..., None][:, :SIZE, :SIZE]
+    images = np.clip(images, 0, 1).astype(np.float32)
+    model = train_specified_classifier(
+        canvases, soft, (images[:4], np.zeros(4, int)), images, config, tmp_path / "run",
+        class_names=["cyst", "metastasis", "hemangioma", "healthy"])
+    mean = predict(model, images).mean(0)
+    assert np.allclose(mean, [0.7, 0.2, 0.05, 0.05], atol=0.08), mean
+    assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "best.json").is_file()
+
+
+def test_interrupted_classifier_resumes_to_the_same_weights(tmp_path):
+    from keras_lesions.train.classifier import RunError
+    from keras_lesions.train.disentangle import train_specified_classifier
+
+    labels = np.arange(16) % 4
+    targets = np.eye(4, dtype=np.float32)[labels]
+    canvases = tiny_canvases(targets)
+    images = np.clip(canvases.canvases[:, ::2, ::2][:, :SIZE, :SIZE, None], 0, 1).astype(np.float32)
+    config = tiny_classifier_config(tmp_path, **{"disentangle.classifier_epochs": 3})
+    names = ["cyst", "metastasis", "hemangioma", "healthy"]
+    args = (canvases, targets, (images[:8], labels[:8]), images, config)
+    whole = train_specified_classifier(*args, tmp_path / "whole", class_names=names)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(label, done, total):
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_specified_classifier(*args, tmp_path / "cut", class_names=names,
+                                   progress=stop_after_one)
+    with pytest.raises(RunError, match="--resume"):
+        train_specified_classifier(*args, tmp_path / "cut", class_names=names)
+    resumed = train_specified_classifier(*args, tmp_path / "cut", class_names=names, resume=True)
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        assert np.allclose(a, b, atol=1e-6)
+    history = (tmp_path / "cut" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+
+
+def test_fingerprint_leaves_out_sections_the_kind_does_not_read(tmp_path):
+    from keras_lesions.evaluate.crossval import _fingerprint
+
+    dataset = make_toy_dataset()
+    dataset.folds = np.zeros(len(dataset), int)
+    gan = _fingerprint(load_config(None, {"kind": "gan-curve"}), dataset)["config"]
+    mixture = _fingerprint(load_config(None, {"kind": "mixture"}), dataset)["config"]
+    assert "disentangle" not in gan and "mixture" not in gan and "gan" in gan
+    assert "disentangle" in mixture and "gan" not in mixture and "train" not in mixture
+
+
+def test_cli_train_disentangle_runs_both_steps(experiment, tmp_path):
+    config = write_tiny_config(tmp_path, experiment["dataset"])
+    run_dir = tmp_path / "run"
+    result = run("train-disentangle", "--config", config, "--fold", 1, "--run-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "step 1 classifier (the baseline): test accuracy on fold 1" in result.output
+    assert "adversary accuracy on E_R(x)" in result.output
+    for name in ("encoder_c", "classifier", "encoder_r", "decoder", "adversary"):
+        assert (run_dir / f"{name}.keras").is_file()
+    assert not (run_dir / "checkpoint").exists() and (run_dir / "done.json").is_file()
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"rec_loss", "adv_loss", "adv_accuracy", "val_adv_accuracy"} <= set(header)
+    again = run("train-disentangle", "--config", config, "--fold", 1, "--run-dir", run_dir)
+    assert again.exit_code == 0 and "already finished" in again.output

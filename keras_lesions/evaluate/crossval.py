@@ -82,8 +82,19 @@ def prepare_dataset(config: ExperimentConfig, log: Callable[[str], None] = print
 _FREE_SETTINGS = ("evaluate", "output_dir")
 
 
+# Sections each kind of experiment does not read: left out of its fingerprint,
+# so changing them never makes its results stale (and folders made before a
+# section existed still match).
+_UNUSED_SECTIONS = {
+    "classic-curve": ("disentangle", "mixture"),
+    "gan-curve": ("disentangle", "mixture"),
+    "mixture": ("augment", "classifier", "train", "gan", "synth"),
+}
+
+
 def _fingerprint(config: ExperimentConfig, dataset: LesionDataset) -> dict:
-    settings = {k: v for k, v in config.to_dict().items() if k not in _FREE_SETTINGS}
+    skip = _FREE_SETTINGS + _UNUSED_SECTIONS.get(config.kind, ())
+    settings = {k: v for k, v in config.to_dict().items() if k not in skip}
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
     return {"config": settings,
             "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),

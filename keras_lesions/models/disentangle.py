@@ -26,7 +26,7 @@ Paper-size parameter counts under this reading (Keras ``count_params()``):
                + 36,928 + 577                                      = 146,462,657
 
 ``width`` multiplies every convolution's filters (and with them the 16·16·1024
-bottleneck; never below 8 filters), so width 1/16 gives CPU-sized models; the code size (256) and
+bottleneck; never below 8 filters), so width 1/32 gives CPU-sized models; the code size (256) and
 the classifier's 256 units are separate settings. ``input_size`` may be any
 multiple of 8 (three stride-2 convolutions, three ×2 upsamplings).
 """

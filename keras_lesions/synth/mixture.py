@@ -234,7 +234,9 @@ def mixture_dataset(networks, dataset, indices: Sequence[int], n: int, alpha, se
                   for j in range(len(dataset.class_names)) if made["partners"][row, j] >= 0
                   and made["proportions"][row, j] > 0}
         lesions.append(Lesion(
-            lesion_id=f"mix{row:06d}", patient_id=original.patient_id,
+            # fold and seed in the id: two mixture sets can augment one training
+            lesion_id=f"mix-f{networks.info.get('fold')}-s{int(seed)}-{row:06d}",
+            patient_id=original.patient_id,
             label=int(np.argmax(soft)), roi=np.clip(image[:, :, 0], 0.0, 1.0),
             context=np.clip(image[:, :, 0], 0.0, 1.0), roi_box=(0, 0, size, size),
             lesion_box=(0, 0, size, size), diameter_px=diameter,

@@ -175,6 +175,23 @@ class DisentangleTrainer(keras.Model):
 # --------------------------------------------------------------------------- builders
 
 
+def restore_checkpoint(manager: tf.train.CheckpointManager, run_dir: Path) -> None:
+    """Restore the last epoch checkpoint, if any, into the freshly built networks.
+
+    Raises:
+        RunError: the checkpoint does not fit them (made with other settings) or
+            cannot be read.
+    """
+    if not manager.latest_checkpoint:
+        return
+    try:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise RunError(f"its checkpoint does not fit the networks of this config "
+                       f"({type(exc).__name__}); resume with the config it was started with",
+                       run_dir) from None
+
+
 def build_networks(num_classes: int, config: ExperimentConfig) -> dict[str, keras.Model]:
     """The five networks of Table 1 at the config's size."""
     from keras_lesions.models.disentangle import (
@@ -352,12 +369,20 @@ def train_specified_classifier(
     if canvases.size != d.input_size:
         raise KerasLesionsError(f"training images are {canvases.size}×{canvases.size} but "
                                 f"disentangle.input_size is {d.input_size}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
     info = {**(run_info or {}), "kind": "lesion_classifier", "architecture": "ben-cohen-2019",
             "class_names": list(class_names), "n_train": int(len(canvases)),
             "n_validation": int(len(validation[1])), "seed": d.seed,
-            "input_size": d.input_size}
+            "input_size": d.input_size, "width": d.width, "code_size": d.code_size,
+            "classifier_units": d.classifier_units}
+    if started:
+        previous = read_run_info(run_dir)
+        for key in ("kind", "class_names", "n_train", "n_validation", "seed", "input_size",
+                    "width", "code_size", "classifier_units"):
+            if previous.get(key) != info.get(key):
+                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
+                               f"with {info.get(key)!r} would mix two trainings", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
     if not started:
         write_json(run_dir / "run.json", info)
 
@@ -372,8 +397,7 @@ def train_specified_classifier(
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_counter),
         str(run_dir / "checkpoint"), max_to_keep=1, checkpoint_name="epoch")
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    restore_checkpoint(manager, run_dir)
     first_epoch = int(epoch_counter.numpy())
     epochs = d.classifier_epochs
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
@@ -491,16 +515,17 @@ def train_disentangle(
     d = config.disentangle
     names = list(dataset.class_names)
     info = {"kind": "disentangle", "fold": fold, "class_names": names,
-            "dataset": str(dataset_path), "input_size": d.input_size, "width": d.width,
-            "code_size": d.code_size, "seed": d.seed,
+            "dataset": str(Path(dataset_path).resolve()), "input_size": d.input_size,
+            "width": d.width, "code_size": d.code_size,
+            "classifier_units": d.classifier_units, "dropout": d.dropout, "seed": d.seed,
             # The adversary's accuracy at chance: always naming the largest class.
             "chance_accuracy": float(np.bincount(dataset.labels[fit_idx]).max() / len(fit_idx)),
             "fit_ids": dataset.lesion_ids[fit_idx].tolist(),
             "validation_ids": dataset.lesion_ids[val_idx].tolist()}
     if started:
         previous = read_run_info(run_dir)
-        for key in ("kind", "fold", "class_names", "input_size", "width", "code_size", "seed",
-                    "fit_ids"):
+        for key in ("kind", "fold", "class_names", "input_size", "width", "code_size",
+                    "classifier_units", "dropout", "seed", "fit_ids"):
             if previous.get(key) != info.get(key):
                 raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
                                f"with {info.get(key)!r} would mix two trainings", run_dir)
@@ -519,7 +544,7 @@ def train_disentangle(
 
     # Step 1: E_C + classifier, cross-entropy (§2.1); the baseline classifier.
     step1 = run_dir / "step1"
-    step1_info = {"fold": fold, "group": "baseline", "dataset": str(dataset_path),
+    step1_info = {"fold": fold, "group": "baseline", "dataset": info["dataset"],
                   "class_names": names}
     if not is_done(step1):
         model = train_specified_classifier(
@@ -551,8 +576,7 @@ def train_disentangle(
                             adversary_optimizer=trainer.adversary_optimizer,
                             epoch=epoch_counter),
         str(run_dir / "checkpoint"), max_to_keep=1, checkpoint_name="epoch")
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    restore_checkpoint(manager, run_dir)
     first_epoch = int(epoch_counter.numpy())
     columns = ["epoch"] + [m.name for m in trainer.metrics] + \
         [f"val_{m.name}" for m in trainer.metrics]
