@@ -57,6 +57,32 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool) -> bool:
     return started
 
 
+def record_run(run_dir: str | os.PathLike, config: ExperimentConfig, info: dict,
+               started: bool, must_match: tuple[str, ...] = ()) -> None:
+    """Write the run's config.yaml, and run.json for a new run.
+
+    A resumed run (``started``) keeps its run.json, and each ``must_match``
+    key of it must equal ``info``'s, or two trainings would be mixed.
+
+    Raises:
+        RunError: a resumed run of another kind, or recorded with other settings.
+    """
+    run_dir = Path(run_dir)
+    if started:
+        previous = read_run_info(run_dir)
+        if previous.get("kind") != info.get("kind"):
+            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
+                           f"{info.get('kind')!r}", run_dir)
+        for key in must_match:
+            if previous.get(key) != info.get(key):
+                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
+                               f"with {info.get(key)!r} would mix two trainings", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    if not started:
+        write_json(run_dir / "run.json", info)
+
+
 def read_run_info(run_dir: str | os.PathLike) -> dict:
     """The ``run.json`` of a run folder.
 

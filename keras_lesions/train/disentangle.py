@@ -44,11 +44,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lesions.config import ExperimentConfig, save_config
+from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import LesionDataset, atomic_path
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.train.classifier import (
-    RunError, claim_run_dir, is_done, read_run_info, write_json)
+    RunError, claim_run_dir, is_done, read_run_info, record_run, write_json)
 from keras_lesions.train.gan import EpochCheckpoint, read_history
 
 Progress = Callable[[str, int, int], None]
@@ -374,17 +374,9 @@ def train_specified_classifier(
             "n_validation": int(len(validation[1])), "seed": d.seed,
             "input_size": d.input_size, "width": d.width, "code_size": d.code_size,
             "classifier_units": d.classifier_units}
-    if started:
-        previous = read_run_info(run_dir)
-        for key in ("kind", "class_names", "n_train", "n_validation", "seed", "input_size",
-                    "width", "code_size", "classifier_units"):
-            if previous.get(key) != info.get(key):
-                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
-                               f"with {info.get(key)!r} would mix two trainings", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    if not started:
-        write_json(run_dir / "run.json", info)
+    record_run(run_dir, config, info, started,
+               must_match=("class_names", "n_train", "n_validation", "seed", "input_size",
+                           "width", "code_size", "classifier_units"))
 
     keras.utils.set_random_seed(d.seed)
     networks = build_networks(len(class_names), config)
@@ -522,17 +514,9 @@ def train_disentangle(
             "chance_accuracy": float(np.bincount(dataset.labels[fit_idx]).max() / len(fit_idx)),
             "fit_ids": dataset.lesion_ids[fit_idx].tolist(),
             "validation_ids": dataset.lesion_ids[val_idx].tolist()}
-    if started:
-        previous = read_run_info(run_dir)
-        for key in ("kind", "fold", "class_names", "input_size", "width", "code_size",
-                    "classifier_units", "dropout", "seed", "fit_ids"):
-            if previous.get(key) != info.get(key):
-                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
-                               f"with {info.get(key)!r} would mix two trainings", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    if not started:
-        write_json(run_dir / "run.json", info)
+    record_run(run_dir, config, info, started,
+               must_match=("fold", "class_names", "input_size", "width", "code_size",
+                           "classifier_units", "dropout", "seed", "fit_ids"))
 
     log(f"fold {fold}: fitting on {len(fit_idx)} lesions, validating on {len(val_idx)}, "
         f"testing on {len(test_idx)}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 from pathlib import Path
@@ -34,14 +33,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lesions.config import DIFF_AUGMENT_POLICIES, ExperimentConfig, save_config
+from keras_lesions.config import DIFF_AUGMENT_POLICIES, ExperimentConfig
 from keras_lesions.data.dataset import atomic_path, save_figure
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.losses import (
     acgan_discriminator_loss, acgan_generator_loss, dcgan_discriminator_loss,
     dcgan_generator_loss)
 from keras_lesions.train.classifier import (
-    RunError, claim_run_dir, is_done, read_run_info, write_json)
+    RunError, claim_run_dir, is_done, read_run_info, record_run, write_json)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -634,20 +633,9 @@ def train_gan(
     info = {**(run_info or {}), **class_info, "kind": kind, "latent_dim": gan.latent_dim,
             "width": gan.width, "image_size": IMAGE_SIZE, "n_train": int(len(images)),
             "seed": gan.seed, "diff_augment": gan.diff_augment}
-    if started:
-        previous = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if previous.get("kind") != kind:
-            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
-                           f"{kind!r}", run_dir)
-        for key in ("class_names", "class_name", "latent_dim", "width", "n_train", "seed",
-                    "diff_augment"):
-            if previous.get(key) != info.get(key):
-                raise RunError(f"was started with {key} = {previous.get(key)!r}; resuming "
-                               f"with {info.get(key)!r} would mix two trainings", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    if not started:
-        write_json(run_dir / "run.json", info)
+    record_run(run_dir, config, info, started,
+               must_match=("class_names", "class_name", "latent_dim", "width", "n_train",
+                           "seed", "diff_augment"))
 
     keras.utils.set_random_seed(gan.seed)  # weight initialisation
     trainer = build_gan_trainer(kind, num_classes, config)
