@@ -88,12 +88,13 @@ def run_mixture_experiment(config: ExperimentConfig, log: Callable[[str], None] 
             baseline_records.append(_load_predictions(run_dir / "step1", fold, seed))
 
             mixed_path = out / "mixtures" / f"fold{fold}_seed{seed}.h5"
-            fit_idx, val_idx, test_idx = fold_split(dataset, fold, seeded, dataset_path)
+            _, val_idx, test_idx = fold_split(dataset, fold, seeded, dataset_path)
+            # the lesions the run itself was fitted on, as it recorded them
+            ids = dataset.lesion_ids.tolist()
+            fit_idx = np.array([ids.index(i) for i in
+                                json.loads((run_dir / "run.json").read_text())["fit_ids"]])
             if not mixed_path.is_file():
                 networks = load_disentangled(run_dir)
-                # the lesions the run itself was fitted on, as it recorded them
-                ids = dataset.lesion_ids.tolist()
-                fit_idx = np.array([ids.index(i) for i in networks.info["fit_ids"]])
                 n = config.mixture.per_image * len(fit_idx)
                 log(f"{tag}: mixing specified factors: {n} images (alpha "
                     f"{config.mixture.alpha})")
@@ -103,9 +104,6 @@ def run_mixture_experiment(config: ExperimentConfig, log: Callable[[str], None] 
                 write_dataset(mixed, mixed_path)
             proposed_dir = out / "runs" / "proposed" / f"fold{fold}" / f"seed{seed}"
             if not is_done(proposed_dir):
-                ids = dataset.lesion_ids.tolist()
-                fit_idx = np.array([ids.index(i) for i in
-                                    json.loads((run_dir / "run.json").read_text())["fit_ids"]])
                 mixed = read_dataset(mixed_path)
                 real = prepare_online_canvases(dataset, fit_idx, size=size)
                 canvases = real.concatenate(prepare_online_canvases(mixed, size=size))

@@ -48,7 +48,7 @@ from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import LesionDataset, atomic_path
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.train.classifier import (
-    RunError, claim_run_dir, is_done, read_run_info, record_run, write_json)
+    RunError, claim_run_dir, is_done, load_run_model, read_run_info, record_run, write_json)
 from keras_lesions.train.gan import EpochCheckpoint, read_history
 
 Progress = Callable[[str, int, int], None]
@@ -260,6 +260,11 @@ def recalibrate_batch_norm(encoder: keras.Model, head: keras.Model, images: np.n
         x = np.asarray(ops.convert_to_numpy(layer(x, training=False)))
 
 
+def _crossentropy(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean categorical cross-entropy of (soft) targets, as Keras computes it."""
+    return float(-np.mean(np.sum(targets * np.log(np.clip(probabilities, 1e-7, 1.0)), axis=1)))
+
+
 class _ValidateAndKeepBest(keras.callbacks.Callback):
     """After each epoch: recalibrate batch norm on the training images, score
     the validation set (``val_loss``, ``val_accuracy`` added to the logs),
@@ -279,8 +284,7 @@ class _ValidateAndKeepBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         recalibrate_batch_norm(self.encoder, self.head, self.calibration_images)
         probabilities = predict(self.model, self.val_images)
-        loss = float(-np.mean(np.sum(self.val_targets * np.log(np.clip(probabilities, 1e-7, 1)),
-                                     axis=1)))
+        loss = _crossentropy(self.val_targets, probabilities)
         accuracy = float(np.mean(probabilities.argmax(1) == self.val_targets.argmax(1)))
         logs["val_loss"], logs["val_accuracy"] = loss, accuracy
         if self.best is None or (accuracy, -loss) > (self.best["val_accuracy"],
@@ -309,8 +313,7 @@ class _Step2Validation(keras.callbacks.Callback):
         reconstructed = predict(t, self.val_images)
         rec = float(np.mean((reconstructed - self.val_images) ** 2))
         probabilities = predict(t.adversary, predict(t.encoder_r, self.val_images))
-        adv = float(-np.mean(np.sum(self.val_targets * np.log(np.clip(probabilities, 1e-7, 1)),
-                                    axis=1)))
+        adv = _crossentropy(self.val_targets, probabilities)
         logs["val_rec_loss"], logs["val_adv_loss"] = rec, adv
         logs["val_adv_accuracy"] = float(np.mean(probabilities.argmax(1)
                                                  == self.val_targets.argmax(1)))
@@ -360,7 +363,7 @@ def train_specified_classifier(
     d = config.disentangle
     run_dir = Path(run_dir)
     if (run_dir / "model.keras").is_file() and not (run_dir / "checkpoint").exists():
-        return load_classifier(run_dir)
+        return load_run_model(run_dir)
     started = claim_run_dir(run_dir, resume)
     targets = np.asarray(targets, np.float32)
     if targets.shape != (len(canvases), len(class_names)):
@@ -417,12 +420,6 @@ def train_specified_classifier(
         model.save(tmp)
     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     return model
-
-
-def load_classifier(run_dir: str | os.PathLike) -> keras.Model:
-    from keras_lesions.train.classifier import load_run_model
-
-    return load_run_model(run_dir)
 
 
 def predict(model: keras.Model, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -539,7 +536,7 @@ def train_disentangle(
         test_classifier(model, step1, roi_inputs(dataset, test_idx, d.input_size),
                         dataset.labels[test_idx], dataset.lesion_ids[test_idx],
                         {**step1_info, "seed": d.seed})
-    model = load_classifier(step1)
+    model = load_run_model(step1)
     baseline = json.loads((step1 / "done.json").read_text())["test_accuracy"]
 
     # Step 2: E_C frozen; E_R, G_R against the adversary (§2.1).
