@@ -50,7 +50,10 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21"],
-        "test": ["pytest>=8", "pydicom-data>=1.0", "tox>=4"],
+        # `kl experiment --ray`: runs as Ray tasks on a local or remote cluster.
+        "ray": ["ray>=2.40"],
+        # The test suite tests the Ray executor on a local Ray of 2 CPUs.
+        "test": ["pytest>=8", "pydicom-data>=1.0", "tox>=4", "ray>=2.40"],
     },
     entry_points={"console_scripts": ["kl=keras_lesions_cli.main:main"]},
     classifiers=[

@@ -1,7 +1,8 @@
 """Classifier training throughput: the project's pipeline vs plain ``model.fit``.
 
 Prints images/s of (a) ``keras_lesions.train`` style training — the seeded
-tf.data pipeline (shuffle, batch, prefetch) feeding ``fit`` — and (b) the plain
+stream of per-epoch batches (``pipeline.epoch_batches``: order from (seed, epoch),
+so resumed runs see the same batches) feeding ``fit`` — and (b) the plain
 reference, ``model.fit`` on in-memory numpy arrays, in the same run, and their
 ratio. A benchmark, not a test: nothing is asserted.
 
@@ -29,7 +30,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from keras_lesions.data.pipeline import training_dataset
+    from keras_lesions.pipeline import epoch_batches
     from keras_lesions.models import build_lesion_classifier
 
     filters = tuple(int(f) for f in args.filters.split(","))
@@ -51,8 +52,12 @@ def main() -> None:
         return args.images * args.epochs / (time.perf_counter() - start)
 
     model = fresh_model()
-    data = training_dataset(x, y, args.batch_size, seed=0)
-    ours = timed(lambda e: model.fit(data, epochs=e, verbose=0, shuffle=False))
+    # The classifier's own stream: every epoch's order from (seed, epoch), as
+    # resumable training needs; long enough for the warm-up and timed epochs.
+    data, steps = epoch_batches((x, y), args.batch_size, 0, 0, 1 + args.epochs,
+                                drop_remainder=False)
+    ours = timed(lambda e: model.fit(data, epochs=e, steps_per_epoch=steps, verbose=0,
+                                     shuffle=False))
     model = fresh_model()
     plain = timed(lambda e: model.fit(x, y, batch_size=args.batch_size, epochs=e, verbose=0))
 

@@ -1,8 +1,10 @@
-"""Shared plumbing of the ``kl`` commands: errors as one line, progress bars."""
+"""Shared plumbing of the ``kl`` commands: errors as one line, progress bars,
+config loading and the options several commands share."""
 from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -91,3 +93,23 @@ class ProgressBars:
 def note(message: str) -> None:
     """A progress or warning line for people, on stderr so stdout stays parseable."""
     click.echo(message, err=True)
+
+
+CONFIG = click.Path(dir_okay=False, path_type=Path)
+RUN = click.Path(file_okay=False, path_type=Path)
+
+
+def load(config_path, overrides: dict):
+    """The config file with the options the user gave (None = not given)."""
+    from keras_lesions.config import load_config
+
+    return load_config(config_path, {k: v for k, v in overrides.items() if v is not None})
+
+
+def config_option(default: str, help: str = "Experiment config (YAML)."):
+    return click.option("--config", "config_path", type=CONFIG, default=default,
+                        show_default=True, help=help)
+
+
+def output_dir_option():
+    return click.option("--output-dir", help="Overrides the config's output_dir.")

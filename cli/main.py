@@ -11,10 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click
 
 from keras_lesions import __version__
+from keras_lesions_cli import experiment, models, synth, train
 from keras_lesions_cli.common import KLGroup, ProgressBars, command_line, note
-from keras_lesions_cli.classify import COMMANDS
-from keras_lesions_cli.gan import COMMANDS as GAN_COMMANDS
-from keras_lesions_cli.disentangle import COMMANDS as DISENTANGLE_COMMANDS
 from keras_lesions_cli.data import data_group
 
 
@@ -33,8 +31,9 @@ def cli():
 
 
 cli.add_command(data_group)
-for command in COMMANDS + GAN_COMMANDS + DISENTANGLE_COMMANDS:
-    cli.add_command(command)
+for family in (experiment, train, synth, models):
+    for command in family.COMMANDS:
+        cli.add_command(command)
 
 
 @cli.command("demo")
@@ -48,7 +47,9 @@ for command in COMMANDS + GAN_COMMANDS + DISENTANGLE_COMMANDS:
               default="configs/ben-cohen-2019-quick.yaml", show_default=True,
               help="Config of the Ben-Cohen 2019 part.")
 @click.option("--skip-mixture", is_flag=True, help="Leave out the Ben-Cohen 2019 part.")
-def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture):
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Run up to N independent runs at once, each in its own process.")
+def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture, jobs):
     """Run the main job on the built-in phantoms.
 
     Generates the Frid-Adar 2018 phantom dataset (182 lesions) with its 3-fold
@@ -63,12 +64,15 @@ def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture):
     """
     from keras_lesions.demo import run_demo
     from keras_lesions.evaluate.report import side_by_side, text_table
+    from keras_lesions.experiments.executors import ProcessExecutor
+    from keras_lesions.experiments.mixture import summary as mixture_summary
 
     bars = ProgressBars()
     try:
         result = run_demo(out_dir, seed, config_path,
                           None if skip_mixture else mixture_config_path,
-                          created_by=command_line(), log=note, progress=bars)
+                          created_by=command_line(), log=note, progress=bars,
+                          executor=ProcessExecutor(jobs=jobs) if jobs and jobs > 1 else None)
     finally:
         bars.close()
     click.echo(result.check.format(result.class_names))
@@ -88,13 +92,10 @@ def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture):
     click.echo(f"\ndataset: {result.dataset_path}\npreview: {result.preview_path}\n"
                f"report:  {result.report_dir}")
     if result.mixture is not None:
-        from keras_lesions_cli.classify import mixture_summary
-
         click.echo("\nBen-Cohen 2019, baseline vs mixtures of specified factors "
                    "(4 classes, 3-fold cross-validation):")
         click.echo(mixture_summary(result.mixture))
-        report = Path(result.mixture["report"])
-        click.echo(f"\nreport:  {report}\nswap grid: {report.parent / 'swap.png'}")
+        click.echo(f"swap grid: {Path(result.mixture['report']).parent / 'swap.png'}")
 
 
 def main():

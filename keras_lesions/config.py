@@ -8,6 +8,7 @@ to re-check. Every run saves the resolved config beside its outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from keras_lesions.data.registry import PRESETS
-from keras_lesions.errors import KerasLesionsError
+from keras_lesions.errors import KerasLesionsError, MixtureError
 
 
 EXPERIMENT_KINDS = ("classic-curve", "gan-curve", "mixture")
@@ -248,6 +249,20 @@ class ExperimentConfig:
             (_alpha_ok(self.mixture.alpha),
              f"mixture.alpha must be 'random' or a number in (0, 1], got {self.mixture.alpha!r}"),
             (self.mixture.per_image >= 1, "mixture.per_image must be ≥ 1"),
+            (_diff_augment_ok(self.gan.diff_augment),
+             f"gan.diff_augment must list transforms from {', '.join(DIFF_AUGMENT_POLICIES)} "
+             f"(comma-separated, each once; empty = off), got {self.gan.diff_augment!r}"),
+            (self.gan.batch_size >= 1 and self.gan.epochs >= 1 and self.gan.latent_dim >= 1,
+             "gan.batch_size, gan.epochs and gan.latent_dim must be ≥ 1"),
+            (0.0 < self.gan.width <= 4.0, "gan.width must lie in (0, 4]"),
+            (len(self.synth.per_class_sizes) >= 1 and min(self.synth.per_class_sizes) >= 1,
+             "synth.per_class_sizes must list positive sizes"),
+            (0 <= self.synth.base_group <= len(self.augment.group_sizes),
+             "synth.base_group must be 0 (D_aug optimal) or a group "
+             f"1..{len(self.augment.group_sizes)}"),
+            (len(set(self.evaluate.folds)) == len(self.evaluate.folds)
+             and len(set(self.evaluate.seeds)) == len(self.evaluate.seeds),
+             "evaluate.folds and evaluate.seeds must not repeat a value"),
             (self.kind in EXPERIMENT_KINDS,
              f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {self.kind!r}"),
         ]
@@ -259,14 +274,48 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-def _alpha_ok(alpha: float | str) -> bool:
-    from keras_lesions.synth.mixture import MixtureError, parse_alpha
+def _diff_augment_ok(policy: str) -> bool:
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    return set(names) <= set(DIFF_AUGMENT_POLICIES) and len(set(names)) == len(names)
 
+
+def _alpha_ok(alpha: float | str) -> bool:
     try:
         parse_alpha(alpha)
     except MixtureError:
         return False
     return True
+
+
+def parse_alpha(alpha) -> str | float:
+    """Ben-Cohen §2.2's mixing share: ``"random"`` or a share in (0, 1] kept by
+    the original image's c.
+
+    Raises:
+        MixtureError: anything else (a word other than "random", a number
+            outside (0, 1]).
+    """
+    if isinstance(alpha, str):
+        text = alpha.strip().lower()
+        if text == "random":
+            return "random"
+        try:
+            alpha = float(text)
+        except ValueError:
+            raise MixtureError(f"alpha must be 'random' or a number in (0, 1], got {alpha!r}") \
+                from None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
+            or not math.isfinite(alpha) or not 0.0 < float(alpha) <= 1.0:
+        raise MixtureError(f"alpha must be 'random' or a number in (0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def config_from_dict(raw: dict, where: str = "<config>") -> ExperimentConfig:
+    """An ``ExperimentConfig`` from a dict such as ``to_dict()`` returns, validated
+    as a file would be (how worker processes receive their config)."""
+    config = _build(ExperimentConfig, raw, where, prefix="")
+    config.validate(where)
+    return config
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -346,7 +395,7 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from keras_lesions.data.dataset import atomic_path
+    from keras_lesions.io import atomic_path
 
     with atomic_path(path, suffix=".yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

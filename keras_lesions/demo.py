@@ -33,9 +33,9 @@ class DemoResult:
     report_dir: Path
     check: CheckReport
     class_names: list[str]
-    curve: dict  # run_classic_curve's result
-    gan: dict | None  # run_gan_curve's result (gan-curve configs)
-    mixture: dict | None = None  # run_mixture_experiment's result
+    curve: dict  # the classic curve's result
+    gan: dict | None  # the CNN-AUG-GAN result (gan-curve configs)
+    mixture: dict | None = None  # the mixture experiment's result
 
 
 def run_demo(
@@ -47,10 +47,12 @@ def run_demo(
     created_by: str = "keras_lesions.demo",
     log: Callable[[str], None] = print,
     progress=None,
+    executor=None,
 ) -> DemoResult:
     """Run the demo into ``out_dir``; a second call resumes where it stopped.
 
-    ``mixture_config_path`` None skips the Ben-Cohen 2019 part.
+    ``mixture_config_path`` None skips the Ben-Cohen 2019 part; ``executor``
+    runs the experiments' plans (default: one run at a time, here).
 
     Raises:
         DatasetError: ``out_dir`` holds a phantom dataset of another seed, or
@@ -58,7 +60,7 @@ def run_demo(
         ConfigError: bad config.
     """
     from keras_lesions.data.builtin import make_phantom_dataset
-    from keras_lesions.evaluate.crossval import run_classic_curve
+    from keras_lesions.experiments.run import run_experiment
 
     out_dir = Path(out_dir)
     dataset_path = out_dir / "phantoms.h5"
@@ -99,23 +101,16 @@ def run_demo(
         "cross-validation)" + (f", then CNN-AUG-GAN (DCGANs of width {config.gan.width}, "
                                f"{config.gan.epochs} epochs, +{config.synth.per_class_sizes} "
                                "synthetic per class)" if config.kind == "gan-curve" else ""))
-    gan = None
-    if config.kind == "gan-curve":
-        from keras_lesions.evaluate.gan_experiment import run_gan_curve
-
-        gan = run_gan_curve(config, log=log, progress=progress)
-        curve = gan["classic"]
-    else:
-        curve = run_classic_curve(config, log=log, progress=progress, verbose=0)
+    result = run_experiment(config, executor=executor, log=log, progress=progress)
+    gan = result if config.kind == "gan-curve" else None
+    curve = result["classic"] if gan is not None else result
     mixture = None
     if mixture_config is not None:
-        from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment
-
         d = mixture_config.disentangle
         log(f"[5/{steps}] Ben-Cohen 2019 with {mixture_config_path}: 4-class "
             f"{d.input_size}×{d.input_size} phantoms, disentanglement networks of width "
             f"{d.width}, baseline vs mixtures of specified factors, 3-fold cross-validation")
-        mixture = run_mixture_experiment(mixture_config, log=log, progress=progress)
+        mixture = run_experiment(mixture_config, executor=executor, log=log, progress=progress)
     return DemoResult(dataset_path=dataset_path, preview_path=preview_path,
                       report_dir=out_dir / config.name / "report", check=report,
                       class_names=list(dataset.class_names), curve=curve, gan=gan,

@@ -35,3 +35,7 @@ class ImportSourceError(KerasLesionsError):
 
 class FoldError(KerasLesionsError):
     """A fold assignment cannot be made or would leak patients between folds."""
+
+
+class MixtureError(KerasLesionsError):
+    """A bad request for mixtures of specified factors (α, sizes, classes)."""

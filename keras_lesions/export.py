@@ -40,7 +40,7 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
     """Export a finished classifier run as a TF Serving SavedModel.
 
     The ``serving_default`` signature takes ``roi``: float32 [N, S, S, 1] in
-    [0, 1] (HU windowed W400/L50 and resized, as ``data.pipeline.roi_inputs``
+    [0, 1] (HU windowed W400/L50 and resized, as ``pipeline.roi_inputs``
     makes it; a Frid-Adar classifier subtracts its training-set mean inside the
     model, a Ben-Cohen one (E_C + classifier) normalises with batch norm) and returns
     ``probabilities`` float32 [N, classes] and ``class_name`` string [N].
@@ -182,7 +182,7 @@ def export_disentangled(run_dir: str | os.PathLike, out: str | os.PathLike) -> P
     Signatures (Ben-Cohen et al. 2019 §2):
 
     - ``serving_default``: ``image`` float32 [N, S, S, 1] in [0, 1] (HU
-      windowed W400/L50 and resized, as ``data.pipeline.roi_inputs`` makes it)
+      windowed W400/L50 and resized, as ``pipeline.roi_inputs`` makes it)
       → ``c`` = E_C(image) and ``r`` = E_R(image), float32 [N, code_size].
     - ``decode``: ``c``, ``r`` → ``image`` = G_R(c, r), float32 [N, S, S, 1]
       in [0, 1] (swap or mix codes between the two calls).
@@ -263,7 +263,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
         RunError: no run folder or no run.json.
         ExportError: a kind nothing can export, or a bad target folder.
     """
-    from keras_lesions.train.classifier import read_run_info
+    from keras_lesions.runs.folder import read_run_info
 
     run_dir = Path(run_dir)
     kind = read_run_info(run_dir).get("kind")

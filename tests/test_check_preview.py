@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_lesions.data.check import check_dataset
-from keras_lesions.data.pipeline import roi_inputs
+from keras_lesions.pipeline import roi_inputs
 from keras_lesions.data.preview import write_preview
 from keras_lesions.errors import KerasLesionsError
 

@@ -12,7 +12,8 @@ import pytest
 
 from keras_lesions.config import load_config
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.train.classifier import RunError, load_run_model, train_classifier
+from keras_lesions.runs import RunError
+from keras_lesions.train.classifier import load_run_model, train_classifier
 
 
 def test_paper_size_parameter_count():
@@ -66,32 +67,43 @@ def test_training_learns_and_records_the_run(tmp_path):
     assert accuracy > 0.9
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["train_mean"] == pytest.approx(float(x.mean()))
-    assert not (tmp_path / "run" / "backup").exists()  # checkpoint removed once done
+    assert info["settings"]["train"]["seed"] == 0 and info["settings"]["n_train"] == len(x)
+    # the checkpoint stays until the run is marked done (tested, in an experiment)
+    assert (tmp_path / "run" / "checkpoint").is_dir()
+    from keras_lesions.runs import finish_run
+
+    finish_run(tmp_path / "run", {"fold": 0})
+    assert not (tmp_path / "run" / "checkpoint").exists()
     loaded = load_run_model(tmp_path / "run")
     np.testing.assert_allclose(loaded.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0),
                                atol=1e-6)
 
 
-def test_interrupted_training_resumes_from_its_last_epoch(tmp_path):
+def test_interrupted_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     config = tiny_config(tmp_path, epochs=4)
     x, y = toy_images()
     run = tmp_path / "run"
+    straight = train_classifier(x, y, config, tmp_path / "straight", tensorboard=False)
 
-    def stop_after_second_epoch(epoch, logs):
-        if epoch == 1:
+    def stop_after_second_epoch(done, total):
+        if done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(x, y, config, run, verbose=0, tensorboard=False,
-                         on_epoch_end=stop_after_second_epoch)
-    assert (run / "backup").exists() and not (run / "model.keras").exists()
+        train_classifier(x, y, config, run, tensorboard=False, progress=stop_after_second_epoch)
+    assert (run / "checkpoint").exists() and not (run / "model.keras").exists()
     with pytest.raises(RunError, match="--resume"):
-        train_classifier(x, y, config, run, verbose=0, tensorboard=False)
-    train_classifier(x, y, config, run, verbose=0, tensorboard=False, resume=True)
+        train_classifier(x, y, config, run, tensorboard=False)
+    # other training data (another fold, say) would mix two trainings: refused
+    with pytest.raises(RunError, match="other settings \\(train_data was"):
+        train_classifier(x[::-1], y[::-1], config, run, tensorboard=False, resume=True)
+    resumed = train_classifier(x, y, config, run, tensorboard=False, resume=True)
     with open(run / "history.csv") as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the interruption, 2-3 after
     assert (run / "model.keras").exists()
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the batches depend on (seed, epoch) only
 
 
 def test_bad_training_input(tmp_path):

@@ -14,7 +14,7 @@ from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.data.folds import make_patient_folds, validation_split
 from keras_lesions.errors import DatasetError
 from keras_lesions.models.disentangle import (
-    build_code_classifier, build_decoder, build_encoder, build_specified_classifier)
+    build_code_classifier, build_decoder, build_encoder)
 from keras_lesions.synth.mixture import (
     MixtureError, draw_proportions, mix_codes, nearest_of_other_classes, parse_alpha)
 from keras_lesions.train.disentangle import DisentangleTrainer
@@ -88,16 +88,6 @@ def changed(before, model):
     return any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_step1_changes_encoder_c_and_classifier():
-    encoder_c, classifier, *_ = tiny_networks()
-    model = build_specified_classifier(encoder_c, classifier)
-    model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy())
-    before_c, before_head = weights_of(encoder_c), weights_of(classifier)
-    images, targets = batch()
-    model.train_on_batch(images, targets)
-    assert changed(before_c, encoder_c) and changed(before_head, classifier)
-
-
 def test_step2_trains_adversary_and_autoencoder_but_not_encoder_c():
     encoder_c, _, encoder_r, decoder, adversary = tiny_networks()
     trainer = DisentangleTrainer(encoder_c, encoder_r, decoder, adversary, rec_weight=1.0,
@@ -116,7 +106,7 @@ def test_step2_trains_adversary_and_autoencoder_but_not_encoder_c():
 
 
 def test_batch_norm_recalibration_uses_the_exact_training_statistics():
-    from keras_lesions.train.disentangle import recalibrate_batch_norm
+    from keras_lesions.train.specified_classifier import recalibrate_batch_norm
 
     encoder_c, classifier, *_ = tiny_networks()
     images, _ = batch(32)
@@ -274,7 +264,7 @@ def write_tiny_config(tmp_path, dataset_path, **extra):
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     """A finished tiny mixture experiment (3 folds) on a 4-class toy dataset."""
-    from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment
+    from keras_lesions.experiments.run import run_experiment
 
     tmp_path = tmp_path_factory.mktemp("mixture")
     dataset = make_toy_dataset(n_classes=4, lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1,
@@ -285,7 +275,7 @@ def experiment(tmp_path_factory):
     dataset.fold_k = 3
     dataset_path = write_dataset(dataset, tmp_path / "toy4.h5")
     config = load_config(write_tiny_config(tmp_path, dataset_path))
-    result = run_mixture_experiment(config, log=lambda line: None)
+    result = run_experiment(config, log=lambda line: None)
     return {"tmp": tmp_path, "dataset": dataset_path, "config": config, "result": result,
             "out": tmp_path / "out" / "tiny"}
 
@@ -304,30 +294,30 @@ def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(expe
     assert np.array(result["proposed"]["confusion"]).shape == (4, 4)
     ids = dataset.lesion_ids.tolist()
     for fold in range(3):
-        info = json.loads((out / "runs" / "disentangle" / f"fold{fold}" / "seed0" /
+        info = json.loads((out / "runs" / f"fold{fold}" / "disentangle" / "seed0" /
                            "run.json").read_text())
         fit_patients = {dataset.patient_ids[ids.index(i)] for i in info["fit_ids"]}
         val_patients = {dataset.patient_ids[ids.index(i)] for i in info["validation_ids"]}
         test_patients = set(dataset.patient_ids[dataset.folds == fold])
         assert not fit_patients & test_patients and not val_patients & test_patients
         assert not fit_patients & val_patients
-        mixed = read_dataset(out / "mixtures" / f"fold{fold}_seed0.h5")
+        mixed = read_dataset(out / "data" / f"fold{fold}" / "mixtures" / "seed0.h5")
         assert mixed.extra["fold"] == fold and len(mixed) == len(info["fit_ids"])
         assert set(mixed.patient_ids) <= fit_patients
         assert np.allclose(mixed.soft_labels.sum(1), 1.0, atol=1e-5)
-        proposed = json.loads((out / "runs" / "proposed" / f"fold{fold}" / "seed0" /
+        proposed = json.loads((out / "runs" / f"fold{fold}" / "proposed" / "seed0" /
                                "done.json").read_text())
         assert proposed["n_mixed"] == len(mixed)
 
 
 def test_experiment_resumes_without_retraining(experiment):
-    from keras_lesions.evaluate.mixture_experiment import run_mixture_experiment
+    from keras_lesions.experiments.run import run_experiment
 
     out = experiment["out"]
-    model = out / "runs" / "proposed" / "fold1" / "seed0" / "model.keras"
+    model = out / "runs" / "fold1" / "proposed" / "seed0" / "model.keras"
     stamp = model.stat().st_mtime_ns
     lines = []
-    again = run_mixture_experiment(experiment["config"], log=lines.append)
+    again = run_experiment(experiment["config"], log=lines.append)
     assert model.stat().st_mtime_ns == stamp
     assert not any("training" in line or "disentangling" in line for line in lines), lines
     assert again["table2"] == experiment["result"]["table2"]
@@ -338,7 +328,7 @@ def run(*args):
 
 
 def test_cli_swap_mix_train_cnn_and_export(experiment, tmp_path):
-    run_dir = experiment["out"] / "runs" / "disentangle" / "fold0" / "seed0"
+    run_dir = experiment["out"] / "runs" / "fold0" / "disentangle" / "seed0"
     dataset = read_dataset(experiment["dataset"], images=False)
     info = json.loads((run_dir / "run.json").read_text())
     x, *ys = info["fit_ids"][:3]
@@ -372,7 +362,7 @@ def test_cli_swap_mix_train_cnn_and_export(experiment, tmp_path):
     # export round trip: the SavedModel's signatures equal the Keras networks
     import tensorflow as tf
 
-    from keras_lesions.data.pipeline import roi_inputs
+    from keras_lesions.pipeline import roi_inputs
     from keras_lesions.train.disentangle import load_disentangled
 
     out = tmp_path / "saved" / "disentangle" / "1"
@@ -398,7 +388,7 @@ def test_cli_swap_mix_train_cnn_and_export(experiment, tmp_path):
 
 @pytest.mark.parametrize("alpha", ["1.5", "0", "often"])
 def test_cli_mix_refuses_alpha_outside_0_1(experiment, tmp_path, alpha):
-    run_dir = experiment["out"] / "runs" / "disentangle" / "fold0" / "seed0"
+    run_dir = experiment["out"] / "runs" / "fold0" / "disentangle" / "seed0"
     result = run("mix", "--run", run_dir, "--alpha", alpha, "--n", 4, "--out", tmp_path / "m.h5")
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = result.output.strip().splitlines()[-1]
@@ -407,7 +397,7 @@ def test_cli_mix_refuses_alpha_outside_0_1(experiment, tmp_path, alpha):
 
 
 def test_cli_refuses_a_run_of_the_wrong_kind(experiment, tmp_path):
-    classifier_run = experiment["out"] / "runs" / "proposed" / "fold0" / "seed0"
+    classifier_run = experiment["out"] / "runs" / "fold0" / "proposed" / "seed0"
     for args in (["mix", "--run", classifier_run, "--n", 4, "--out", tmp_path / "m.h5"],
                  ["swap", "--run", classifier_run, "--x", "a", "--y", "b", "-o",
                   tmp_path / "g.png"]):
@@ -422,7 +412,7 @@ def test_cli_refuses_mismatched_image_size(experiment, tmp_path):
     dataset = read_dataset(experiment["dataset"])
     dataset.input_size = 64
     other = write_dataset(dataset, tmp_path / "at64.h5")
-    run_dir = experiment["out"] / "runs" / "disentangle" / "fold0" / "seed0"
+    run_dir = experiment["out"] / "runs" / "fold0" / "disentangle" / "seed0"
     ids = dataset.lesion_ids.tolist()
     result = run("swap", "--run", run_dir, "--dataset", other, "--x", ids[0], "--y", ids[1],
                  "-o", tmp_path / "g.png")
@@ -443,7 +433,7 @@ def test_cli_refuses_mismatched_image_size(experiment, tmp_path):
 
 
 def test_cli_unknown_lesion_id(experiment, tmp_path):
-    run_dir = experiment["out"] / "runs" / "disentangle" / "fold0" / "seed0"
+    run_dir = experiment["out"] / "runs" / "fold0" / "disentangle" / "seed0"
     result = run("swap", "--run", run_dir, "--x", "nobody", "--y", "P00-L0", "-o",
                  tmp_path / "g.png")
     assert result.exit_code == 1 and "has no lesion 'nobody'" in result.output
@@ -471,7 +461,8 @@ def tiny_classifier_config(tmp_path, **extra):
 
 def test_paper_classifier_learns_soft_targets(tmp_path):
     """E_C + classifier trained on soft targets predicts the proportions (§2.2)."""
-    from keras_lesions.train.disentangle import predict, train_specified_classifier
+    from keras_lesions.inference import predict
+    from keras_lesions.train.specified_classifier import train_specified_classifier
 
     soft = np.tile(np.array([[0.7, 0.2, 0.05, 0.05]], np.float32), (16, 1))
     canvases = tiny_canvases(soft)
@@ -488,8 +479,8 @@ def test_paper_classifier_learns_soft_targets(tmp_path):
 
 
 def test_interrupted_classifier_resumes_to_the_same_weights(tmp_path):
-    from keras_lesions.train.classifier import RunError
-    from keras_lesions.train.disentangle import train_specified_classifier
+    from keras_lesions.runs import RunError
+    from keras_lesions.train.specified_classifier import train_specified_classifier
 
     labels = np.arange(16) % 4
     targets = np.eye(4, dtype=np.float32)[labels]
@@ -503,7 +494,7 @@ def test_interrupted_classifier_resumes_to_the_same_weights(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_after_one(label, done, total):
+    def stop_after_one(done, total):
         if done == 1:
             raise Stop
 
@@ -520,14 +511,18 @@ def test_interrupted_classifier_resumes_to_the_same_weights(tmp_path):
 
 
 def test_fingerprint_leaves_out_sections_the_kind_does_not_read(tmp_path):
-    from keras_lesions.evaluate.crossval import _fingerprint
+    from keras_lesions.experiments.context import fingerprint
+    from keras_lesions.experiments.registry import KINDS
 
     dataset = make_toy_dataset()
     dataset.folds = np.zeros(len(dataset), int)
-    gan = _fingerprint(load_config(None, {"kind": "gan-curve"}), dataset)["config"]
-    mixture = _fingerprint(load_config(None, {"kind": "mixture"}), dataset)["config"]
+    gan = fingerprint(load_config(None, {"kind": "gan-curve"}), KINDS["gan-curve"].sections,
+                      dataset)["config"]
+    mixture = fingerprint(load_config(None, {"kind": "mixture"}), KINDS["mixture"].sections,
+                          dataset)["config"]
     assert "disentangle" not in gan and "mixture" not in gan and "gan" in gan
     assert "disentangle" in mixture and "gan" not in mixture and "train" not in mixture
+    assert "evaluate" in gan and "output_dir" not in gan
 
 
 def test_cli_train_disentangle_runs_both_steps(experiment, tmp_path):

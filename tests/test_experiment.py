@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from keras_lesions.config import load_config
 from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.data.folds import make_patient_folds
-from keras_lesions.evaluate.crossval import run_classic_curve
+from keras_lesions.experiments.run import describe_plan, run_experiment
 from keras_lesions_cli.main import cli
 
 from conftest import make_toy_dataset
@@ -37,13 +37,13 @@ def tiny_config(tmp_path, dataset_path, **extra):
 
 def test_curve_runs_every_fold_and_group_and_resumes(tmp_path, folded_dataset):
     config = tiny_config(tmp_path, folded_dataset)
-    result = run_classic_curve(config, log=lambda line: None)
+    result = run_experiment(config, log=lambda line: None)
     out = tmp_path / "out" / "tiny"
     assert [p["added_samples"] for p in result["curve"]] == [0, 24]
     assert result["optimal_group"] in ("D_aug1", "D_aug2")
     for group in ("D_aug1", "D_aug2"):
         for fold in range(3):
-            done = json.loads((out / "runs" / group / f"fold{fold}" / "seed0" / "done.json").read_text())
+            done = json.loads((run_dir(out, fold, group) / "done.json").read_text())
             assert done["fold"] == fold and done["group"] == group
     # every lesion is tested exactly once per group: the folds partition the dataset
     summary = json.loads((out / "report" / "D_aug2.json").read_text())
@@ -61,9 +61,14 @@ def test_curve_runs_every_fold_and_group_and_resumes(tmp_path, folded_dataset):
         assert not test_patients & set(np.asarray(meta["patient_id"]).tolist())
     # a second call trains nothing: finished runs are read back
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.keras")}
-    again = run_classic_curve(config, log=lambda line: None)
+    again = run_experiment(config, log=lambda line: None)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.keras")} == stamps
     assert again["curve"] == result["curve"]
+
+
+def run_dir(out, fold, group, seed=0):
+    """Where the plan puts a classifier run."""
+    return out / "runs" / f"fold{fold}" / "classifier" / group / f"seed{seed}"
 
 
 def run(*args):
@@ -85,16 +90,16 @@ def test_train_cnn_evaluate_and_export_cli(tmp_path, folded_dataset):
     config = write_yaml(tmp_path, folded_dataset)
     result = run("train-cnn", "--config", config, "--fold", 1, "--group", 2)
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "out" / "tiny" / "runs" / "D_aug2" / "fold1" / "seed0"
-    assert "test accuracy on fold 1" in result.output and (run_dir / "done.json").exists()
-    stamp = (run_dir / "model.keras").stat().st_mtime_ns
+    folder = run_dir(tmp_path / "out" / "tiny", 1, "D_aug2")
+    assert "test accuracy on fold 1" in result.output and (folder / "done.json").exists()
+    stamp = (folder / "model.keras").stat().st_mtime_ns
     again = run("train-cnn", "--config", config, "--fold", 1, "--group", 2)
     assert again.exit_code == 0 and "already finished" in again.output
-    assert (run_dir / "model.keras").stat().st_mtime_ns == stamp
+    assert (folder / "model.keras").stat().st_mtime_ns == stamp
     result = run("evaluate", tmp_path / "out" / "tiny" / "runs")
     assert result.exit_code == 0, result.output
     assert "weighted average" in result.output and "total accuracy" in result.output
-    result = run("export", run_dir, "--out", tmp_path / "models" / "clf" / "1")
+    result = run("export", folder, "--out", tmp_path / "models" / "clf" / "1")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "models" / "clf" / "1" / "saved_model.pb").exists()
 
@@ -152,10 +157,13 @@ def test_experiment_folder_refuses_other_settings(tmp_path, folded_dataset):
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
     assert "holds results made with other settings" in line and "augment.group_sizes" in line
-    # the evaluate section may change (more seeds, other folds): results stay valid
+    # every setting that changes a result is fingerprinted, seeds and choices included
     more_seeds = tmp_path / "seeds.yaml"
     more_seeds.write_text(config.read_text() + "evaluate:\n  seeds: [0, 1]\n")
-    assert run("augment", "--config", more_seeds, "--fold", 0).exit_code == 0
+    result = run("augment", "--config", more_seeds, "--fold", 0)
+    assert result.exit_code == 1 and "evaluate.seeds was [0], now [0, 1]" in result.output
+    # the settings it was made with still open it
+    assert run("augment", "--config", config, "--fold", 0).exit_code == 0
 
 
 def test_runs_with_extra_data_are_kept_apart_from_cnn_aug(tmp_path, folded_dataset):
@@ -167,10 +175,10 @@ def test_runs_with_extra_data_are_kept_apart_from_cnn_aug(tmp_path, folded_datas
     config = write_yaml(tmp_path, folded_dataset)
     result = run("train-cnn", "--config", config, "--fold", 0, "--extra", extra_path)
     assert result.exit_code == 0, result.output
-    runs = tmp_path / "out" / "tiny" / "runs"
-    assert (runs / "D_aug1+synth" / "fold0" / "seed0" / "done.json").exists()
-    assert not (runs / "D_aug1").exists()
-    info = json.loads((runs / "D_aug1+synth" / "fold0" / "seed0" / "run.json").read_text())
+    out = tmp_path / "out" / "tiny"
+    assert (run_dir(out, 0, "D_aug1+synth") / "done.json").exists()
+    assert not run_dir(out, 0, "D_aug1").exists()
+    info = json.loads((run_dir(out, 0, "D_aug1+synth") / "run.json").read_text())
     assert info["n_train"] > len(read_dataset(folded_dataset, images=False)) * 2 / 3
 
 
@@ -184,14 +192,65 @@ def test_evaluate_refuses_to_pool_two_experiments(tmp_path, folded_dataset):
     assert run("evaluate", tmp_path / "out" / "a" / "runs").exit_code == 0
 
 
-def test_run_that_finished_training_but_not_testing_is_not_retrained(tmp_path, folded_dataset):
+def test_run_killed_between_training_and_testing_finishes_without_training(
+        tmp_path, folded_dataset):
+    """Killed after the model was saved but before done.json: the checkpoint is
+    still there (it goes only after done.json), so --resume tests and finishes."""
+    from keras_lesions.experiments.manual import train_cnn
+    from keras_lesions.train.classifier import train_classifier
+
     config = write_yaml(tmp_path, folded_dataset)
     assert run("train-cnn", "--config", config, "--fold", 0).exit_code == 0
-    run_dir = tmp_path / "out" / "tiny" / "runs" / "D_aug1" / "fold0" / "seed0"
-    (run_dir / "done.json").unlink()  # as if killed between training and testing
-    (run_dir / "predictions.npz").unlink()
-    stamp = (run_dir / "model.keras").stat().st_mtime_ns
-    result = run("train-cnn", "--config", config, "--fold", 0, "--resume")
+    folder = run_dir(tmp_path / "out" / "tiny", 0, "D_aug1")
+    finished = json.loads((folder / "done.json").read_text())
+    # Train the same run again into a fresh folder, stopping where a kill would.
+    loaded = load_config(config)
+    again = tmp_path / "again"
+    from keras_lesions.experiments.classic_curve import base_group
+    from keras_lesions.experiments.registry import open_for
+    from keras_lesions.pipeline import one_hot
+
+    exp = open_for(loaded, log=lambda line: None)
+    images, labels = base_group(exp, 0, 0)
+    train_classifier(images, one_hot(labels, 3), loaded, again,
+                     run_info={"fold": 0, "group": "D_aug1"})
+    assert (again / "model.keras").exists() and (again / "checkpoint").exists()
+    history = (again / "history.csv").read_text()
+    result = train_cnn(loaded, 0, 0, run_dir=again, resume=True, log=lambda line: None)
+    assert not result["already_done"] and (again / "done.json").exists()
+    assert not (again / "checkpoint").exists()
+    assert (again / "history.csv").read_text() == history  # no epoch was trained again
+    assert result["accuracy"] == finished["test_accuracy"]  # the same run, to the bit
+
+
+def test_plan_lists_every_run_with_its_state(tmp_path, folded_dataset):
+    config = tiny_config(tmp_path, folded_dataset)
+    listing = describe_plan(config, log=lambda line: None)
+    assert "pending  fold0/augment" in listing
+    assert "blocked  fold2/classifier/D_aug2/seed0" in listing and "waits for fold2/augment" in listing
+    assert "blocked  choose/D_aug-optimal" in listing and "blocked  report" in listing
+    assert "11 runs: 0 done, 3 pending, 8 blocked" in listing
+    result = run("experiment", write_yaml(tmp_path, folded_dataset), "--only", "fold1/augment")
     assert result.exit_code == 0, result.output
-    assert (run_dir / "done.json").exists()
-    assert (run_dir / "model.keras").stat().st_mtime_ns == stamp
+    listing = describe_plan(config, log=lambda line: None)
+    assert "done     fold1/augment" in listing and "pending  fold1/classifier/D_aug1/seed0" in listing
+    result = run("experiment", write_yaml(tmp_path, folded_dataset), "--only",
+                 "fold0/classifier/D_aug1/seed0")
+    assert result.exit_code == 1
+    assert "needs 1 run(s) not done yet, such as 'fold0/augment'" in result.output
+    result = run("experiment", write_yaml(tmp_path, folded_dataset), "--only", "fold9/nothing")
+    assert result.exit_code == 1 and "the plan has no run 'fold9/nothing'" in result.output
+
+
+def test_experiment_folder_of_the_earlier_layout_is_refused(tmp_path, folded_dataset):
+    """Folders of keras-lesions before plans of runs cannot be resumed: one line says so."""
+    out = tmp_path / "out" / "tiny"
+    out.mkdir(parents=True)
+    (out / "experiment.json").write_text(json.dumps({"config": {}, "dataset": {}}))
+    (out / "runs" / "D_aug1" / "fold0" / "seed0").mkdir(parents=True)
+    result = run("experiment", write_yaml(tmp_path, folded_dataset))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"kl: error: {out}: was made by an earlier keras-lesions")
+    assert "use another name or output_dir, or delete the folder" in line
+    assert json.loads((out / "experiment.json").read_text()) == {"config": {}, "dataset": {}}

@@ -21,10 +21,10 @@ from keras_lesions.losses import (
 from keras_lesions.models.gan import (
     build_acgan_discriminator, build_acgan_generator, build_dcgan_discriminator,
     build_dcgan_generator)
-from keras_lesions.train.classifier import RunError
+from keras_lesions.runs import RunError
+from keras_lesions.augment.diff_augment import DiffAugment
 from keras_lesions.train.gan import (
-    ACGANTrainer, DCGANTrainer, DiffAugment, build_gan_trainer, gan_checkpoint, load_generator,
-    train_gan)
+    ACGANTrainer, DCGANTrainer, build_gan_trainer, gan_state, load_generator, train_gan)
 
 WIDTH = 1 / 16
 LATENT = 100
@@ -273,7 +273,8 @@ def dcgan_runs(tmp_path_factory):
     # The state a resumed run restores, read back through the public helpers.
     trainer = build_gan_trainer("dcgan", 1, _config(3))
     epochs_done = tf.Variable(0, dtype=tf.int64)
-    gan_checkpoint(trainer, epochs_done).restore(interrupted["checkpoint"]).assert_consumed()
+    tf.train.Checkpoint(**gan_state(trainer), epoch=epochs_done).restore(
+        interrupted["checkpoint"]).assert_consumed()
     interrupted["restored"] = {
         "epochs": int(epochs_done.numpy()),
         "d_iterations": int(trainer.d_optimizer.iterations.numpy()),
@@ -372,7 +373,7 @@ def test_load_generator_refuses_other_folders(tmp_path, dcgan_runs):
     # What train_classifier writes (kind "lesion_classifier"), plus its model.
     (classifier_run / "run.json").write_text(json.dumps({"kind": "lesion_classifier"}))
     (classifier_run / "done.json").write_text("{}")
-    with pytest.raises(RunError, match="'lesion_classifier' run, not a GAN run") as error:
+    with pytest.raises(RunError, match="'lesion_classifier' run, not a dcgan or acgan run") as error:
         load_generator(classifier_run)
     assert "\n" not in str(error.value) and str(classifier_run) in str(error.value)
     # An unfinished GAN run: the finished one without its done.json.
@@ -414,6 +415,6 @@ def test_train_gan_acgan_run_and_input_checks(tmp_path):
                   class_names=["cyst"], resume=True)
     wider = _config(1, diff_augment="")
     wider.gan.width = 2 * WIDTH
-    with pytest.raises(RunError, match="was started with width = 0.0625"):
+    with pytest.raises(RunError, match=r"other settings \(gan.width was 0.0625, now 0.125\)"):
         train_gan("acgan", images, wider, tmp_path / "a", class_ids=classes, class_names=names,
                   run_info={"fold": 0}, resume=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -18,17 +17,25 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    """A tiny gan-curve experiment, run once for the module."""
-    from keras_lesions.config import load_config
-    from keras_lesions.evaluate.gan_experiment import run_gan_curve
-
-    root = tmp_path_factory.mktemp("gan")
+def _toy(root):
     dataset = make_toy_dataset(lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1))
     dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
     dataset.fold_k = 3
-    dataset_path = write_dataset(dataset, root / "toy.h5")
+    return write_dataset(dataset, root / "toy.h5")
+
+
+def _run_dir(out, run_id):
+    return out / "runs" / run_id
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A tiny gan-curve experiment with every row of Table 5, run once for the module."""
+    from keras_lesions.config import load_config
+    from keras_lesions.experiments.run import run_experiment
+
+    root = tmp_path_factory.mktemp("gan")
+    dataset_path = _toy(root)
     config_path = root / "c.yaml"
     config_path.write_text(
         f"name: tiny\nkind: gan-curve\noutput_dir: {root / 'out'}\n"
@@ -40,11 +47,36 @@ def experiment(tmp_path_factory):
         "synth:\n  per_class_sizes: [2, 4]\n  base_group: 2\n  more_real_data: false\n"
         "  compare_diff_augment: true\n")
     config = load_config(config_path)
-    result = run_gan_curve(config, log=lambda line: None)
+    result = run_experiment(config, log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
             "out": root / "out" / "tiny"}
 
 
+@pytest.fixture(scope="module")
+def dcgan_experiment(tmp_path_factory):
+    """The quick config's shape (DCGANs only, D_aug optimal chosen by the curve) on
+    two folds, run once for the module."""
+    from keras_lesions.config import load_config
+    from keras_lesions.experiments.run import run_experiment
+
+    root = tmp_path_factory.mktemp("dcgan")
+    dataset_path = _toy(root)
+    config_path = root / "c.yaml"
+    config_path.write_text(
+        f"name: dcgan-only\nkind: gan-curve\noutput_dir: {root / 'out'}\n"
+        f"data:\n  dataset: {dataset_path}\n"
+        "augment:\n  n_rot: 1\n  n_flip: 0\n  n_trans: 1\n  n_scale: 0\n  group_sizes: [0, 8]\n"
+        "classifier:\n  filters: [2, 2, 2]\n  dense_units: 4\n"
+        "train:\n  epochs: 1\n  batch_size: 8\n"
+        "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
+        "synth:\n  per_class_sizes: [2]\n  acgan: false\n  more_real_data: false\n"
+        "evaluate:\n  folds: [0, 1]\n")
+    result = run_experiment(load_config(config_path), log=lambda line: None)
+    return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
+            "out": root / "out" / "dcgan-only"}
+
+
+@pytest.mark.slow
 def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
     result, out = experiment["result"], experiment["out"]
     assert result["base_group"] == "D_aug2"
@@ -66,38 +98,71 @@ def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
                   f"D_aug2+DiffAugSwap_synth{result['best_synthetic_per_class']}x3",
                   "ACGAN_discriminator"):
         for fold in range(3):
-            assert (out / "runs" / group / f"fold{fold}" / "seed0" / "done.json").exists(), group
+            run_id = (f"fold{fold}/acgan-discriminator/base-D_aug2"
+                      if group == "ACGAN_discriminator" else
+                      f"fold{fold}/classifier/{group}/seed0")
+            done = json.loads((_run_dir(out, run_id) / "done.json").read_text())
+            assert done["group"] == group and done["fold"] == fold
 
 
+@pytest.mark.slow
 def test_gans_learn_only_from_training_folds(experiment):
     out = experiment["out"]
     dataset = read_dataset(experiment["dataset"], images=False)
     for fold in range(3):
-        swapped = json.loads((out / "gan" / "dcgan-cyst-diffaug-swap" / f"fold{fold}" /
-                              "run.json").read_text())
-        assert "translation" in json.dumps(swapped)  # trained with DiffAugment on
-        info = json.loads((out / "gan" / "dcgan-cyst" / f"fold{fold}" / "run.json").read_text())
+        swapped = json.loads((_run_dir(out, f"fold{fold}/gan/dcgan-cyst-diffaug-swap/base-D_aug2/"
+                                        "seed0") / "run.json").read_text())
+        assert swapped["diff_augment"] == "translation,cutout,color"  # the other setting
+        info = json.loads((_run_dir(out, f"fold{fold}/gan/dcgan-cyst/base-D_aug2/seed0")
+                           / "run.json").read_text())
         assert info["fold"] == fold and info["class_name"] == "cyst"
+        assert info["base_group"] == "D_aug2" and info["diff_augment"] == ""
         n_cyst_train = sum(1 for l, f in zip(dataset.labels, dataset.folds)
                            if l == 0 and f != fold)
         # D_aug2 = originals + 16 augmentations dealt over the training lesions
         assert n_cyst_train <= info["n_train"] <= n_cyst_train + 16
-        synth = read_dataset(out / "synth" / f"fold{fold}-dcgan.h5", images=False)
+        synth = read_dataset(out / "data" / f"fold{fold}" / "synth" / "dcgan" / "base-D_aug2.h5",
+                             images=False)
         assert not set(synth.patient_ids) & set(dataset.patient_ids)
 
 
-def test_rerun_trains_nothing(experiment):
+def test_rerun_trains_nothing(dcgan_experiment):
     from keras_lesions.config import load_config
-    from keras_lesions.evaluate.gan_experiment import run_gan_curve
+    from keras_lesions.experiments.run import describe_plan, run_experiment
 
-    out = experiment["out"]
+    out = dcgan_experiment["out"]
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")}
-    run_gan_curve(load_config(experiment["config"]), log=lambda line: None)
+    assert len(stamps) > 10
+    result = run_experiment(load_config(dcgan_experiment["config"]), log=lambda line: None)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.keras")} == stamps
+    assert result["verdict"] == dcgan_experiment["result"]["verdict"]
+    listing = describe_plan(load_config(dcgan_experiment["config"]), log=lambda line: None)
+    assert "pending" not in listing.split("runs:")[0] and "blocked" not in listing.split("runs:")[0]
 
 
-def test_synthesize_then_train_cnn_with_it(experiment, tmp_path):
-    generator = experiment["out"] / "gan" / "dcgan-hemangioma" / "fold1"
+def test_dcgan_experiment_chooses_the_base_group_and_keys_gans_by_it(dcgan_experiment):
+    out, result = dcgan_experiment["out"], dcgan_experiment["result"]
+    choice = json.loads((out / "choices" / "D_aug-optimal.json").read_text())
+    base = choice["group"]
+    assert result["base_group"] == base == result["classic"]["optimal_group"]
+    for fold in (0, 1):
+        for name in ("cyst", "metastasis", "hemangioma"):
+            run_dir = _run_dir(out, f"fold{fold}/gan/dcgan-{name}/base-{base}/seed0")
+            assert json.loads((run_dir / "done.json").read_text())["base_group"] == base
+    assert not (out / "runs" / "fold2").exists()  # evaluate.folds: [0, 1]
+    assert not list(out.rglob("acgan*"))  # synth.acgan: false
+    assert "not run" in (out / "report" / "gan_report.md").read_text()  # ACGAN rows say so
+    assert result["verdict"].startswith("Synthetic augmentation")
+
+
+def _generator(experiment, name, fold):
+    base = experiment["result"]["base_group"]
+    return _run_dir(experiment["out"], f"fold{fold}/gan/dcgan-{name}/base-{base}/seed0")
+
+
+def test_synthesize_then_train_cnn_with_it(dcgan_experiment, tmp_path):
+    experiment = dcgan_experiment
+    generator = _generator(experiment, "hemangioma", 1)
     synth = tmp_path / "synth.h5"
     result = run("synthesize", "--generator", generator, "--n", 5, "--out", synth, "--seed", 3)
     assert result.exit_code == 0, result.output
@@ -106,18 +171,19 @@ def test_synthesize_then_train_cnn_with_it(experiment, tmp_path):
     assert all(l.attributes.get("synthetic") for l in dataset.lesions)
     result = run("train-cnn", "--config", experiment["config"], "--fold", 1, "--extra", synth)
     assert result.exit_code == 0, result.output
-    info = json.loads((experiment["out"] / "runs" / "D_aug1+synth" / "fold1" / "seed0" /
+    info = json.loads((_run_dir(experiment["out"], "fold1/classifier/D_aug1+synth/seed0") /
                        "run.json").read_text())
-    assert info["extra_datasets"] == [str(synth)]
+    assert info["additions"] == [{"source": "file", "path": str(synth.resolve())}]
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["train-gan", "--class", "lymphoma"], "unknown class 'lymphoma'"),
     (["synthesize", "--n", "0"], "--n must be a positive number"),
 ])
-def test_bad_gan_input(experiment, args, fragment, tmp_path):
+def test_bad_gan_input(dcgan_experiment, args, fragment, tmp_path):
+    experiment = dcgan_experiment
     if args[0] == "synthesize":
-        args = args + ["--generator", experiment["out"] / "gan" / "acgan" / "fold0",
+        args = args + ["--generator", _generator(experiment, "cyst", 0),
                        "--out", tmp_path / "s.h5"]
     else:
         args = args + ["--config", experiment["config"]]
@@ -127,16 +193,17 @@ def test_bad_gan_input(experiment, args, fragment, tmp_path):
     assert line.startswith("kl: error:") and fragment in line
 
 
-def test_synthesize_refuses_a_classifier_run(experiment, tmp_path):
-    classifier_run = experiment["out"] / "runs" / "D_aug1" / "fold0" / "seed0"
+def test_synthesize_refuses_a_classifier_run(dcgan_experiment, tmp_path):
+    classifier_run = _run_dir(dcgan_experiment["out"], "fold0/classifier/D_aug1/seed0")
     result = run("synthesize", "--generator", classifier_run, "--n", 3, "--out", tmp_path / "s.h5")
     assert result.exit_code == 1 and str(classifier_run) in result.output
     assert not (tmp_path / "s.h5").exists()
 
 
-def test_synthetic_set_of_another_fold_is_refused(experiment, tmp_path):
+def test_synthetic_set_of_another_fold_is_refused(dcgan_experiment, tmp_path):
     """A fold-1 generator learned from fold 0's lesions: it must not augment fold 0."""
-    generator = experiment["out"] / "gan" / "dcgan-cyst" / "fold1"
+    experiment = dcgan_experiment
+    generator = _generator(experiment, "cyst", 1)
     synth = tmp_path / "other.h5"
     assert run("synthesize", "--generator", generator, "--n", 3, "--out", synth).exit_code == 0
     result = run("train-cnn", "--config", experiment["config"], "--fold", 0, "--extra", synth)
@@ -144,25 +211,31 @@ def test_synthetic_set_of_another_fold_is_refused(experiment, tmp_path):
     assert "other.h5" in result.output and "may only augment fold 1" in result.output
 
 
-def test_dcgan_only_experiment_as_the_demo_runs_it(tmp_path):
-    """No ACGAN, no extra pool, no DiffAugment comparison: the quick config's shape."""
-    from keras_lesions.config import load_config
-    from keras_lesions.evaluate.gan_experiment import run_gan_curve
-
-    dataset = make_toy_dataset(lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1))
-    dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
-    dataset.fold_k = 3
-    dataset_path = write_dataset(dataset, tmp_path / "toy.h5")
-    config = load_config(None, {
-        "name": "dcgan-only", "kind": "gan-curve", "output_dir": str(tmp_path / "out"),
-        "data.dataset": str(dataset_path), "augment.n_rot": 1, "augment.n_flip": 0,
-        "augment.n_trans": 1, "augment.n_scale": 0, "augment.group_sizes": [0, 8],
-        "classifier.filters": [2, 2, 2], "classifier.dense_units": 4, "train.epochs": 1,
-        "train.batch_size": 8, "gan.width": 0.03125, "gan.epochs": 1, "gan.batch_size": 8,
-        "synth.per_class_sizes": [2], "synth.acgan": False, "synth.more_real_data": False,
-        "evaluate.folds": [0, 1]})
-    result = run_gan_curve(config, log=lambda line: None)
-    out = tmp_path / "out" / "dcgan-only"
-    assert not (out / "gan" / "acgan").exists() and not (out / "runs" / "ACGAN_discriminator").exists()
-    assert result["verdict"].startswith("Synthetic augmentation")
-    assert "not run" in (out / "report" / "gan_report.md").read_text()  # ACGAN rows say so
+def test_train_gan_trains_the_plans_run(tmp_path):
+    """kl train-gan trains the very run the plan lists (base group from the
+    config), and an unfinished one only with --resume."""
+    dataset_path = _toy(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"name: by-hand\nkind: gan-curve\noutput_dir: {tmp_path / 'out'}\n"
+        f"data:\n  dataset: {dataset_path}\n"
+        "augment:\n  n_rot: 1\n  n_flip: 0\n  n_trans: 1\n  n_scale: 0\n  group_sizes: [0, 8]\n"
+        "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
+        "synth:\n  base_group: 2\n  acgan: false\n  more_real_data: false\n")
+    listing = run("experiment", config, "--list")
+    assert listing.exit_code == 0, listing.output
+    run_id = "fold1/gan/dcgan-cyst/base-D_aug2/seed0"
+    assert f"blocked  {run_id}" in listing.output
+    result = run("train-gan", "--config", config, "--class", "cyst", "--fold", 1)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "by-hand" / "runs" / run_id / "done.json").exists()
+    listing = run("experiment", config, "--list")
+    assert f"done     {run_id}" in listing.output
+    assert "done     fold1/augment" in listing.output and "pending  fold0/augment" in listing.output
+    # --only of one GAN run trains just it
+    other = "fold1/gan/dcgan-metastasis/base-D_aug2/seed0"
+    result = run("experiment", config, "--only", other)
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.parent.relative_to(tmp_path / "out" / "by-hand" / "runs").as_posix()
+                  for p in (tmp_path / "out" / "by-hand" / "runs").rglob("done.json"))
+    assert runs == [run_id, other]

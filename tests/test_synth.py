@@ -16,7 +16,7 @@ import pytest
 from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.synth import sample_generator, synthesize_dataset
-from keras_lesions.train.classifier import RunError
+from keras_lesions.runs import RunError
 
 CLASSES = ["cyst", "metastasis", "hemangioma"]
 LATENT = 8
@@ -123,7 +123,7 @@ def test_acgan_labels_balanced_or_requested(runs):
 
 
 def test_synthesize_dataset_round_trip(runs, tmp_path, toy_dataset):
-    from keras_lesions.data.pipeline import roi_inputs
+    from keras_lesions.pipeline import roi_inputs
 
     dataset = synthesize_dataset([runs["cyst"], runs["hemangioma"], runs["acgan"]], n=4,
                                  seed=11, class_names=CLASSES)

@@ -70,7 +70,8 @@ from keras_lesions.augment.classic import (
     resolve_params,
     windowed_context,
 )
-from keras_lesions.data.dataset import LesionDataset, atomic_path
+from keras_lesions.data.dataset import LesionDataset
+from keras_lesions.io import atomic_path
 from keras_lesions.data.folds import train_test_indices
 
 GROUPS_FORMAT = "keras-lesions-augmentation-groups"

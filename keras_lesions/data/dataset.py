@@ -34,17 +34,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
 from keras_lesions.data.registry import DEFAULT_WINDOW_LEVEL, DEFAULT_WINDOW_WIDTH
 from keras_lesions.errors import DatasetError
+from keras_lesions.io import atomic_path
 
 FORMAT_VERSION = 1
 INTENSITY_UNITS = ("HU", "normalized")
@@ -296,33 +295,6 @@ def _validate_lesion(lesion: Lesion, n_classes: int, unit: str, where) -> None:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-@contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
-
-    On any exception the temporary file is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}",
-                                    dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Lay out a matplotlib Figure and write it as PNG, atomically."""
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=dpi, format="png")
 
 
 def write_dataset(dataset: LesionDataset, path: str | os.PathLike) -> Path:

@@ -127,6 +127,33 @@ def train_test_indices(folds: np.ndarray, test_fold: int,
     return np.flatnonzero(folds != test_fold), np.flatnonzero(folds == test_fold)
 
 
+def fit_validation_test_indices(dataset, test_fold: int, validation_fraction: float,
+                                seed: int, where=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation, test) lesion indices of a dataset for one test fold.
+
+    The training folds are split by patient (:func:`validation_split`) into a
+    part the networks fit and a validation part that only picks epochs
+    (Ben-Cohen et al. 2019 §3.2: 30% of each training set).
+
+    Args:
+        dataset: a ``LesionDataset`` with a fold assignment.
+        test_fold: the held-out fold.
+        validation_fraction: the validation share of the training patients.
+        seed: the split's seed (made distinct per fold by the caller).
+        where: the dataset file, named in errors.
+
+    Raises:
+        FoldError: no fold assignment, a fold out of range, or an empty part.
+    """
+    if dataset.folds is None:
+        raise FoldError("has no fold assignment: run `kl data folds` on it first", where)
+    train_idx, test_idx = train_test_indices(dataset.folds, test_fold, where=where)
+    fit_pos, val_pos = validation_split(dataset.labels[train_idx],
+                                        dataset.patient_ids[train_idx], validation_fraction,
+                                        seed=seed)
+    return train_idx[fit_pos], train_idx[val_pos], test_idx
+
+
 def group_by_patient(patient_ids: Sequence[str]) -> dict[str, list[int]]:
     """Lesion indices of each patient."""
     groups: dict[str, list[int]] = defaultdict(list)

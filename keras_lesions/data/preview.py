@@ -5,9 +5,25 @@ import os
 
 import numpy as np
 
-from keras_lesions.data.dataset import LesionDataset, save_figure
-from keras_lesions.data.pipeline import roi_inputs
+from keras_lesions.data.dataset import LesionDataset
+from keras_lesions.data.imaging import resize, window
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.io import save_figure
+
+
+def preview_image(dataset: LesionDataset, index: int) -> np.ndarray:
+    """A lesion's ROI as a picture: windowed (HU datasets) and resized to the
+    network input size, float32 [size, size] in [0, 1].
+
+    The numpy path of ``data.imaging``, not the network input pipeline: a
+    picture for people needs no TensorFlow, and bicubic resizing with area
+    pre-filtering shows the same image up to interpolation detail.
+    """
+    lesion = dataset.lesions[index]
+    roi = lesion.roi
+    if dataset.intensity_unit == "HU":
+        roi = window(roi, dataset.window_level, dataset.window_width)
+    return np.clip(resize(np.asarray(roi, np.float32), dataset.input_size), 0.0, 1.0)
 
 
 def write_preview(
@@ -50,7 +66,7 @@ def write_preview(
                 spine.set_visible(False)
             if j < len(chosen):
                 lesion = dataset.lesions[chosen[j]]
-                ax.imshow(roi_inputs(dataset, [chosen[j]])[0, :, :, 0], cmap="gray", vmin=0, vmax=1,
+                ax.imshow(preview_image(dataset, chosen[j]), cmap="gray", vmin=0, vmax=1,
                           interpolation="nearest")
                 size = (f"{lesion.diameter_mm:.0f} mm" if np.isfinite(lesion.diameter_mm)
                         else f"{lesion.diameter_px:.0f} px")

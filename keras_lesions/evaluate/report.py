@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_lesions.data.dataset import atomic_path, save_figure
+from keras_lesions.io import atomic_path, save_figure
 from keras_lesions.evaluate.metrics import confusion_matrix, mean_std_ci, metrics_from_confusion
 
 

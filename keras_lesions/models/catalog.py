@@ -45,3 +45,11 @@ def paper_models() -> list[dict]:
                         "output": _shape(model.output),
                         "parameters": int(model.count_params())})
     return entries
+
+
+def parameter_table(entries: list[dict]) -> str:
+    """:func:`paper_models` as a text table: name, input, output, parameters."""
+    lines = [f"{'model':<34} {'input':<22} {'output':<20} {'parameters':>12}"]
+    lines += [f"{e['name']:<34} {e['input']:<22} {e['output']:<20} {e['parameters']:>12,}"
+              for e in entries]
+    return "\n".join(lines)

@@ -21,36 +21,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from keras_lesions.errors import KerasLesionsError
+from keras_lesions.config import parse_alpha
+from keras_lesions.inference import predict
+from keras_lesions.errors import MixtureError
 
 if TYPE_CHECKING:
     from keras_lesions.data.dataset import LesionDataset
-
-
-class MixtureError(KerasLesionsError):
-    """A bad mixing request (α, sizes, classes)."""
-
-
-def parse_alpha(alpha) -> str | float:
-    """``"random"`` or a share in (0, 1] kept by the original image's c.
-
-    Raises:
-        MixtureError: anything else (a word other than "random", a number
-            outside (0, 1]).
-    """
-    if isinstance(alpha, str):
-        text = alpha.strip().lower()
-        if text == "random":
-            return "random"
-        try:
-            alpha = float(text)
-        except ValueError:
-            raise MixtureError(f"alpha must be 'random' or a number in (0, 1], got {alpha!r}") \
-                from None
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
-            or not np.isfinite(alpha) or not 0.0 < float(alpha) <= 1.0:
-        raise MixtureError(f"alpha must be 'random' or a number in (0, 1], got {alpha!r}")
-    return float(alpha)
 
 
 def nearest_of_other_classes(codes: np.ndarray, labels: np.ndarray, num_classes: int
@@ -123,16 +99,12 @@ def encode(networks, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, n
     Raises:
         MixtureError: images of another size than the networks take.
     """
-    from keras_lesions.train.disentangle import predict
-
     check_images(images, networks.input_size)
     return predict(networks.encoder_c, images, batch), predict(networks.encoder_r, images, batch)
 
 
 def decode(networks, c: np.ndarray, r: np.ndarray, batch: int = 64) -> np.ndarray:
     """G_R(c, r): images float32 [n, S, S, 1] in [0, 1]."""
-    from keras_lesions.train.disentangle import predict
-
     z = np.concatenate([np.asarray(c, np.float32), np.asarray(r, np.float32)], axis=1)
     return predict(networks.decoder, z, batch)
 
@@ -153,7 +125,8 @@ def make_mixtures(networks, images: np.ndarray, labels: np.ndarray, n: int, alph
     each other class, with fresh proportions each time.
 
     Args:
-        networks: a :class:`~keras_lesions.train.disentangle.Disentangled`.
+        networks: a ``Disentangled`` (``train.disentangle.load_disentangled``):
+            encoder_c, encoder_r, decoder, class_names, input_size.
         images: float32 [m, S, S, 1] in [0, 1], the training images (never
             the test fold).
         labels: (m,) their classes.
@@ -207,7 +180,7 @@ def mixture_dataset(networks, dataset, indices: Sequence[int], n: int, alpha, se
             input size differ from the run's.
     """
     from keras_lesions.data.dataset import Lesion, LesionDataset
-    from keras_lesions.data.pipeline import roi_inputs
+    from keras_lesions.pipeline import roi_inputs
 
     size = networks.input_size
     if list(dataset.class_names) != networks.class_names:
@@ -274,7 +247,7 @@ def write_swap_grid(networks, x_image: np.ndarray, y_images: np.ndarray,
     # A bare Figure (no pyplot): no global backend switch, nothing left open.
     from matplotlib.figure import Figure
 
-    from keras_lesions.data.dataset import save_figure
+    from keras_lesions.io import save_figure
 
     y_images = np.asarray(y_images, np.float32)
     swapped = swap_images(networks, x_image, y_images)
@@ -297,3 +270,90 @@ def write_swap_grid(networks, x_image: np.ndarray, y_images: np.ndarray,
     fig.suptitle("Swapping specified factors (Ben-Cohen 2019, Fig. 3)", fontsize=8)
     save_figure(fig, path, dpi=100)
     return Path(path)
+
+
+def run_dataset(networks, dataset_path: str | os.PathLike | None = None):
+    """The dataset a disentanglement run was trained on (or the one given),
+    checked against the run's input size and classes.
+
+    Returns:
+        (dataset, its path).
+
+    Raises:
+        MixtureError: another input size or other classes than the run's.
+    """
+    from keras_lesions.data.dataset import read_dataset
+
+    path = Path(dataset_path or networks.info.get("dataset", ""))
+    dataset = read_dataset(path)
+    if dataset.input_size != networks.input_size:
+        raise MixtureError(f"the dataset's ROIs are meant for {dataset.input_size}×"
+                           f"{dataset.input_size} input but the run's networks take "
+                           f"{networks.input_size}×{networks.input_size}", path)
+    if list(dataset.class_names) != networks.class_names:
+        raise MixtureError(f"has classes {list(dataset.class_names)}, the run "
+                           f"{networks.class_names}", path)
+    return dataset, path
+
+
+def lesion_rows(dataset, lesion_ids: Sequence[str], where) -> list[int]:
+    """Indices of lesions named by id, with one clear error for an unknown id."""
+    from keras_lesions.errors import DatasetError
+
+    ids = list(dataset.lesion_ids)
+    rows = []
+    for lesion_id in lesion_ids:
+        if lesion_id not in ids:
+            raise DatasetError(f"has no lesion {lesion_id!r} (ids look like {ids[0]!r}; "
+                               "`kl data check` lists them)", where)
+        rows.append(ids.index(lesion_id))
+    return rows
+
+
+def swap_from_run(run_dir: str | os.PathLike, x_id: str, y_ids: Sequence[str],
+                  out: str | os.PathLike, dataset_path: str | os.PathLike | None = None) -> Path:
+    """What ``kl swap`` runs: the Fig. 3 grid G_R(E_R(x), E_C(y_i)) of lesions
+    named by id, from a finished disentanglement run."""
+    from keras_lesions.pipeline import roi_inputs
+    from keras_lesions.train.disentangle import load_disentangled
+
+    networks = load_disentangled(run_dir)
+    dataset, path = run_dataset(networks, dataset_path)
+    rows = lesion_rows(dataset, (x_id,) + tuple(y_ids), path)
+    images = roi_inputs(dataset, rows, networks.input_size)
+    names = dataset.class_names
+    return write_swap_grid(networks, images[0], images[1:], out,
+                           f"{names[dataset.labels[rows[0]]]} {x_id}",
+                           [f"{names[dataset.labels[r]]} {dataset.lesion_ids[r]}"
+                            for r in rows[1:]])
+
+
+def mix_from_run(run_dir: str | os.PathLike, count: int, alpha, seed: int,
+                 out: str | os.PathLike, dataset_path: str | os.PathLike | None = None, *,
+                 created_by: str = "", log=print) -> "LesionDataset":
+    """What ``kl mix`` runs: ``count`` mixtures of the run's fit lesions only
+    (never its test fold or validation patients), written to ``out``.
+
+    Raises:
+        MixtureError: a bad α or count (checked before anything is loaded),
+            or a dataset that lacks the run's training lesions.
+    """
+    from keras_lesions.data.dataset import write_dataset
+    from keras_lesions.train.disentangle import load_disentangled
+
+    alpha = parse_alpha(alpha)
+    if isinstance(count, bool) or int(count) != count or count < 1:
+        raise MixtureError(f"--n must be at least 1, got {count}")
+    networks = load_disentangled(run_dir)
+    dataset, path = run_dataset(networks, dataset_path)
+    ids = list(dataset.lesion_ids)
+    missing = [i for i in networks.info["fit_ids"] if i not in ids]
+    if missing:
+        raise MixtureError(f"lacks the run's training lesion {missing[0]!r}: not the dataset "
+                           "the run was trained on", path)
+    fit = [ids.index(i) for i in networks.info["fit_ids"]]
+    log(f"mixing {count} images from {len(fit)} training lesions of fold "
+        f"{networks.info['fold']} (alpha {alpha})")
+    mixed = mixture_dataset(networks, dataset, fit, count, alpha, seed, created_by=created_by)
+    write_dataset(mixed, out)
+    return mixed

@@ -34,7 +34,8 @@ import numpy as np
 
 from keras_lesions.data.dataset import Lesion, LesionDataset
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.train.classifier import RunError
+from keras_lesions.inference import predict
+from keras_lesions.runs.folder import RunError, is_done, read_run_info
 
 GENERATOR_KINDS = ("dcgan", "acgan")
 # Batch of the sampling forward passes: large enough to keep the CPU busy,
@@ -84,25 +85,11 @@ def generator_class_names(generators: Sequence[str | os.PathLike]) -> list[str]:
     Raises:
         RunError: a folder that is not a finished generator run.
     """
-    from keras_lesions.train.classifier import is_done
-
     names: list[str] = []
     for run_dir in map(Path, generators):
-        info_path = run_dir / "run.json"
-        if not run_dir.is_dir():
-            raise RunError("no such run folder", run_dir)
-        if not info_path.is_file():
-            raise RunError("holds no run.json: not a GAN run folder", run_dir)
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise RunError("run.json is not valid JSON", run_dir) from None
-        kind = info.get("kind") if isinstance(info, dict) else None
-        if kind not in GENERATOR_KINDS:
-            raise RunError(f"is a {kind!r} run, not a GAN run ({' or '.join(GENERATOR_KINDS)})",
-                           run_dir)
+        info = read_run_info(run_dir, kind=GENERATOR_KINDS)
         if not is_done(run_dir):
-            raise RunError(f"holds an unfinished {kind} run (no done.json); resume its "
+            raise RunError(f"holds an unfinished {info['kind']} run (no done.json); resume its "
                            "training first", run_dir)
         names += [c for c in info.get("class_names") or [] if c not in names]
     return names
@@ -181,8 +168,6 @@ def sample_generator(
             class, or ``info`` missing with a model.
         RunError: the folder is not a finished generator run.
     """
-    import keras
-
     if isinstance(generator, (str, os.PathLike)):
         where = str(generator)
         model, info = load_generator_run(generator)
@@ -213,12 +198,7 @@ def sample_generator(
     latent_dim = int(model.inputs[0].shape[-1])
     rng = np.random.default_rng(seed)
     z = rng.uniform(-1.0, 1.0, size=(n, latent_dim)).astype(np.float32)
-    batches = []
-    for start in range(0, n, batch_size):
-        stop = start + batch_size
-        inputs = z[start:stop] if kind == "dcgan" else [z[start:stop], labels[start:stop]]
-        batches.append(keras.ops.convert_to_numpy(model(inputs, training=False)))
-    images = tanh_to_unit(np.concatenate(batches))
+    images = tanh_to_unit(predict(model, z if kind == "dcgan" else [z, labels], batch_size))
     provenance = {
         "generator": where,
         "kind": kind,
@@ -382,3 +362,20 @@ def _run_names(paths: Sequence[Path]) -> list[str]:
         if len(set(names)) == len(names) or depth >= max(len(p.parts) for p in paths):
             return names
         depth += 1
+
+
+def synthesize_file(generators: Sequence[str | os.PathLike], n: int, seed: int,
+                    out: str | os.PathLike) -> LesionDataset:
+    """What ``kl synthesize`` runs: sample generator runs into a dataset file, in
+    the class order their runs recorded (see :func:`synthesize_dataset`).
+
+    Raises:
+        KerasLesionsError: n ≤ 0 and everything :func:`synthesize_dataset` refuses.
+    """
+    from keras_lesions.data.dataset import write_dataset
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise KerasLesionsError(f"--n must be a positive number of lesions, got {n}")
+    dataset = synthesize_dataset(list(generators), n, seed, generator_class_names(generators))
+    write_dataset(dataset, out)
+    return dataset

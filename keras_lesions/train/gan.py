@@ -7,7 +7,8 @@ effects of a run (checkpoint, history, sample grids) live in callbacks.
 
     RUN/config.yaml             the resolved experiment config
     RUN/run.json                what was trained (kind "dcgan"/"acgan", classes,
-                                latent_dim, width, image_size, n_train, seed, fold ...)
+                                latent_dim, width, image_size, n_train, seed, fold,
+                                and the settings a resume must match)
     RUN/checkpoint/             per-epoch tf.train checkpoint: both networks
                                 (BN statistics included), both Adam optimizers
                                 (iterations and moments), the noise seed state
@@ -21,10 +22,8 @@ effects of a run (checkpoint, history, sample grids) live in callbacks.
 """
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import os
-import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,135 +32,20 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lesions.config import DIFF_AUGMENT_POLICIES, ExperimentConfig
-from keras_lesions.data.dataset import atomic_path, save_figure
+from keras_lesions.augment.diff_augment import DiffAugment
+from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.io import save_figure
 from keras_lesions.losses import (
     acgan_discriminator_loss, acgan_generator_loss, dcgan_discriminator_loss,
     dcgan_generator_loss)
-from keras_lesions.train.classifier import (
-    RunError, claim_run_dir, is_done, read_run_info, record_run, write_json)
+from keras_lesions.pipeline import epoch_batches
+from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_networks
+from keras_lesions.runs.folder import (
+    RunError, data_fingerprint, finish_run, is_done, read_run_info, start_run)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
-
-
-class DiffAugment:
-    """Differentiable augmentation of D's inputs (Zhao et al. 2020, beyond the paper).
-
-    "Differentiable Augmentation for Data-Efficient GAN Training": the same
-    policy of random, differentiable transforms is applied to real and fake
-    images whenever D sees them, in D's and in G's step, so D cannot memorise
-    a small training set and G's gradients pass through the transforms. Each
-    call draws fresh parameters per image.
-
-    Transforms, on images in [-1, 1] (our implementation, pure Keras ops):
-
-    - ``translation``: shift by whole pixels, up to 1/8 of the side in each
-      direction, filling with 0 (as zero padding then cropping would).
-    - ``cutout``: set a square of half the side, centred anywhere in the
-      image (it may leave the image), to 0.
-    - ``color``: brightness (add U[-0.5, 0.5)) then contrast (scale the
-      deviation from the image mean by U[0.5, 1.5)); Zhao et al.'s saturation
-      step is skipped, the images being greyscale.
-
-    Drawing parameters (:meth:`draw`) is split from applying them
-    (:meth:`apply`), so a test or a figure can apply chosen parameters.
-
-    Args:
-        policy: comma-separated transform names from ``translation``,
-            ``cutout``, ``color``, applied in the given order; "" = identity.
-        translation_ratio: largest shift as a fraction of the side (1/8).
-        cutout_ratio: side of the cutout square as a fraction of the side (1/2).
-
-    Raises:
-        KerasLesionsError: an unknown or repeated transform name.
-    """
-
-    def __init__(self, policy: str | Sequence[str] = "", translation_ratio: float = 0.125,
-                 cutout_ratio: float = 0.5):
-        names = [p.strip() for p in policy.split(",")] if isinstance(policy, str) \
-            else [str(p).strip() for p in policy]
-        names = [p for p in names if p]
-        unknown = sorted(set(names) - set(DIFF_AUGMENT_POLICIES))
-        if unknown:
-            raise KerasLesionsError(
-                f"unknown DiffAugment transform {unknown[0]!r} "
-                f"(known: {', '.join(DIFF_AUGMENT_POLICIES)})")
-        if len(set(names)) != len(names):
-            raise KerasLesionsError(f"DiffAugment policy repeats a transform: {policy!r}")
-        self.policy = tuple(names)
-        self.translation_ratio = float(translation_ratio)
-        self.cutout_ratio = float(cutout_ratio)
-
-    def get_config(self) -> dict:
-        return {"policy": ",".join(self.policy), "translation_ratio": self.translation_ratio,
-                "cutout_ratio": self.cutout_ratio}
-
-    def __call__(self, images, seed_generator: keras.random.SeedGenerator):
-        """Augment a batch: ``apply(images, draw(batch, seed_generator))``.
-
-        Args:
-            images: float [batch, H, W, C] in [-1, 1].
-            seed_generator: the trainer's noise source.
-
-        Returns:
-            float [batch, H, W, C], differentiable with respect to ``images``.
-        """
-        if not self.policy:
-            return images
-        return self.apply(images, self.draw(ops.shape(images)[0], seed_generator))
-
-    def draw(self, batch_size, seed_generator: keras.random.SeedGenerator) -> dict:
-        """Random parameters for one batch: uniforms in [0, 1), one row per image.
-
-        Returns:
-            ``{"translation": [batch, 2], "cutout": [batch, 2], "color":
-            [batch, 2]}`` for the transforms of the policy.
-        """
-        return {name: keras.random.uniform((batch_size, 2), seed=seed_generator)
-                for name in self.policy}
-
-    def apply(self, images, params: dict):
-        """Apply drawn parameters (see :meth:`draw`) in the policy's order."""
-        for name in self.policy:
-            images = getattr(self, f"_{name}")(images, params[name])
-        return images
-
-    def _color(self, images, u):
-        images = images + (u[:, 0] - 0.5)[:, None, None, None]  # brightness
-        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
-        return (images - mean) * (u[:, 1] + 0.5)[:, None, None, None] + mean  # contrast
-
-    def _translation(self, images, u):
-        height, width = images.shape[1], images.shape[2]
-
-        def shift_matrix(size, fraction):
-            # Row i of the [batch, size, size] matrix picks source pixel i − shift;
-            # sources outside the image give all-zero rows (the zero fill).
-            largest = int(size * self.translation_ratio + 0.5)
-            shift = ops.floor(fraction * (2 * largest + 1)) - largest
-            source = ops.arange(size, dtype="float32")[None, :] - shift[:, None]
-            inside = ops.cast((source >= 0) & (source < size), images.dtype)
-            picks = ops.one_hot(ops.cast(ops.clip(source, 0, size - 1), "int32"), size,
-                                dtype=images.dtype)
-            return picks * inside[:, :, None]
-
-        rows = shift_matrix(height, u[:, 0])
-        cols = shift_matrix(width, u[:, 1])
-        return ops.einsum("bik,bklc,bjl->bijc", rows, images, cols)
-
-    def _cutout(self, images, u):
-        height, width = images.shape[1], images.shape[2]
-
-        def covered(size, fraction):
-            side = int(size * self.cutout_ratio + 0.5)
-            start = ops.floor(fraction * size) - side // 2
-            index = ops.arange(size, dtype="float32")[None, :]
-            return (index >= start[:, None]) & (index < start[:, None] + side)
-
-        hole = covered(height, u[:, 0])[:, :, None] & covered(width, u[:, 1])[:, None, :]
-        return images * (1.0 - ops.cast(hole, images.dtype))[:, :, :, None]
 
 
 class DCGANTrainer(keras.Model):
@@ -345,7 +229,7 @@ def _source_correct(real_prob, fake_prob):
                             ops.cast(ops.reshape(fake_prob, (-1,)) <= 0.5, "float32")])
 
 
-# --------------------------------------------------------------------------- run folder
+# --------------------------------------------------------------------------- sample grids
 
 class SampleGrid(keras.callbacks.Callback):
     """Writes ``folder/epoch_NNN.png``: G on a fixed z, every ``every`` epochs.
@@ -411,80 +295,6 @@ def write_sample_grid(images: np.ndarray, path, columns: int = 8, row_labels=Non
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, path, dpi=80)
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch: history.csv (atomically), then the checkpoint.
-
-    The history is written first and truncated to the checkpoint's epoch on
-    resume, so a run stopped between the two writes repeats that epoch and
-    still lists each epoch once.
-    """
-
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_counter: tf.Variable,
-                 history_path: Path, rows: list[dict], columns: list[str]):
-        super().__init__()
-        self.manager = manager
-        self.epoch_counter = epoch_counter
-        self.history_path = history_path
-        self.rows = rows
-        self.columns = columns
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in self.columns[1:]}})
-        write_history(self.history_path, self.rows, self.columns)
-        self.epoch_counter.assign(epoch + 1)
-        # CheckpointManager writes the files under a new name, then points
-        # the "checkpoint" index at them (an atomic rename), then removes the
-        # previous epoch's: a crash leaves the last complete checkpoint.
-        self.manager.save(checkpoint_number=epoch + 1)
-
-
-def write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path, suffix=".csv") as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-
-
-def read_history(path: Path, before_epoch: int) -> list[dict]:
-    if before_epoch <= 0 or not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(handle)]
-    return [row for row in rows if row["epoch"] < before_epoch]
-
-
-def _batches(images: np.ndarray, class_ids: np.ndarray | None, batch_size: int, seed: int,
-             first_epoch: int, epochs: int):
-    """Shuffled batches of every epoch from ``first_epoch`` on, as one tf.data stream.
-
-    Epoch e's order depends on (seed, e) only, so a resumed run sees the very
-    batches an uninterrupted one would. Each epoch has ``n // batch_size``
-    full batches (the rest is dropped, a different rest each epoch, so every
-    batch norm sees full batches); a set smaller than one batch is one batch.
-    """
-    n = len(images)
-    batch = min(batch_size, n)
-    steps = n // batch
-
-    def stream():
-        for epoch in range(first_epoch, epochs):
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-            for step in range(steps):
-                index = order[step * batch:(step + 1) * batch]
-                if class_ids is None:
-                    yield images[index]
-                else:
-                    yield images[index], class_ids[index]
-
-    image_spec = tf.TensorSpec((batch,) + images.shape[1:], tf.float32)
-    signature = image_spec if class_ids is None else \
-        (image_spec, tf.TensorSpec((batch,), tf.int32))
-    return tf.data.Dataset.from_generator(stream, output_signature=signature), steps
 
 
 def _check_inputs(kind, images, class_ids, class_names, named_class=None):
@@ -567,12 +377,38 @@ def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> 
     return trainer
 
 
-def gan_checkpoint(trainer: DCGANTrainer, epoch_counter: tf.Variable) -> tf.train.Checkpoint:
-    """The training state that a resumed run needs, as one ``tf.train.Checkpoint``."""
-    return tf.train.Checkpoint(
-        generator=trainer.generator, discriminator=trainer.discriminator,
-        d_optimizer=trainer.d_optimizer, g_optimizer=trainer.g_optimizer,
-        noise_seed=trainer.seed_generator.state, epoch=epoch_counter)
+def gan_state(trainer: DCGANTrainer) -> dict:
+    """The training state a resumed run needs (``runs.checkpoint.fit_resumably``)."""
+    return {"generator": trainer.generator, "discriminator": trainer.discriminator,
+            "d_optimizer": trainer.d_optimizer, "g_optimizer": trainer.g_optimizer,
+            "noise_seed": trainer.seed_generator.state}
+
+
+def gan_settings(kind: str, config: ExperimentConfig, images: np.ndarray,
+                 class_ids: np.ndarray | None, class_info: dict) -> dict:
+    """Everything that changes a GAN run's result: its gan section, its classes
+    and the identity of its training images."""
+    arrays = (images,) if class_ids is None else (images, class_ids)
+    return {"gan": dataclasses.asdict(config.gan), "kind": kind,
+            "class_names": class_info["class_names"], "class_name": class_info.get("class_name"),
+            "n_train": int(len(images)), "train_data": data_fingerprint(*arrays)}
+
+
+def _sample_grid_callback(kind, trainer, config, run_dir, class_names, every) -> SampleGrid:
+    """G on a fixed z every ``every`` epochs; for an ACGAN one row per class."""
+    gan = config.gan
+    grid_rng = np.random.default_rng([gan.seed, 1])  # fixed z, apart from the noise source
+    if kind == "acgan":
+        columns_per_row = 8
+        grid_classes = np.repeat(np.arange(len(class_names), dtype=np.int32), columns_per_row)
+        # the same z in every row: rows differ by class only
+        grid_z = np.tile(grid_rng.uniform(-1, 1, (columns_per_row, gan.latent_dim)),
+                         (len(class_names), 1)).astype(np.float32)
+    else:
+        grid_classes = None
+        grid_z = grid_rng.uniform(-1, 1, (32, gan.latent_dim)).astype(np.float32)
+    return SampleGrid(trainer.generator, grid_z, Path(run_dir) / "samples", grid_classes,
+                      class_names, every=every)
 
 
 def train_gan(
@@ -607,7 +443,7 @@ def train_gan(
         run_info: facts added to ``run.json`` (fold, dataset, class_name ...).
         resume: continue an interrupted run from its last epoch checkpoint
             (networks, optimizers, noise state). Without it, a folder holding
-            a previous run is refused.
+            a previous run is refused; so is one started with other settings.
         progress: ``progress(done_epochs, total_epochs)``, called at the
             start and after each epoch's checkpoint.
         sample_grid_every: write ``samples/epoch_NNN.png`` every that many
@@ -620,73 +456,36 @@ def train_gan(
 
     Raises:
         RunError: the folder holds a finished run, an unfinished run without
-            ``resume``, or a run of another kind.
+            ``resume``, or a run of another kind or other settings.
         KerasLesionsError: images or class ids of the wrong shape or range.
     """
     images, class_ids, class_info = _check_inputs(kind, images, class_ids, class_names,
                                                   (run_info or {}).get("class_name"))
     run_dir = Path(run_dir)
-    started = claim_run_dir(run_dir, resume)
-
     gan = config.gan
-    num_classes = len(class_info["class_names"])
-    info = {**(run_info or {}), **class_info, "kind": kind, "latent_dim": gan.latent_dim,
-            "width": gan.width, "image_size": IMAGE_SIZE, "n_train": int(len(images)),
-            "seed": gan.seed, "diff_augment": gan.diff_augment}
-    record_run(run_dir, config, info, started,
-               must_match=("class_names", "class_name", "latent_dim", "width", "n_train",
-                           "seed", "diff_augment"))
+    info = {**(run_info or {}), **class_info, "latent_dim": gan.latent_dim, "width": gan.width,
+            "image_size": IMAGE_SIZE, "n_train": int(len(images)), "seed": gan.seed,
+            "diff_augment": gan.diff_augment}
+    start_run(run_dir, kind=kind, settings=gan_settings(kind, config, images, class_ids,
+                                                        class_info),
+              info=info, config=config, resume=resume)
 
     keras.utils.set_random_seed(gan.seed)  # weight initialisation
-    trainer = build_gan_trainer(kind, num_classes, config)
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    manager = tf.train.CheckpointManager(gan_checkpoint(trainer, epoch_counter),
-                                         str(run_dir / "checkpoint"), max_to_keep=1,
-                                         checkpoint_name="epoch")
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    first_epoch = int(epoch_counter.numpy())
-
-    columns = ["epoch"] + [m.name for m in trainer.metrics]
-    rows = read_history(run_dir / "history.csv", first_epoch)
-    if progress is not None:
-        progress(first_epoch, gan.epochs)
-    if first_epoch < gan.epochs:
-        # §3.2: "scaling the training images to the range of the tanh (-1, 1)"
-        data, steps = _batches(images * 2.0 - 1.0, class_ids, gan.batch_size, gan.seed,
-                               first_epoch, gan.epochs)
-        grid_rng = np.random.default_rng([gan.seed, 1])  # fixed z, apart from the noise source
-        if kind == "acgan":
-            columns_per_row = 8
-            grid_classes = np.repeat(np.arange(num_classes, dtype=np.int32), columns_per_row)
-            # the same z in every row: rows differ by class only
-            grid_z = np.tile(grid_rng.uniform(-1, 1, (columns_per_row, gan.latent_dim)),
-                             (num_classes, 1)).astype(np.float32)
-        else:
-            grid_classes = None
-            grid_z = grid_rng.uniform(-1, 1, (32, gan.latent_dim)).astype(np.float32)
-        callbacks = [
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
-                                        profile_batch=0),
-            SampleGrid(trainer.generator, grid_z, run_dir / "samples", grid_classes,
-                       class_info["class_names"], every=sample_grid_every),
-            EpochCheckpoint(manager, epoch_counter, run_dir / "history.csv", rows, columns),
-        ]
-        if progress is not None:
-            callbacks.append(keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: progress(epoch + 1, gan.epochs)))
-        trainer.fit(data, epochs=gan.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                    callbacks=callbacks, verbose=verbose,
-                    shuffle=False)  # _batches shuffles, seeded per epoch
-
-    paths = {}
-    for role in ("generator", "discriminator"):
-        paths[role] = run_dir / f"{role}.keras"
-        with atomic_path(paths[role], suffix=".keras") as tmp:
-            getattr(trainer, role).save(tmp)
+    trainer = build_gan_trainer(kind, len(class_info["class_names"]), config)
+    # §3.2: "scaling the training images to the range of the tanh (-1, 1)"
+    arrays = (images * 2.0 - 1.0,) if class_ids is None else (images * 2.0 - 1.0, class_ids)
+    rows = fit_resumably(
+        trainer, run_dir, gan_state(trainer), epochs=gan.epochs,
+        make_data=lambda first: epoch_batches(arrays, gan.batch_size, gan.seed, first,
+                                              gan.epochs, drop_remainder=True),
+        columns=["epoch"] + [m.name for m in trainer.metrics],
+        callbacks=[_sample_grid_callback(kind, trainer, config, run_dir,
+                                         class_info["class_names"], sample_grid_every)],
+        progress=progress, verbose=verbose)
+    paths = save_networks(run_dir, {"generator": trainer.generator,
+                                    "discriminator": trainer.discriminator})
     metrics = {k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {}
-    write_json(run_dir / "done.json", {**info, "epochs": gan.epochs, "metrics": metrics})
-    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    finish_run(run_dir, {**info, "kind": kind, "epochs": gan.epochs, "metrics": metrics})
     return {"run_dir": str(run_dir), "kind": kind, "epochs": gan.epochs, "metrics": metrics,
             "generator": str(paths["generator"]), "discriminator": str(paths["discriminator"])}
 
@@ -702,16 +501,18 @@ def load_generator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
         RunError: no such folder, not a GAN run, or an unfinished run.
     """
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    kind = info.get("kind")
-    if kind not in GAN_KINDS:
-        raise RunError(f"is a {kind!r} run, not a GAN run ({' or '.join(GAN_KINDS)})", run_dir)
-    model_path = run_dir / "generator.keras"
-    if not is_done(run_dir) or not model_path.is_file():
-        raise RunError(f"holds an unfinished {kind} run (no done.json); resume its training "
-                       "first", run_dir)
-    try:
-        return keras.saving.load_model(model_path, safe_mode=True), info
-    except Exception as exc:  # Keras raises many types for a damaged archive
-        raise RunError(f"generator.keras cannot be loaded ({type(exc).__name__})",
-                       run_dir) from None
+    info = read_run_info(run_dir, kind=GAN_KINDS)
+    if not is_done(run_dir):
+        raise RunError(f"holds an unfinished {info['kind']} run (no done.json); resume its "
+                       "training first", run_dir)
+    return load_network(run_dir, "generator"), info
+
+
+def load_discriminator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
+    """Load a finished GAN run's discriminator, as :func:`load_generator`."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir, kind=GAN_KINDS)
+    if not is_done(run_dir):
+        raise RunError(f"holds an unfinished {info['kind']} run (no done.json); resume its "
+                       "training first", run_dir)
+    return load_network(run_dir, "discriminator"), info

@@ -1,0 +1,156 @@
+"""``kl experiment``, ``augment``, ``evaluate``, ``evaluate-acgan``: experiments and results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keras_lesions_cli.common import (
+    CONFIG, ProgressBars, config_option, load, note, output_dir_option)
+
+
+def _executor(jobs, threads, ray_address, retries):
+    from keras_lesions.experiments.executors import (
+        ProcessExecutor, RayExecutor, SequentialExecutor)
+
+    if ray_address is not None and jobs:
+        raise click.UsageError("--jobs and --ray are two executors: pass one of them")
+    if ray_address is not None:
+        return RayExecutor(address=ray_address or None, retries=retries)
+    if jobs and jobs > 1:
+        return ProcessExecutor(jobs=jobs, threads=threads, retries=retries)
+    return SequentialExecutor()
+
+
+@click.command("experiment")
+@click.argument("config_path", metavar="CONFIG", type=CONFIG)
+@output_dir_option()
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Overrides the epochs of what the kind trains (classic-curve, gan-curve: "
+                   "train.epochs; mixture: disentangle.classifier_epochs and "
+                   "disentangle.epochs), for smoke runs.")
+@click.option("--list", "list_plan", is_flag=True,
+              help="Print the plan (run id, state: done / pending / blocked, what it waits "
+                   "for) and stop.")
+@click.option("--only", "only", metavar="RUN_ID",
+              help="Run just this run of the plan; refused unless its dependencies are done.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Rebuild the report from the finished runs, training nothing.")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Run up to N independent runs at once, each in its own process with its "
+                   "share of the CPU threads (and GPU memory growth, so N runs share a GPU).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="TensorFlow threads per run with --jobs (default: cores / jobs).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
+              metavar="[ADDRESS]",
+              help="Submit the runs as Ray tasks with their resource requests and "
+                   "dependencies: to the cluster at ADDRESS, or to a local Ray without one "
+                   "(pip install \"keras-lesions[ray]\").")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="With --jobs or --ray: how often a run whose process dies is started again.")
+def experiment_command(config_path, output_dir, epochs, list_plan, only, report_only, jobs,
+                       threads, ray_address, retries):
+    """Run a whole experiment from its config, as a plan of runs; resumes where it stopped.
+
+    The config's kind decides the plan. classic-curve: the augmentation groups
+    and a classifier per data group, fold and seed, then D_aug optimal and the
+    curve (report/classic_curve.*). gan-curve: that, then per-class DCGANs and
+    an ACGAN per fold on D_aug optimal, synthetic sets, the classifier on D_aug
+    optimal plus growing synthetic (and extra real) sets, Tables 3, 5, 7 and
+    generator quality (report/gan_report.md). mixture: Ben-Cohen 2019's
+    disentanglement, mixtures and proposed classifier per fold
+    (report/mixture_report.md, Tables 2 and 3). Finished runs are never run
+    again; an interrupted run continues from its last epoch.
+    """
+    from keras_lesions.experiments.registry import epoch_overrides
+    from keras_lesions.experiments.run import (
+        describe_plan, rebuild_report, run_experiment, summary)
+
+    if sum(map(bool, (list_plan, only, report_only))) > 1:
+        raise click.UsageError("--list, --only and --report are three different things: pass one")
+    config = load(config_path, {"output_dir": output_dir})
+    if epochs is not None:
+        config = load(config_path, {"output_dir": output_dir, **epoch_overrides(config, epochs)})
+    if list_plan:
+        click.echo(describe_plan(config, log=note))
+        return
+    if report_only:
+        result = rebuild_report(config, log=note)
+    else:
+        bars = ProgressBars("epoch")
+        try:
+            result = run_experiment(config, executor=_executor(jobs, threads, ray_address,
+                                                               retries),
+                                    only=only, log=note, progress=bars)
+        finally:
+            bars.close()
+        if only is not None and only != "report":
+            click.echo(f"{only}: done")
+            return
+    click.echo("\n" + summary(config, result))
+
+
+@click.command("augment")
+@config_option("configs/frid-adar-2018-quick.yaml")
+@click.option("--fold", type=click.IntRange(min=0), multiple=True,
+              help="Test fold whose training folds are augmented (repeatable; default: the "
+                   "config's folds).")
+@output_dir_option()
+def augment_command(config_path, fold, output_dir):
+    """Build the offline classic-augmentation groups D_aug^1..D_aug^9.
+
+    For each test fold, the training folds' lesions are rotated, flipped,
+    translated and re-cropped at other scales (Frid-Adar §3.1), and the nested
+    groups are stored once (HDF5) for every run to reuse. The same as the
+    plan's fold<k>/augment runs.
+    """
+    from keras_lesions.experiments.manual import build_augmentation_files
+
+    config = load(config_path, {"output_dir": output_dir})
+    for f, path in build_augmentation_files(config, list(fold) or None, log=note,
+                                            progress=ProgressBars("image")):
+        click.echo(f"fold {f}: {path}")
+
+
+@click.command("evaluate")
+@click.argument("runs", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: RUNS/report).")
+def evaluate_command(runs, out):
+    """Cross-validated metrics of the finished classifier runs under RUNS.
+
+    Groups the runs by data group; for each, sums the confusion matrices over
+    test folds and reports total accuracy, per-class sensitivity/specificity
+    and their weighted averages, per-fold accuracy (mean ± std) and 95% CIs over
+    seeds, as JSON, Markdown and PNG.
+    """
+    from keras_lesions.evaluate.crossval import evaluate_runs
+    from keras_lesions.evaluate.report import text_table
+
+    results = evaluate_runs(runs, out)
+    for group, result in results.items():
+        click.echo(f"\n{group}")
+        click.echo(text_table(result))
+    click.echo(f"\nreport: {out or runs / 'report'}")
+
+
+@click.command("evaluate-acgan")
+@config_option("configs/frid-adar-2018-gan-quick.yaml",
+               "Experiment config (YAML); its gan section sets the GAN.")
+@click.option("--fold", type=click.IntRange(min=0), multiple=True,
+              help="Folds (default: the config's).")
+def evaluate_acgan_command(config_path, fold):
+    """The ACGAN discriminator used directly as the classifier (Table 5, last row).
+
+    Each fold's trained ACGAN classifies that fold's test lesions with its
+    auxiliary class head; the cross-validated table is printed and written to
+    OUTPUT_DIR/NAME/report/ACGAN_discriminator.*.
+    """
+    from keras_lesions.evaluate.report import text_table
+    from keras_lesions.experiments.manual import evaluate_acgan
+
+    config = load(config_path, {})
+    click.echo(text_table(evaluate_acgan(config, list(fold) or None, log=note)))
+
+
+COMMANDS = [experiment_command, augment_command, evaluate_command, evaluate_acgan_command]

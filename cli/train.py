@@ -1,0 +1,156 @@
+"""``kl train-cnn``, ``train-gan``, ``train-acgan``, ``train-disentangle``: one training by hand.
+
+Each trains the very run the experiment's plan would (same folder, same
+settings), so a later ``kl experiment`` reuses it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keras_lesions_cli.common import RUN, ProgressBars, config_option, load, note, output_dir_option
+
+GAN_CONFIG = "configs/frid-adar-2018-gan-quick.yaml"
+resume_option = click.option("--resume", is_flag=True,
+                             help="Continue an interrupted training from its last epoch.")
+
+
+@click.command("train-cnn")
+@config_option("configs/frid-adar-2018-quick.yaml")
+@click.option("--fold", type=click.IntRange(min=0), required=True, help="Test fold.")
+@click.option("--group", "group_index", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data group D_aug^i to train on (1 = the config's first group; in the "
+                   "paper's list, the original ROIs only).")
+@click.option("--extra", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="Extra training dataset (.h5), e.g. synthetic lesions; repeatable.")
+@click.option("--seed", type=int, help="Overrides train.seed.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Overrides train.epochs.")
+@click.option("--run-dir", type=RUN,
+              help="Run folder (default: OUTPUT_DIR/NAME/runs/fold<k>/classifier/<group>/"
+                   "seed<s>).")
+@resume_option
+@output_dir_option()
+def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_dir, resume,
+                      output_dir):
+    """Train the lesion classifier on one fold and one data group.
+
+    Checkpoints every epoch (RUN/checkpoint), logs to TensorBoard (RUN/tensorboard)
+    and, when done, tests on the held-out fold (RUN/predictions.npz).
+    """
+    from keras_lesions.experiments.manual import train_cnn
+
+    config = load(config_path, {"train.epochs": epochs, "train.seed": seed,
+                                "output_dir": output_dir})
+    result = train_cnn(config, fold, group_index - 1, extra_datasets=tuple(extra),
+                       run_dir=run_dir, resume=resume, log=note)
+    if result["already_done"]:
+        click.echo(f"{result['run_dir']} is already finished (test accuracy on fold {fold}: "
+                   f"{100 * result['accuracy']:.1f}%); finished runs are never trained again")
+    else:
+        click.echo(f"test accuracy on fold {fold}: {100 * result['accuracy']:.1f}%   "
+                   f"run: {result['run_dir']}")
+
+
+def _gan_options(command):
+    for option in reversed([
+            config_option(GAN_CONFIG, "Experiment config (YAML); its gan section sets the GAN."),
+            click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
+                         help="Test fold: the GAN learns from the other folds only."),
+            click.option("--all-folds", is_flag=True, help="Every fold of the config."),
+            click.option("--epochs", type=click.IntRange(min=1),
+                         help="Overrides gan.epochs (smoke runs)."),
+            resume_option]):
+        command = option(command)
+    return command
+
+
+@click.command("train-gan")
+@click.option("--class", "class_names", multiple=True,
+              help="Lesion class to learn (repeatable), e.g. --class cyst.")
+@click.option("--all-classes", is_flag=True, help="One DCGAN per class of the dataset.")
+@_gan_options
+def train_gan_command(class_names, all_classes, config_path, fold, all_folds, epochs, resume):
+    """Train per-class DCGANs (Frid-Adar §3.2) on D_aug optimal of a fold.
+
+    Checkpoints every epoch (--resume continues with the optimizers' state),
+    logs TensorBoard scalars and writes a sample grid per epoch into the run
+    folder OUTPUT_DIR/NAME/runs/fold<k>/gan/dcgan-<class>/base-<group>/seed<s>/.
+    """
+    from keras_lesions.experiments.gan_curve import ALL_CLASSES
+    from keras_lesions.experiments.manual import train_gans
+
+    if not class_names and not all_classes:
+        raise click.UsageError("name a class with --class (e.g. --class cyst) or pass "
+                               "--all-classes")
+    config = load(config_path, {"gan.epochs": epochs})
+    runs = train_gans(config, None if all_folds else [fold],
+                      ALL_CLASSES if all_classes else list(class_names), resume=resume,
+                      log=note, progress=ProgressBars("epoch"))
+    for run in runs:
+        click.echo(str(run))
+
+
+@click.command("train-acgan")
+@_gan_options
+def train_acgan_command(config_path, fold, all_folds, epochs, resume):
+    """Train the class-conditional ACGAN (Frid-Adar §3.3) on D_aug optimal of a fold.
+
+    One generator for all classes; the discriminator has a real/fake head and an
+    auxiliary class head (see `kl evaluate-acgan`).
+    """
+    from keras_lesions.experiments.manual import train_gans
+
+    config = load(config_path, {"gan.epochs": epochs})
+    for run in train_gans(config, None if all_folds else [fold], (), acgan=True, resume=resume,
+                          log=note, progress=ProgressBars("epoch")):
+        click.echo(str(run))
+
+
+@click.command("train-disentangle")
+@config_option("configs/ben-cohen-2019-quick.yaml",
+               "Experiment config (YAML) with a disentangle section.")
+@click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Test fold: training uses the other folds only.")
+@click.option("--run-dir", type=RUN,
+              help="Run folder (default: OUTPUT_DIR/NAME/runs/fold<k>/disentangle/seed<s>).")
+@resume_option
+@click.option("--epochs", type=click.IntRange(min=1), help="Overrides disentangle.epochs.")
+@output_dir_option()
+def train_disentangle_command(config_path, fold, run_dir, resume, epochs, output_dir):
+    """Two-step disentanglement on one fold's training data (Ben-Cohen §2.1).
+
+    Step 1 trains the encoder E_C with the classifier (cross-entropy); step 2
+    keeps E_C fixed and trains E_R and the decoder G_R to rebuild the image from
+    (E_C(x), E_R(x)) while an adversarial classifier, trained alongside, is
+    made to fail on E_R(x). disentangle.validation_fraction of the training
+    folds' patients (30% in the paper) are held out for validation; every case
+    is shown disentangle.repeats times an epoch (10 in the paper), online
+    augmented.
+    Checkpoints every epoch (--resume), logs to TensorBoard (RUN/tensorboard,
+    RUN/step1/tensorboard).
+    """
+    from keras_lesions.experiments.manual import disentangle_fold
+
+    config = load(config_path, {"disentangle.epochs": epochs, "output_dir": output_dir})
+    bars = ProgressBars("epoch")
+    try:
+        result = disentangle_fold(config, fold, run_dir=run_dir, resume=resume, log=note,
+                                  progress=bars)
+    finally:
+        bars.close()
+    if result["already_done"]:
+        click.echo(f"{result['run_dir']} is already finished; finished runs are never trained "
+                   "again")
+        return
+    metrics = result["metrics"]
+    click.echo(f"step 1 classifier (the baseline): test accuracy on fold {fold} "
+               f"{100 * result['baseline_accuracy']:.1f}%")
+    if metrics:
+        click.echo(f"step 2: reconstruction MSE {metrics['val_rec_loss']:.4f} (validation), "
+                   f"adversary accuracy on E_R(x) {100 * metrics['adv_accuracy']:.1f}% "
+                   f"(train), {100 * metrics['val_adv_accuracy']:.1f}% (validation)")
+    click.echo(f"run: {result['run_dir']}")
+
+
+COMMANDS = [train_cnn_command, train_gan_command, train_acgan_command, train_disentangle_command]

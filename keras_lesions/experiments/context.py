@@ -1,0 +1,154 @@
+"""An open experiment: its config, layout and dataset, and the fingerprint that
+keeps results of other settings out of its folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from keras_lesions.config import ConfigError, ExperimentConfig, save_config
+from keras_lesions.data.dataset import LesionDataset, read_dataset, write_dataset
+from keras_lesions.errors import DatasetError
+from keras_lesions.experiments.layout import LAYOUT_VERSION, ExperimentLayout
+from keras_lesions.io import write_json
+from keras_lesions.runs.folder import first_difference
+
+PHANTOM_PREFIX = "phantoms:"
+Log = Callable[[str], None]
+# (label, done, total), drawn as bars by the CLI
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Experiment:
+    """An experiment folder opened for its config.
+
+    Attributes:
+        config: the resolved config.
+        layout: where every output goes.
+        dataset_path: the dataset (the user's file, or the generated phantoms).
+    """
+
+    config: ExperimentConfig
+    layout: ExperimentLayout
+    dataset_path: Path
+    _dataset: LesionDataset | None = field(default=None, repr=False)
+
+    @property
+    def dataset(self) -> LesionDataset:
+        """The dataset with images, read once."""
+        if self._dataset is None:
+            self._dataset = read_dataset(self.dataset_path)
+        return self._dataset
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.class_names)
+
+
+def experiment_root(config: ExperimentConfig) -> Path:
+    return Path(config.output_dir) / config.name
+
+
+def fingerprint(config: ExperimentConfig, sections: Sequence[str],
+                dataset: LesionDataset) -> dict:
+    """What the experiment's results depend on: the config sections its kind
+    reads (every setting in them, choices such as the saturation tolerance
+    and the seeds included) and the dataset's identity (creation stamp,
+    classes, fold assignment). Where outputs go (``output_dir``) is not in it."""
+    settings = config.to_dict()
+    folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
+    return {"layout": LAYOUT_VERSION,
+            "config": {"name": settings["name"], "kind": settings["kind"],
+                       **{s: settings[s] for s in sections}},
+            "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),
+                        "class_names": list(dataset.class_names), "folds_sha1": folds}}
+
+
+def prepare_dataset(config: ExperimentConfig, layout: ExperimentLayout, log: Log) -> Path:
+    """The experiment's dataset with folds: the user's file, or phantoms made once.
+
+    Raises:
+        DatasetError: the dataset has no fold assignment, or the config asks
+            for folds it does not have.
+    """
+    spec = config.data.dataset
+    if spec.startswith(PHANTOM_PREFIX):
+        from keras_lesions.data.builtin import make_phantom_dataset
+
+        path = layout.generated_dataset
+        if not path.exists():
+            preset = spec[len(PHANTOM_PREFIX):]
+            log(f"generating the {preset} phantom dataset (seed {config.data.phantom_seed}) "
+                f"into {path}")
+            write_dataset(make_phantom_dataset(
+                preset, config.data.phantom_seed, config.data.phantom_difficulty,
+                fold_seed=config.data.fold_seed,
+                created_by=f"keras_lesions experiment {config.name}"), path)
+    else:
+        path = Path(spec).resolve()
+    header = read_dataset(path, images=False)
+    if header.folds is None:
+        raise DatasetError("has no fold assignment: run `kl data folds` on it first", path)
+    bad = [f for f in config.evaluate.folds if f >= header.fold_k]
+    if bad:
+        raise DatasetError(f"config asks for fold {bad[0]} but the dataset has folds "
+                           f"0..{header.fold_k - 1}", path)
+    return path
+
+
+def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log = print,
+                    *, create: bool = True) -> Experiment:
+    """Open an experiment folder, refusing to mix results of other settings.
+
+    The first call records the fingerprint (:func:`fingerprint`) in
+    ``experiment.json``; later calls on the same folder must match it, so
+    augmentation groups and finished runs are only ever reused for the
+    settings that made them.
+
+    Args:
+        config: the experiment.
+        sections: the config sections its kind reads.
+        log: receives one line per step.
+        create: make the folder and its record if missing (the driver); False
+            for a worker, which only attaches to an opened experiment.
+
+    Raises:
+        ConfigError: the folder holds an experiment of other settings, of an
+            earlier layout, or a damaged record; or (``create`` False) none.
+    """
+    layout = ExperimentLayout(experiment_root(config))
+    record = layout.record
+    if not create and not record.is_file():
+        raise ConfigError("holds no opened experiment (no experiment.json)", layout.root)
+    previous = None
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise ConfigError("is damaged: delete it to start the experiment afresh",
+                              record) from None
+        if not isinstance(previous, dict) or previous.get("layout") != LAYOUT_VERSION:
+            raise ConfigError(
+                "was made by an earlier keras-lesions, before experiments became plans of "
+                "runs (runs/<group>/fold<k>/seed<s> layout); its runs cannot be resumed: use "
+                "another name or output_dir, or delete the folder", layout.root)
+    if create:
+        layout.root.mkdir(parents=True, exist_ok=True)
+    dataset_path = prepare_dataset(config, layout, log)
+    header = read_dataset(dataset_path, images=False)
+    current = fingerprint(config, sections, header)
+    if previous is not None:
+        difference = first_difference(previous, current)
+        if difference:
+            raise ConfigError(f"holds results made with other settings ({difference}): use "
+                              "another name or output_dir, or delete the folder", layout.root)
+    elif create:
+        write_json(record, current)
+    if create:
+        save_config(config, layout.config)
+    return Experiment(config=config, layout=layout, dataset_path=dataset_path)

@@ -1,0 +1,346 @@
+"""Executors: run an experiment's plan here, in parallel processes, or on Ray.
+
+All three follow the same loop: plan, start every run whose dependencies
+are done, and plan again when one finishes (a choice, such as D_aug optimal,
+makes new runs plannable). A run is done when its output exists, so an
+interrupted experiment resumes from its finished runs, and every executor
+gives the same results for the same config and seeds: each run seeds itself
+and reads only the outputs of the runs it depends on.
+
+- :class:`SequentialExecutor` runs one run at a time in this process.
+- :class:`ProcessExecutor` (``kl experiment --jobs N``) runs up to N at once,
+  each in a fresh process with its own thread budget and GPU memory growth,
+  so N runs can share one GPU. A process that dies (killed, out of memory,
+  a crash) is retried, a bounded number of times, while the others go on.
+- :class:`RayExecutor` (``kl experiment --ray [ADDRESS]``) submits the runs
+  as Ray tasks with their resource requests, passing the tasks they depend
+  on as object references so Ray schedules them in order; Ray retries a task
+  whose worker dies.
+
+A bad input (``KerasLesionsError``) is never retried: the runs already going
+finish, nothing new starts, and the error is raised as one line.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Iterable
+
+from keras_lesions.errors import KerasLesionsError
+from keras_lesions.experiments.context import Experiment
+from keras_lesions.experiments.kind import ExperimentKind, StepContext
+from keras_lesions.experiments.plan import DONE, PENDING, PlanError, RunSpec
+from keras_lesions.io import write_json
+
+DEFAULT_RETRIES = 2
+
+
+class ExecutionError(KerasLesionsError):
+    """A run failed and could not be completed (after its retries)."""
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _marker(exp: Experiment, spec: RunSpec):
+    return exp.layout.executing / (spec.id.replace("/", "__") + ".json")
+
+
+def execute(exp: Experiment, kind: ExperimentKind, spec: RunSpec, ctx: StepContext) -> None:
+    """Run one spec in this process.
+
+    While it runs, ``.executing/<id>.json`` names the process (pid, host), so
+    ``--list`` and people can see what is running where.
+
+    Raises:
+        KerasLesionsError: bad input, from the step.
+        RuntimeError: the step returned without making its output (a bug).
+    """
+    marker = _marker(exp, spec)
+    write_json(marker, {"run": spec.id, "pid": os.getpid(), "host": socket.gethostname(),
+                        "started": time.time()})
+    try:
+        kind.steps[spec.step](exp, spec, ctx)
+    finally:
+        marker.unlink(missing_ok=True)
+    if not spec.is_done(exp.layout.root):
+        raise RuntimeError(f"step {spec.step!r} of {spec.id} finished without writing "
+                           f"{spec.output}")
+
+
+def _worker_log(run_id: str):
+    def log(message: str) -> None:
+        print(f"[{run_id}] {message}", file=sys.stderr, flush=True)
+    return log
+
+
+def run_in_worker(config_dict: dict, spec: RunSpec, threads: int | None,
+                  verbose: int | str = 0) -> str:
+    """What a worker process or Ray task runs: configure TensorFlow, attach to
+    the opened experiment, run one spec. Returns its id."""
+    from keras_lesions.config import config_from_dict
+    from keras_lesions.experiments.registry import kind_of, open_for
+    from keras_lesions.runtime import configure_tensorflow
+
+    configure_tensorflow(threads)
+    config = config_from_dict(config_dict)
+    log = _worker_log(spec.id)
+    exp = open_for(config, log, create=False)
+    execute(exp, kind_of(config), spec, StepContext(log=log, verbose=verbose))
+    return spec.id
+
+
+def _ready(exp: Experiment, kind: ExperimentKind, allowed: set[str] | None,
+           exclude: Iterable[str] = ()) -> tuple[list[RunSpec], object]:
+    plan = kind.plan(exp)
+    states = plan.states(exp.layout.root)
+    exclude = set(exclude)
+    ready = [s for s in plan if states[s.id] == PENDING and s.id not in exclude
+             and (allowed is None or s.id in allowed)]
+    return ready, plan
+
+
+def _check_finished(exp: Experiment, kind: ExperimentKind, allowed: set[str] | None) -> None:
+    """After a loop: every wanted run must be done.
+
+    Raises:
+        PlanError: runs left that could not start.
+    """
+    plan = kind.plan(exp)
+    states = plan.states(exp.layout.root)
+    left = [s.id for s in plan if states[s.id] != DONE and (allowed is None or s.id in allowed)]
+    if left or (allowed is None and plan.later):
+        what = left[0] if left else plan.later[0]
+        raise PlanError(f"{len(left) or len(plan.later)} run(s) could not start ({what}); "
+                        "`kl experiment CONFIG --list` shows what they wait for",
+                        exp.layout.root)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@dataclass
+class SequentialExecutor:
+    """One run at a time, in this process (the default)."""
+
+    def run(self, exp: Experiment, kind: ExperimentKind, ctx: StepContext,
+            allowed: set[str] | None = None) -> None:
+        finished = 0
+        while True:
+            ready, plan = _ready(exp, kind, allowed)
+            if not ready:
+                break
+            spec = ready[0]
+            finished += 1
+            total = len(plan) if allowed is None else len(allowed)
+            ctx.log(f"[{finished}/{total}] {spec.id}: {spec.title}")
+            execute(exp, kind, spec, ctx)
+        _check_finished(exp, kind, allowed)
+
+
+def _execute_light(exp, kind, spec: RunSpec, ctx: StepContext, errors: list[str]) -> None:
+    """A light run, in the driver; a bad input joins the errors (the workers
+    already going finish first)."""
+    ctx.log(f"{spec.id}: {spec.title}")
+    try:
+        execute(exp, kind, spec, ctx)
+    except KerasLesionsError as exc:
+        errors.append(str(exc))
+
+
+def _process_main(connection, config_dict, spec, threads, verbose):
+    """A worker process: run one spec, report how it went through the pipe."""
+    try:
+        run_in_worker(config_dict, spec, threads, verbose)
+        connection.send(("ok", ""))
+    except KerasLesionsError as exc:
+        connection.send(("user-error", str(exc)))
+    except BaseException as exc:  # a crash: traceback on stderr, then retried
+        traceback.print_exc()
+        connection.send(("crash", f"{type(exc).__name__}: {exc}"))
+    finally:
+        connection.close()
+
+
+@dataclass
+class ProcessExecutor:
+    """Up to ``jobs`` runs at once, each in a fresh process.
+
+    Attributes:
+        jobs: runs at once.
+        threads: TensorFlow threads per run (default: the machine's cores
+            shared out among the jobs).
+        retries: how many times a run whose process dies is started again.
+    """
+
+    jobs: int = 2
+    threads: int | None = None
+    retries: int = DEFAULT_RETRIES
+
+    def run(self, exp: Experiment, kind: ExperimentKind, ctx: StepContext,
+            allowed: set[str] | None = None) -> None:
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        spawn = multiprocessing.get_context("spawn")  # a fresh TensorFlow per run
+        threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        config_dict = exp.config.to_dict()
+        running: dict[str, tuple] = {}
+        attempts: dict[str, int] = {}
+        errors: list[str] = []
+        while True:
+            if not errors:
+                ready, _ = _ready(exp, kind, allowed, exclude=running)
+                light = [s for s in ready if s.light]
+                if light:  # a choice or the report: here, then plan again
+                    _execute_light(exp, kind, light[0], ctx, errors)
+                    continue
+                for spec in ready[:max(0, self.jobs - len(running))]:
+                    receive, send = spawn.Pipe(duplex=False)
+                    process = spawn.Process(target=_process_main, name=spec.id, daemon=False,
+                                            args=(send, config_dict, spec, threads, 0))
+                    process.start()
+                    send.close()
+                    attempts[spec.id] = attempts.get(spec.id, 0) + 1
+                    running[spec.id] = (process, receive, spec)
+                    ctx.log(f"started {spec.id} (process {process.pid}, {threads} threads"
+                            + (f", attempt {attempts[spec.id]}" if attempts[spec.id] > 1 else "")
+                            + ")")
+            if not running:
+                break
+            wait([process.sentinel for process, _, _ in running.values()])
+            for run_id in [i for i, (p, _, _) in running.items() if not p.is_alive()]:
+                process, receive, spec = running.pop(run_id)
+                process.join()
+                status, message = _report_of(receive)
+                if status == "ok":
+                    ctx.log(f"finished {run_id}")
+                elif status == "user-error":
+                    errors.append(message)
+                elif attempts[run_id] <= self.retries:
+                    ctx.log(f"{run_id} {_how_it_ended(process, status, message)}; starting it "
+                            f"again ({attempts[run_id]} of {self.retries + 1} attempts made)")
+                else:
+                    errors.append(f"{run_id} {_how_it_ended(process, status, message)} "
+                                  f"{attempts[run_id]} times; the other runs were kept")
+        if errors:
+            raise ExecutionError(errors[0])
+        _check_finished(exp, kind, allowed)
+
+
+def _report_of(receive) -> tuple[str, str]:
+    """What a finished worker sent; ("died", "") when it sent nothing (killed)."""
+    try:
+        return receive.recv() if receive.poll() else ("died", "")
+    except EOFError:  # the pipe closed without a message: the process died
+        return ("died", "")
+    finally:
+        receive.close()
+
+
+def _how_it_ended(process, status: str, message: str) -> str:
+    if status == "crash":
+        return f"failed ({message}; traceback above)"
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"was killed (signal {-code})"
+    return f"died (exit code {code})"
+
+
+def _ray_task(config_dict: dict, spec: RunSpec, threads: int, *dependencies) -> tuple[str, str]:
+    """A Ray task: one run. ``dependencies`` are the results of the runs it
+    depends on (object references Ray resolves first); only their order matters."""
+    if any(status != "ok" for status, _ in dependencies):
+        return ("skipped", "")  # a run it needs failed: that failure is reported
+    try:
+        return ("ok", run_in_worker(config_dict, spec, threads))
+    except KerasLesionsError as exc:  # bad input is an answer, not a failure to retry
+        return ("user-error", str(exc))
+
+
+@dataclass
+class RayExecutor:
+    """Runs as Ray tasks, with their resource requests and dependencies.
+
+    Attributes:
+        address: a running cluster ("auto", "ray://host:10001"); None starts a
+            local Ray for this experiment.
+        num_cpus: CPUs of a local Ray (default: all).
+        retries: Ray's ``max_retries`` for a task whose worker dies.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    retries: int = DEFAULT_RETRIES
+
+    def run(self, exp: Experiment, kind: ExperimentKind, ctx: StepContext,
+            allowed: set[str] | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ExecutionError("--ray needs Ray, an optional extra: pip install "
+                                 "\"keras-lesions[ray]\"") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            options = {"include_dashboard": False, "log_to_driver": True}
+            if self.address:
+                options["address"] = self.address
+            elif self.num_cpus:
+                options["num_cpus"] = self.num_cpus
+            ray.init(**options)
+        try:
+            self._loop(ray, exp, kind, ctx, allowed)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _loop(self, ray, exp, kind, ctx, allowed) -> None:
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        # max_calls=1: a fresh worker process per run, as with --jobs (TensorFlow
+        # settings and GPU memory are per process).
+        task = ray.remote(max_calls=1)(_ray_task)
+        config_dict = exp.config.to_dict()
+        in_flight: dict[str, object] = {}
+        errors: list[str] = []
+        while True:
+            plan = kind.plan(exp)
+            states = plan.states(exp.layout.root)
+            light = [s for s in plan if s.light and states[s.id] == PENDING and not errors
+                     and (allowed is None or s.id in allowed)]
+            if light:  # a choice or the report: here, then plan again
+                _execute_light(exp, kind, light[0], ctx, errors)
+                continue
+            for spec in plan if not errors else ():
+                if (spec.light or states[spec.id] == DONE or spec.id in in_flight
+                        or (allowed is not None and spec.id not in allowed)):
+                    continue
+                if not all(states[d] == DONE or d in in_flight for d in spec.depends_on):
+                    continue
+                dependencies = [in_flight[d] for d in spec.depends_on if d in in_flight]
+                in_flight[spec.id] = task.options(
+                    num_cpus=spec.needs.cpus, num_gpus=spec.needs.gpus if has_gpu else 0,
+                    max_retries=self.retries, name=spec.id,
+                ).remote(config_dict, spec, spec.needs.cpus, *dependencies)
+                ctx.log(f"submitted {spec.id}")
+            if not in_flight:
+                break
+            finished, _ = ray.wait(list(in_flight.values()), num_returns=1)
+            for run_id in [i for i, ref in in_flight.items() if ref in finished]:
+                ref = in_flight.pop(run_id)
+                try:
+                    status, message = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    errors.append(f"{run_id} failed after {self.retries + 1} attempts "
+                                  f"({type(exc).__name__}); the other runs were kept")
+                    continue
+                if status == "user-error":
+                    errors.append(message)
+                elif status == "ok":
+                    ctx.log(f"finished {run_id}")
+        if errors:
+            raise ExecutionError(errors[0])
+        _check_finished(exp, kind, allowed)

@@ -1,0 +1,145 @@
+"""One run of an experiment by hand: what ``kl augment``, ``train-cnn``,
+``train-gan``, ``train-acgan``, ``evaluate-acgan`` and ``train-disentangle`` run.
+
+Each trains the very run the experiment's plan would (same folder, same
+settings), so a later ``kl experiment`` reuses it, and refuses what the plan
+would refuse.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from keras_lesions.config import ExperimentConfig
+from keras_lesions.data.folds import train_test_indices
+from keras_lesions.evaluate.crossval import group_name, run_record
+from keras_lesions.evaluate.report import summarize_predictions, write_summary
+from keras_lesions.experiments import classic_curve as classic
+from keras_lesions.experiments import gan_curve as gan
+from keras_lesions.experiments import mixture
+from keras_lesions.experiments.executors import execute
+from keras_lesions.experiments.kind import StepContext
+from keras_lesions.experiments.plan import RunSpec
+from keras_lesions.experiments.registry import open_for
+from keras_lesions.runs.folder import RunError, is_done, read_done
+from keras_lesions.train.disentangle import train_disentangle
+
+
+def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
+                             progress=None) -> list[tuple[int, Path]]:
+    """What ``kl augment`` runs: the augmentation groups of the given folds
+    (default: the config's), as the plan's ``fold<k>/augment`` runs build them."""
+    exp = open_for(config, log)
+    ctx = StepContext(log=log, progress=progress)
+    done = []
+    for fold in folds if folds is not None else config.evaluate.folds:
+        train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+        done.append((fold, classic.build_augmentation(exp, fold, ctx)))
+    return done
+
+
+def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_datasets=(),
+              run_dir: Path | None = None, resume: bool = False, log=print,
+              progress=None, verbose: int | str = "auto") -> dict:
+    """What ``kl train-cnn`` runs: one classifier on D_aug^(group_index+1) of a
+    fold (plus extra datasets), tested on the fold; the augmentation groups are
+    built first if missing. A finished run is reported, never trained again.
+
+    Args:
+        config: the experiment (``train.seed`` is the run's seed).
+        fold: the test fold.
+        group_index: 0-based data group.
+        extra_datasets: extra training datasets (.h5), e.g. synthetic lesions.
+        run_dir: the run folder (default: the plan's, under the experiment).
+        resume: continue an interrupted run.
+
+    Returns:
+        ``{"run_dir", "accuracy", "already_done", "fold"}``.
+    """
+    exp = open_for(config, log)
+    ctx = StepContext(log=log, progress=progress, verbose=verbose, resume=resume)
+    seed = config.train.seed
+    train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+    classic.check_group(exp.config, group_index)
+    # runs with extra data never pass for plain CNN-AUG runs
+    group = group_name(group_index) + "".join(f"+{Path(p).stem}" for p in extra_datasets)
+    spec = classic.classifier_spec(exp, fold, group_index, seed, group=group,
+                           additions=tuple({"source": "file", "path": str(Path(p).resolve())}
+                                           for p in extra_datasets))
+    run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(spec.id)
+    if (run_dir / "done.json").is_file():
+        return {"run_dir": run_dir, "accuracy": read_done(run_dir)["test_accuracy"],
+                "already_done": True, "fold": fold}
+    for path in extra_datasets:  # validate every input before anything is trained
+        classic.extra_training_set(path, exp.dataset, fold, exp.config.classifier.input_size)
+    classic.build_augmentation(exp, fold, ctx)
+    accuracy = classic.run_classifier(exp, spec, ctx, run_dir)
+    return {"run_dir": run_dir, "accuracy": accuracy, "already_done": False, "fold": fold}
+
+
+def train_gans(config: ExperimentConfig, folds=None, classes=(), acgan: bool = False, *,
+               resume: bool = False, log=print, progress=None) -> list:
+    """What ``kl train-gan`` / ``kl train-acgan`` run: the plan's DCGAN runs of
+    ``classes`` (and the ACGAN) of ``folds`` (default: the config's), after
+    the augmentation groups they train on.
+
+    Returns:
+        The run folders, in order.
+    """
+    exp = open_for(config, log)
+    classes = exp.class_names if classes is gan.ALL_CLASSES else list(classes)
+    ids = gan.gan_runs(exp, folds if folds is not None else config.evaluate.folds, classes, acgan)
+    ctx = StepContext(log=log, progress=progress, resume=resume)
+    the_plan = gan.plan(exp)
+    for spec in the_plan.with_dependencies(ids):
+        if not spec.is_done(exp.layout.root):
+            execute(exp, gan.KIND, spec, ctx)
+    return [exp.layout.run_dir(i) for i in ids]
+
+
+def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
+    """Table 5, last row, on its own (``kl evaluate-acgan``): each fold's ACGAN
+    discriminator classifies that fold's test lesions.
+
+    Raises:
+        RunError: a fold's ACGAN is not trained (``kl train-acgan``).
+    """
+    exp = open_for(config, log)
+    folds = list(folds) if folds is not None else list(config.evaluate.folds)
+    b = gan.base_index(exp)
+    gans = gan.gan_runs(exp, folds, acgan=True)
+    records = []
+    for fold, gan_run in zip(folds, gans):
+        if not is_done(exp.layout.run_dir(gan_run)):
+            raise RunError("holds no finished ACGAN: train it with kl train-acgan",
+                           exp.layout.run_dir(gan_run))
+        spec = RunSpec(id=gan.discriminator_id(fold, group_name(b)),
+                       step="acgan-discriminator", params={"fold": fold, "gan": gan_run})
+        if not is_done(exp.layout.run_dir(spec.id)):
+            gan.acgan_discriminator_step(exp, spec, StepContext())
+        records.append(run_record(exp.layout.run_dir(spec.id)))
+    result = summarize_predictions(records, exp.class_names)
+    write_summary(result, exp.layout.report, "ACGAN_discriminator",
+                  "ACGAN discriminator as the classifier (Table 5, last row)")
+    return result
+
+
+def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resume: bool = False,
+                     log=print, progress=None) -> dict:
+    """What ``kl train-disentangle`` runs: both steps of one fold, into the plan's
+    run folder (``fold<k>/disentangle/seed<s>``) unless ``run_dir`` says otherwise.
+
+    Returns:
+        ``{"run_dir", "already_done", "baseline_accuracy", "metrics"}``.
+    """
+    exp = open_for(config, log)
+    train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+    run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(
+        mixture.disentangle_id(fold, config.disentangle.seed))
+    if is_done(run_dir):
+        done = read_done(run_dir)
+        return {"run_dir": run_dir, "already_done": True,
+                "baseline_accuracy": done.get("baseline_accuracy"),
+                "metrics": done.get("metrics", {})}
+    result = train_disentangle(exp.dataset, exp.dataset_path, fold, config, run_dir,
+                               resume=resume, log=log, progress=progress)
+    return {**result, "run_dir": run_dir, "already_done": False}

@@ -1,0 +1,272 @@
+"""The mixture-of-specified-factors experiment (Ben-Cohen et al. 2019 §3.2, Tables 2 and 3).
+
+The plan, for each test fold of the 3-fold patient-level split and each seed:
+
+1. ``fold<k>/disentangle/seed<s>``: split the training folds' patients into a
+   fit part and a 30% validation part (§3.2) and disentangle on the fit
+   part. Its step 1 is E_C + classifier trained with cross-entropy on
+   online-augmented real lesions: the *baseline* ("classic training
+   scheme"), tested on the fold;
+2. ``fold<k>/mixtures/seed<s>``: ``mixture.per_image`` mixtures per fit
+   image (§2.2) with soft targets;
+3. ``fold<k>/proposed/seed<s>``: the same architecture trained afresh, same
+   seed, same schedule, on the real fit lesions (one-hot) plus the mixtures
+   (soft targets), both online augmented: the *proposed* scheme, tested on
+   the fold;
+
+then the report. Both classifiers keep their best-validation epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from keras_lesions.config import ExperimentConfig
+from keras_lesions.data.dataset import read_dataset, write_dataset
+from keras_lesions.data.folds import fit_validation_test_indices
+from keras_lesions.evaluate.crossval import run_record
+from keras_lesions.evaluate.mixture_report import adversary_summary, mixture_markdown
+from keras_lesions.evaluate.report import side_by_side, summarize_predictions, write_summary
+from keras_lesions.evaluate.verdict import paired_differences, verdict
+from keras_lesions.experiments.context import Experiment
+from keras_lesions.experiments.kind import ExperimentKind, StepContext
+from keras_lesions.experiments.plan import Plan, Resources, RunSpec
+from keras_lesions.io import save_figure, write_json, write_text
+from keras_lesions.runs.folder import finish_run, read_run_info
+
+# Paper-size networks: encoder 69.6 M, decoder 146.5 M parameters at 128×128:
+# one run to a GPU.
+DISENTANGLE_NEEDS = Resources(cpus=1, gpus=1.0)
+CLASSIFIER_NEEDS = Resources(cpus=1, gpus=0.5)
+
+
+def seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """The config with the disentangle section's seed set to ``seed``."""
+    return dataclasses.replace(
+        config, disentangle=dataclasses.replace(config.disentangle, seed=seed))
+
+
+def disentangle_id(fold: int, seed: int) -> str:
+    return f"fold{fold}/disentangle/seed{seed}"
+
+
+def mixtures_id(fold: int, seed: int) -> str:
+    return f"fold{fold}/mixtures/seed{seed}"
+
+
+def proposed_id(fold: int, seed: int) -> str:
+    return f"fold{fold}/proposed/seed{seed}"
+
+
+def plan(exp: Experiment) -> Plan:
+    layout, specs = exp.layout, []
+    for seed in exp.config.evaluate.seeds:
+        for fold in exp.config.evaluate.folds:
+            d, m, p = disentangle_id(fold, seed), mixtures_id(fold, seed), proposed_id(fold, seed)
+            params = {"fold": fold, "seed": seed}
+            specs += [
+                RunSpec(id=d, step="disentangle", params=params, needs=DISENTANGLE_NEEDS,
+                        output=layout.run_output(d),
+                        title=f"disentanglement (step 1 = the baseline), fold {fold}"),
+                RunSpec(id=m, step="mixtures", params=params, depends_on=(d,),
+                        needs=Resources(cpus=1, gpus=0.5),
+                        output=layout.relative(layout.data_file(m)),
+                        title=f"mixtures of specified factors, fold {fold}"),
+                RunSpec(id=p, step="proposed", params=params, depends_on=(m,),
+                        needs=CLASSIFIER_NEEDS, output=layout.run_output(p),
+                        title=f"the proposed classifier, fold {fold}"),
+            ]
+    report = RunSpec(id="report", step="report", depends_on=tuple(s.id for s in specs),
+                     output=layout.relative(layout.result), title="the report", light=True)
+    return Plan(specs + [report])
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _split(exp: Experiment, config: ExperimentConfig, fold: int):
+    return fit_validation_test_indices(exp.dataset, fold,
+                                       config.disentangle.validation_fraction,
+                                       seed=config.disentangle.seed + 1000 * fold,
+                                       where=exp.dataset_path)
+
+
+def _fit_indices(exp: Experiment, run_dir) -> np.ndarray:
+    """The lesions the disentanglement run itself was fitted on, as it recorded them."""
+    ids = exp.dataset.lesion_ids.tolist()
+    return np.array([ids.index(i) for i in read_run_info(run_dir)["fit_ids"]])
+
+
+def disentangle_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    from keras_lesions.train.disentangle import check_image_size, train_disentangle
+
+    check_image_size(exp.dataset, exp.config, exp.dataset_path)
+    p = spec.params
+    ctx.log(f"{spec.id}: disentangling (step 1 = the baseline classifier, then step 2)")
+    train_disentangle(exp.dataset, exp.dataset_path, p["fold"], seeded(exp.config, p["seed"]),
+                      exp.layout.run_dir(spec.id), resume=ctx.resume, log=ctx.log,
+                      progress=ctx.progress, verbose=ctx.verbose)
+
+
+def mixtures_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    from keras_lesions.synth.mixture import mixture_dataset
+    from keras_lesions.train.disentangle import load_disentangled
+
+    p, mixture = spec.params, exp.config.mixture
+    run_dir = exp.layout.run_dir(disentangle_id(p["fold"], p["seed"]))
+    fit_idx = _fit_indices(exp, run_dir)
+    n = mixture.per_image * len(fit_idx)
+    ctx.log(f"{spec.id}: mixing specified factors: {n} images (alpha {mixture.alpha})")
+    mixed = mixture_dataset(load_disentangled(run_dir), exp.dataset, fit_idx, n, mixture.alpha,
+                            seed=mixture.seed + 1000 * p["fold"] + p["seed"],
+                            created_by=f"keras_lesions experiment {exp.config.name}")
+    write_dataset(mixed, exp.layout.data_file(spec.id))
+
+
+def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    from keras_lesions.augment.online import prepare_online_canvases
+    from keras_lesions.pipeline import one_hot, roi_inputs
+    from keras_lesions.runs.predictions import predict_and_record
+    from keras_lesions.train.specified_classifier import best_epoch, train_specified_classifier
+
+    p = spec.params
+    fold, seed = p["fold"], p["seed"]
+    config = seeded(exp.config, seed)
+    dataset, names, size = exp.dataset, exp.class_names, config.disentangle.input_size
+    _, val_idx, test_idx = _split(exp, config, fold)
+    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed)))
+    mixed_path = exp.layout.data_file(mixtures_id(fold, seed))
+    mixed = read_dataset(mixed_path)
+    real = prepare_online_canvases(dataset, fit_idx, size=size)
+    canvases = real.concatenate(prepare_online_canvases(mixed, size=size))
+    targets = np.concatenate([one_hot(real.labels, len(names)), mixed.targets()])
+    info = {"fold": fold, "group": "proposed", "dataset": str(exp.dataset_path),
+            "class_names": names, "mixtures": str(mixed_path), "n_real": int(len(real)),
+            "n_mixed": int(len(mixed))}
+    ctx.log(f"{spec.id}: training the proposed classifier on {len(real)} real + "
+            f"{len(mixed)} mixed images")
+    run_dir = exp.layout.run_dir(spec.id)
+    model = train_specified_classifier(
+        canvases, targets, (roi_inputs(dataset, val_idx, size), dataset.labels[val_idx]),
+        # batch norm statistics from the real training images, as in the
+        # baseline: they are what test images look like
+        roi_inputs(dataset, fit_idx, size), config, run_dir, class_names=names, run_info=info,
+        resume=ctx.resume, progress=ctx.bar(f"proposed classifier fold {fold}"),
+        verbose=ctx.verbose)
+    accuracy = predict_and_record(model, run_dir, roi_inputs(dataset, test_idx, size),
+                                  dataset.labels[test_idx], dataset.lesion_ids[test_idx])
+    finish_run(run_dir, {**info, "seed": seed, "test_accuracy": accuracy,
+                         "n_test": int(len(test_idx)), "best_epoch": best_epoch(run_dir)})
+
+
+def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    """Tables 2 and 3 in Markdown and JSON, confusion PNGs, swap and mixture pictures."""
+    config, dataset, names = exp.config, exp.dataset, exp.class_names
+    runs = [s for s in plan(exp) if s.step == "disentangle"]
+    disentangle_dirs = [exp.layout.run_dir(s.id) for s in runs]
+    baseline_records = [run_record(d / "step1") for d in disentangle_dirs]
+    proposed_records = [run_record(exp.layout.run_dir(proposed_id(s.params["fold"],
+                                                                  s.params["seed"])))
+                        for s in runs]
+    out = exp.layout.report
+    baseline = summarize_predictions(baseline_records, names)
+    proposed = summarize_predictions(proposed_records, names)
+    write_summary(baseline, out, "baseline", "Classic training scheme (baseline)")
+    write_summary(proposed, out, "proposed", "Proposed training scheme (mixtures)")
+    rows = paired_differences(baseline["per_fold"], proposed["per_fold"])
+    sentence = verdict("The mixtures", rows, baseline["pooled"]["accuracy"],
+                       proposed["pooled"]["accuracy"])
+    adversary = adversary_summary(disentangle_dirs)
+    pictures = write_pictures(exp, disentangle_dirs[0], adversary)
+    report_path = out / "mixture_report.md"
+    write_text(report_path, mixture_markdown(config, dataset, baseline, proposed, rows, sentence,
+                                             adversary, pictures))
+    result = {"baseline": baseline, "proposed": proposed, "table2": rows, "verdict": sentence,
+              "adversary": adversary, "report": str(report_path)}
+    write_json(out / "mixture.json", result)
+    write_json(exp.layout.result, result)
+    ctx.log(f"report: {report_path}")
+
+
+def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:
+    """Swap grid (Fig. 3), mixture examples (Fig. 4) and adversary accuracy curves."""
+    from matplotlib.figure import Figure
+
+    from keras_lesions.pipeline import roi_inputs
+    from keras_lesions.synth.mixture import write_swap_grid
+    from keras_lesions.train.disentangle import load_disentangled
+
+    dataset, out = exp.dataset, exp.layout.report
+    networks = load_disentangled(run_dir)
+    ids = list(dataset.lesion_ids)
+    fit = [ids.index(i) for i in networks.info["fit_ids"]]
+    labels = dataset.labels[fit]
+    # x: a cyst (as in Fig. 3) or the first class present; y: one lesion per class.
+    x_class = 0 if (labels == 0).any() else int(labels[0])
+    x = fit[int(np.flatnonzero(labels == x_class)[0])]
+    ys = [fit[int(np.flatnonzero(labels == k)[-1])] for k in range(len(dataset.class_names))
+          if (labels == k).any()]
+    images = roi_inputs(dataset, [x] + ys, networks.input_size)
+    paths = [write_swap_grid(networks, images[0], images[1:], out / "swap.png",
+                             f"{dataset.class_names[x_class]} {ids[x]}",
+                             [f"{dataset.class_names[dataset.labels[i]]}" for i in ys])]
+
+    mixed_path = exp.layout.data_file(mixtures_id(networks.info["fold"], networks.info["seed"]))
+    if mixed_path.is_file():
+        mixed = read_dataset(mixed_path)
+        shown = min(8, len(mixed))
+        fig = Figure(figsize=(1.7 * shown, 2.3))
+        axes = fig.subplots(1, shown, squeeze=False)[0]
+        for ax, lesion, soft in zip(axes, mixed.lesions[:shown], mixed.soft_labels[:shown]):
+            ax.imshow(lesion.roi, cmap="gray", vmin=0, vmax=1)
+            ax.axis("off")
+            ax.set_title("\n".join(f"{n[:4]} {100 * s:.0f}%"
+                                   for n, s in zip(mixed.class_names, soft) if s >= 0.005),
+                         fontsize=6)
+        fig.suptitle("Mixtures of specified factors and their soft targets (Fig. 4)",
+                     fontsize=8)
+        save_figure(fig, out / "mixtures.png", dpi=100)
+        paths.append(out / "mixtures.png")
+
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
+    for entry in adversary["runs"]:
+        ax.plot(range(1, len(entry["curve"]) + 1), entry["curve"],
+                label=f"fold {entry['fold']} train")
+        ax.plot(range(1, len(entry["val_curve"]) + 1), entry["val_curve"], "--",
+                label=f"fold {entry['fold']} val")
+    if np.isfinite(adversary["chance"]):
+        ax.axhline(adversary["chance"], color="gray", lw=0.8, label="chance (majority)")
+    ax.set_xlabel("step-2 epoch")
+    ax.set_ylabel("adversary accuracy on E_R(x)")
+    ax.legend(fontsize=6)
+    save_figure(fig, out / "adversary.png")
+    paths.append(out / "adversary.png")
+    return paths
+
+
+def summary(result: dict) -> str:
+    """Table 2 and the verdict of a mixture experiment, for a terminal."""
+    lines = ["fold  seed  baseline  proposed  difference"]
+    for row in result["table2"]:
+        lines.append(f"{row['fold']:>4}  {row['seed']:>4}  {100 * row['baseline']:>7.1f}%  "
+                     f"{100 * row['proposed']:>7.1f}%  {100 * row['difference']:>+9.1f}")
+    b, p = result["baseline"]["accuracy"], result["proposed"]["accuracy"]
+    lines.append(f"avg.        {100 * b['mean']:.1f} ± {100 * b['std']:.1f}  "
+                 f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}")
+    lines += ["", side_by_side(result["baseline"], result["proposed"],
+                               titles=("baseline", "proposed")),
+              "", result["verdict"], "", f"report: {result['report']}"]
+    return "\n".join(lines)
+
+
+KIND = ExperimentKind(
+    name="mixture",
+    description="Ben-Cohen 2019 §3.2: the classifier with and without mixtures of specified "
+                "factors (Tables 2 and 3)",
+    sections=("data", "evaluate", "disentangle", "mixture"),
+    plan=plan,
+    steps={"disentangle": disentangle_step, "mixtures": mixtures_step,
+           "proposed": proposed_step, "report": report_step},
+    epoch_settings=("disentangle.classifier_epochs", "disentangle.epochs"), summary=summary)

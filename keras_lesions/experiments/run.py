@@ -1,0 +1,94 @@
+"""Running an experiment from its config: the library function behind ``kl experiment``."""
+from __future__ import annotations
+
+import json
+
+from keras_lesions.config import ExperimentConfig
+from keras_lesions.experiments.context import Log, Progress
+from keras_lesions.experiments.executors import SequentialExecutor, execute
+from keras_lesions.experiments.kind import StepContext
+from keras_lesions.experiments.plan import DONE, PlanError
+from keras_lesions.experiments.registry import kind_of, open_for
+
+
+def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None = None,
+                   log: Log = print, progress: Progress | None = None,
+                   verbose: int | str = 0) -> dict | None:
+    """Run an experiment's plan (or one run of it); resumable.
+
+    Args:
+        config: the experiment.
+        executor: ``SequentialExecutor`` (default), ``ProcessExecutor`` or
+            ``RayExecutor``.
+        only: run just this run id; refused unless its dependencies are done.
+        log: one line per step.
+        progress: ``progress(label, done, total)`` for bars (this process only).
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        The report's result (``report/result.json``), or None when ``only``
+        ran a run other than the report.
+
+    Raises:
+        PlanError: an unknown ``only`` id, or one whose dependencies are not done.
+        ExecutionError: a run that failed.
+    """
+    exp = open_for(config, log)
+    kind = kind_of(config)
+    executor = executor or SequentialExecutor()
+    ctx = StepContext(log=log, progress=progress, verbose=verbose)
+    if only is not None:
+        plan = kind.plan(exp)
+        spec = plan.get(only)
+        states = plan.states(exp.layout.root)
+        waiting = [d for d in spec.depends_on if states[d] != DONE]
+        if waiting:
+            raise PlanError(f"run {only!r} needs {len(waiting)} run(s) not done yet, such as "
+                            f"{waiting[0]!r}: run them first (or the whole experiment)",
+                            exp.layout.root)
+        if states[only] == DONE:
+            log(f"{only} is already done; finished runs are never run again")
+        else:
+            executor.run(exp, kind, ctx, allowed={only})
+        return load_result(config) if only == "report" else None
+    executor.run(exp, kind, ctx)
+    return load_result(config)
+
+
+def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:
+    """Write the report again from the finished runs (``kl experiment --report``).
+
+    Raises:
+        PlanError: runs the report reads are not finished.
+    """
+    exp = open_for(config, log)
+    kind = kind_of(config)
+    plan = kind.plan(exp)
+    states = plan.states(exp.layout.root)
+    left = [s.id for s in plan if s.step != "report" and states[s.id] != DONE]
+    if left or plan.later:
+        raise PlanError(f"the report needs every run finished; {len(left) or 'some'} are not "
+                        f"(such as {(left or plan.later)[0]!r}): run the experiment first",
+                        exp.layout.root)
+    execute(exp, kind, plan.get("report"), StepContext(log=log))
+    return load_result(config)
+
+
+def describe_plan(config: ExperimentConfig, log: Log = print) -> str:
+    """The plan as a table (``kl experiment --list``)."""
+    exp = open_for(config, log)
+    return kind_of(config).plan(exp).describe(exp.layout.root)
+
+
+def load_result(config: ExperimentConfig) -> dict | None:
+    """The report's result, if the report was written."""
+    from keras_lesions.experiments.context import experiment_root
+    from keras_lesions.experiments.layout import ExperimentLayout
+
+    path = ExperimentLayout(experiment_root(config)).result
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def summary(config: ExperimentConfig, result: dict) -> str:
+    """The result for a terminal, as its kind writes it."""
+    return kind_of(config).summary(result)

@@ -1,0 +1,108 @@
+"""From lesion datasets to network input: windowed, resized arrays and tf.data.
+
+The HU → [0, 1] window and the resampling to the network's input size happen
+here, on purpose, and nowhere earlier. This module sits above both ``data``
+(the lesions) and ``augment`` (whose identity transform renders the original
+ROIs), so neither of those imports the other's user.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from keras_lesions.data.dataset import LesionDataset
+
+
+def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
+               size: int | None = None) -> np.ndarray:
+    """The original ROIs as network input.
+
+    Args:
+        dataset: a dataset read with images.
+        indices: which lesions (default: all).
+        size: output side (default: the dataset's ``input_size``).
+
+    Returns:
+        float32 [n, size, size, 1] in [0, 1]: HU windowed with the dataset's
+        window (normalized datasets as they are), resized bicubically.
+
+    The ROIs go through the very code that renders the original ROIs of the
+    training groups (the identity augmentation), so test, serving and
+    training inputs are resampled identically.
+    """
+    from keras_lesions.augment.classic import (
+        AffineParams, augment_lesion, lesion_geometry, windowed_context)
+
+    size = size or dataset.input_size
+    indices = range(len(dataset)) if indices is None else indices
+    out = np.empty((len(indices), size, size, 1), np.float32)
+    for row, i in enumerate(indices):
+        lesion = dataset.lesions[i]
+        if (dataset.intensity_unit == "normalized" and not lesion.has_context
+                and lesion.roi.shape == (size, size)):
+            # Already network input (e.g. synthetic lesions): resampling a
+            # size×size image to size×size would only blur it.
+            out[row, :, :, 0] = np.clip(lesion.roi, 0.0, 1.0)
+            continue
+        context = windowed_context(lesion, dataset.window_level, dataset.window_width,
+                                   dataset.intensity_unit)
+        out[row] = augment_lesion(context, lesion_geometry(lesion), [AffineParams()],
+                                  size=size)[0]
+    return out
+
+
+def one_hot(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """float32 [n, num_classes] one-hot targets (soft targets use the same shape)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.zeros((len(labels), num_classes), np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first_epoch: int,
+                  epochs: int, *, drop_remainder: bool):
+    """Shuffled batches of every epoch from ``first_epoch`` on, as one tf.data stream.
+
+    Epoch e's order depends on (seed, e) only, so a resumed run sees the very
+    batches an uninterrupted one would.
+
+    Args:
+        arrays: arrays of n rows each (images, and targets or class ids),
+            batched together; float arrays become float32, integer ones int32.
+        batch_size: rows per batch; a set smaller than one batch is one batch.
+        seed: shuffling seed.
+        first_epoch, epochs: the epochs ``[first_epoch, epochs)`` to stream.
+        drop_remainder: drop each epoch's last partial batch (a different
+            rest each epoch), so every batch norm sees full batches (GANs);
+            otherwise every row is seen each epoch (the classifier).
+
+    Returns:
+        ``(dataset, steps_per_epoch)``: a dataset of one array (or a tuple of
+        arrays) per batch, and the number of batches per epoch.
+    """
+    import tensorflow as tf
+
+    arrays = [np.ascontiguousarray(a, np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer)
+                                   else np.float32) for a in arrays]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
+    if n == 0:
+        raise ValueError("no rows to batch")
+    batch = max(1, min(int(batch_size), n))
+    steps = n // batch if drop_remainder else -(-n // batch)
+
+    def stream():
+        for epoch in range(first_epoch, epochs):
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            for step in range(steps):
+                index = order[step * batch:(step + 1) * batch]
+                rows = tuple(a[index] for a in arrays)
+                yield rows if len(rows) > 1 else rows[0]
+
+    specs = tuple(tf.TensorSpec((batch if drop_remainder else None,) + a.shape[1:],
+                                tf.as_dtype(a.dtype)) for a in arrays)
+    signature = specs if len(specs) > 1 else specs[0]
+    data = tf.data.Dataset.from_generator(stream, output_signature=signature)
+    return data.prefetch(tf.data.AUTOTUNE), steps

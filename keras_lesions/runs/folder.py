@@ -1,0 +1,193 @@
+"""The run folder: what one training produced, and the rules every trainer shares.
+
+A run folder holds everything one training made and is enough to resume,
+evaluate and export it::
+
+    RUN/run.json        written when the run starts: its kind, what it trains on,
+                        and "settings", everything that changes its result
+    RUN/config.yaml     the resolved experiment config
+    RUN/checkpoint/     the per-epoch training state (``runs.checkpoint``),
+                        removed once the run is done
+    RUN/history.csv     one row per finished epoch
+    RUN/*.keras         the trained networks, each written atomically
+    RUN/predictions.npz test-fold predictions (classifier runs)
+    RUN/done.json       written last: the run is complete and never trained again
+
+The rules: a finished run is never trained again; an unfinished one is only
+continued when asked (``resume``), and only with the very settings it was
+started with, or two trainings would be mixed in one folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_lesions.errors import KerasLesionsError
+from keras_lesions.io import write_json
+
+RUN_INFO = "run.json"
+DONE = "done.json"
+CHECKPOINT = "checkpoint"
+
+
+class RunError(KerasLesionsError):
+    """A run folder is missing, damaged, of the wrong kind, or in the way."""
+
+
+def is_done(run_dir: str | os.PathLike) -> bool:
+    """Whether the run finished (``done.json`` is written last)."""
+    return (Path(run_dir) / DONE).is_file()
+
+
+def is_started(run_dir: str | os.PathLike) -> bool:
+    """Whether a run was started in the folder (its ``run.json`` exists)."""
+    return (Path(run_dir) / RUN_INFO).is_file()
+
+
+def _read_json_object(path: Path, run_dir: Path, what: str) -> dict:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{what} cannot be read ({type(exc).__name__}); delete the run folder "
+                       "to train it again", run_dir) from None
+    if not isinstance(payload, dict):
+        raise RunError(f"{what} is not a JSON object; delete the run folder to train it again",
+                       run_dir)
+    return payload
+
+
+def read_run_info(run_dir: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> dict:
+    """The ``run.json`` of a run folder, optionally of a required kind.
+
+    Raises:
+        RunError: no such folder, no run.json, one that cannot be read, or a
+            run of another kind than ``kind``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError("no such run folder", run_dir)
+    if not is_started(run_dir):
+        raise RunError("holds no run.json: not a run folder", run_dir)
+    info = _read_json_object(run_dir / RUN_INFO, run_dir, RUN_INFO)
+    if kind is not None:
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        if info.get("kind") not in kinds:
+            raise RunError(f"is a {info.get('kind')!r} run, not a {' or '.join(kinds)} run",
+                           run_dir)
+    return info
+
+
+def read_done(run_dir: str | os.PathLike) -> dict:
+    """The ``done.json`` of a finished run.
+
+    Raises:
+        RunError: the run is not finished, or its done.json is damaged.
+    """
+    run_dir = Path(run_dir)
+    if not is_done(run_dir):
+        raise RunError("holds no finished run (no done.json)", run_dir)
+    return _read_json_object(run_dir / DONE, run_dir, DONE)
+
+
+def first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
+    """The first setting that differs between two nested JSON-like values, as
+    ``"key.sub was OLD, now NEW"``; None when they are equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        old, new = list(old), list(new)
+    return None if old == new else f"{prefix.rstrip('.') or 'value'} was {old!r}, now {new!r}"
+
+
+def _jsonable(value: Any) -> Any:
+    """Settings as they read back from run.json (tuples as lists, numpy as Python)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic)
+                                 else v.tolist() if isinstance(v, np.ndarray) else str(v)))
+
+
+def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: dict | None = None,
+              config=None, resume: bool = False) -> bool:
+    """Claim a run folder for a training and record what it is.
+
+    A new run gets ``run.json`` (``kind``, ``settings``, and the facts in
+    ``info``); a resumed one must have been started with the same kind and
+    the same ``settings``, compared key by key.
+
+    Args:
+        run_dir: the run folder (made if missing).
+        kind: what is trained ("lesion_classifier", "dcgan", "disentangle" ...).
+        settings: everything that changes the run's result (hyper-parameters,
+            seed, the identity of its training data); JSON-able.
+        info: other facts for run.json (fold, class names, dataset ...).
+        config: the resolved ``ExperimentConfig``, saved as config.yaml.
+        resume: continue an unfinished run. Without it, a folder holding a
+            started run is refused.
+
+    Returns:
+        Whether an unfinished run is being resumed.
+
+    Raises:
+        RunError: a finished run (never trained again); an unfinished one
+            without ``resume``; or one of another kind or other settings,
+            naming the first setting that differs.
+    """
+    run_dir = Path(run_dir)
+    if is_done(run_dir):
+        raise RunError("holds a finished run; it is never trained again (use a new folder)",
+                       run_dir)
+    settings = _jsonable(settings)
+    started = is_started(run_dir)
+    if started:
+        if not resume:
+            raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
+                           "another folder", run_dir)
+        previous = read_run_info(run_dir)
+        if previous.get("kind") != kind:
+            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
+                           f"{kind!r}", run_dir)
+        difference = first_difference(previous.get("settings"), settings)
+        if difference:
+            raise RunError(f"was started with other settings ({difference}); resuming would "
+                           "mix two trainings: resume with the settings it was started with, "
+                           "or use a new folder", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        from keras_lesions.config import save_config
+
+        save_config(config, run_dir / "config.yaml")
+    if not started:
+        write_json(run_dir / RUN_INFO, {**(info or {}), "kind": kind, "settings": settings})
+    return started
+
+
+def finish_run(run_dir: str | os.PathLike, record: dict) -> None:
+    """Mark the run finished (``done.json``), then drop its checkpoint.
+
+    In this order: a crash before the marker leaves the checkpoint, so a
+    resume restores the final epoch and finishes again without training; a
+    crash after it leaves a finished run whose checkpoint is mere litter.
+    """
+    run_dir = Path(run_dir)
+    write_json(run_dir / DONE, record)
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of training arrays (shapes, dtypes and bytes): two runs with
+    the same fingerprint trained on the same numbers."""
+    digest = hashlib.sha1()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()[:16]

@@ -1,0 +1,227 @@
+"""The classifier of Ben-Cohen et al. 2019: E_C and its head, trained with (soft) cross-entropy.
+
+Step 1 of the disentanglement trains it on real lesions (it is also the
+mixture experiment's baseline), and the mixture experiment trains it afresh
+on real lesions plus mixtures with soft targets (§2.2). Both see the online
+augmentation of §3.2 (every case ``repeats`` times an epoch), keep 30% of the
+training patients aside for validation, and keep the weights of their best
+validation epoch.
+
+Our addition: batch norm's moving statistics are recomputed on the
+un-augmented training images before every validation
+(:func:`recalibrate_batch_norm`), because with few steps an epoch they trail
+the still-moving encoder so far that validation picks epochs at random.
+
+A classifier run folder follows ``runs.folder``'s layout (kind
+"lesion_classifier", architecture "ben-cohen-2019"), plus::
+
+    RUN/best.weights.h5, RUN/best.json   the best validation epoch so far
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lesions.config import ExperimentConfig
+from keras_lesions.errors import KerasLesionsError
+from keras_lesions.inference import predict
+from keras_lesions.io import atomic_path, write_json
+from keras_lesions.runs.checkpoint import fit_resumably, save_networks
+from keras_lesions.runs.folder import data_fingerprint, start_run
+
+# Batch of the inference passes over 128×128 images: a paper-size encoder's
+# first activations are 64 × 128 × 128 floats an image.
+INFERENCE_BATCH = 64
+
+
+def build_specified_networks(num_classes: int, config: ExperimentConfig) -> dict[str, keras.Model]:
+    """E_C and its classifier head at the config's size (Table 1)."""
+    from keras_lesions.models.disentangle import build_code_classifier, build_encoder
+
+    d = config.disentangle
+    return {
+        "encoder_c": build_encoder(d.input_size, d.width, d.code_size, name="encoder_c"),
+        "classifier": build_code_classifier(num_classes, d.code_size, d.classifier_units,
+                                            name="classifier"),
+    }
+
+
+def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed: int,
+                   first_epoch: int):
+    """Endless online-augmented batches (§3.2) from ``first_epoch`` on, and the
+    steps per epoch. Each epoch shows every case ``repeats`` times; the last
+    partial batch is dropped (batch norm wants full batches)."""
+    from keras_lesions.augment.online import online_augmented_dataset, online_steps_per_epoch
+
+    d = config.disentangle
+    batch = min(d.batch_size, len(canvases) * d.repeats)
+    data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
+                                    epochs=None, first_epoch=first_epoch, drop_remainder=True,
+                                    targets=targets)
+    return data, online_steps_per_epoch(len(canvases), d.repeats, batch, drop_remainder=True)
+
+
+def recalibrate_batch_norm(encoder: keras.Model, head: keras.Model, images: np.ndarray) -> None:
+    """Set the head's batch-norm moving statistics to the exact statistics of
+    ``images``' codes (training images only, un-augmented).
+
+    Moving averages trail an encoder that is still learning: with a few
+    dozen steps an epoch, a classifier at 87% on its own training images with
+    batch statistics scored 42% with its moving ones. Recomputing them on
+    the training images before each validation (and before saving) removes
+    that lag; nothing of the validation or test sets is used.
+    """
+    x = predict(encoder, images, INFERENCE_BATCH)
+    for layer in head.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(x.mean(axis=0))
+            layer.moving_variance.assign(x.var(axis=0))
+        x = np.asarray(ops.convert_to_numpy(layer(x, training=False)))
+
+
+def crossentropy(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean categorical cross-entropy of (soft) targets, as Keras computes it."""
+    return float(-np.mean(np.sum(targets * np.log(np.clip(probabilities, 1e-7, 1.0)), axis=1)))
+
+
+class ValidateAndKeepBest(keras.callbacks.Callback):
+    """After each epoch: recalibrate batch norm on the training images, score
+    the validation set (``val_loss``, ``val_accuracy`` added to the logs),
+    and keep the weights of the best epoch (accuracy, ties: lower loss),
+    written atomically with ``best.json`` before the epoch's checkpoint."""
+
+    def __init__(self, run_dir: Path, encoder, head, calibration_images, val_images,
+                 val_targets):
+        super().__init__()
+        self.run_dir = run_dir
+        self.encoder, self.head = encoder, head
+        self.calibration_images = calibration_images
+        self.val_images, self.val_targets = val_images, val_targets
+        path = run_dir / "best.json"
+        self.best = json.loads(path.read_text()) if path.is_file() else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        recalibrate_batch_norm(self.encoder, self.head, self.calibration_images)
+        probabilities = predict(self.model, self.val_images, INFERENCE_BATCH)
+        loss = crossentropy(self.val_targets, probabilities)
+        accuracy = float(np.mean(probabilities.argmax(1) == self.val_targets.argmax(1)))
+        logs["val_loss"], logs["val_accuracy"] = loss, accuracy
+        if self.best is None or (accuracy, -loss) > (self.best["val_accuracy"],
+                                                     -self.best["val_loss"]):
+            with atomic_path(self.run_dir / "best.weights.h5", suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+            self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+            write_json(self.run_dir / "best.json", self.best)
+
+
+def specified_classifier_settings(config: ExperimentConfig, class_names, canvases, targets,
+                                  validation) -> dict:
+    """Everything that changes the run's result: the disentangle section's
+    network and schedule, and the identity of its training and validation data."""
+    d = dataclasses.asdict(config.disentangle)
+    # step 2's own settings do not change this classifier
+    for key in ("epochs", "learning_rate", "rec_weight", "adv_weight", "adversary_steps"):
+        d.pop(key)
+    return {"disentangle": d, "class_names": list(class_names),
+            "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
+            "train_data": data_fingerprint(canvases.canvases, targets),
+            "validation_data": data_fingerprint(*validation)}
+
+
+def train_specified_classifier(
+    canvases,
+    targets: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    calibration_images: np.ndarray,
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    class_names: Sequence[str],
+    run_info: dict | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    verbose: int | str = 0,
+) -> keras.Model:
+    """Train E_C + classifier (the paper's classifier) with (soft) cross-entropy.
+
+    Args:
+        canvases: ``OnlineCanvases`` of the training cases (real lesions, and
+            mixed images for the proposed scheme).
+        targets: float32 [cases, classes], one-hot or soft (§2.2).
+        validation: (images [n, S, S, 1] in [0, 1], int labels [n]): the
+            held-out 30% (§3.2); the best epoch on it is kept.
+        calibration_images: the real training images, un-augmented [m, S, S, 1]:
+            batch norm's statistics are recomputed on them after each epoch
+            (``recalibrate_batch_norm``).
+        config: its ``disentangle`` section sets size, width, batch,
+            ``classifier_epochs`` and ``classifier_learning_rate``.
+        run_dir: the run folder (kind "lesion_classifier").
+        class_names: recorded in run.json.
+        run_info: facts added to run.json.
+        resume: continue from the last epoch checkpoint.
+        progress: ``progress(epochs done, epochs)``.
+
+    Returns:
+        The model with the best validation epoch's weights (also
+        ``RUN/model.keras``); whoever tests it finishes the run.
+
+    Raises:
+        RunError: a finished run, a started one without ``resume``, or one of
+            other settings.
+        KerasLesionsError: targets or images that do not fit the config.
+    """
+    from keras_lesions.models.disentangle import build_specified_classifier
+    from keras_lesions.pipeline import one_hot
+
+    d = config.disentangle
+    run_dir = Path(run_dir)
+    targets = np.asarray(targets, np.float32)
+    if targets.shape != (len(canvases), len(class_names)):
+        raise KerasLesionsError(f"targets must be [{len(canvases)}, {len(class_names)}], got "
+                                f"{targets.shape}")
+    if canvases.size != d.input_size:
+        raise KerasLesionsError(f"training images are {canvases.size}×{canvases.size} but "
+                                f"disentangle.input_size is {d.input_size}")
+    start_run(run_dir, kind="lesion_classifier",
+              settings=specified_classifier_settings(config, class_names, canvases, targets,
+                                                     validation),
+              info={**(run_info or {}), "architecture": "ben-cohen-2019",
+                    "class_names": list(class_names), "n_train": int(len(canvases)),
+                    "n_validation": int(len(validation[1])), "seed": d.seed,
+                    "input_size": d.input_size},
+              config=config, resume=resume)
+
+    keras.utils.set_random_seed(d.seed)
+    networks = build_specified_networks(len(class_names), config)
+    model = build_specified_classifier(networks["encoder_c"], networks["classifier"])
+    model.compile(optimizer=keras.optimizers.Adam(d.classifier_learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.optimizer.build(model.trainable_variables)
+    val_images, val_labels = validation
+    fit_resumably(
+        model, run_dir, {"model": model, "optimizer": model.optimizer},
+        epochs=d.classifier_epochs,
+        make_data=lambda first: online_batches(canvases, targets, config, d.seed, first),
+        columns=["epoch", "loss", "accuracy", "val_loss", "val_accuracy"],
+        callbacks=[ValidateAndKeepBest(run_dir, networks["encoder_c"], networks["classifier"],
+                                       calibration_images, val_images,
+                                       one_hot(val_labels, len(class_names)))],
+        progress=progress, verbose=verbose)
+    model.load_weights(run_dir / "best.weights.h5")
+    save_networks(run_dir, {"model": model})
+    return model
+
+
+def best_epoch(run_dir: str | os.PathLike) -> dict:
+    """``best.json`` of a specified-classifier run: the kept epoch and its scores."""
+    return json.loads((Path(run_dir) / "best.json").read_text())
