@@ -92,17 +92,19 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
         raise ValueError("no rows to batch")
     batch = max(1, min(int(batch_size), n))
     steps = n // batch if drop_remainder else -(-n // batch)
+    # Each epoch's order from (seed, epoch), drawn here once; tf.data only
+    # gathers the rows, in parallel, ahead of the training step.
+    used = steps * batch if drop_remainder else n
+    orders = np.stack([np.random.default_rng([seed, epoch]).permutation(n)[:used]
+                       for epoch in range(first_epoch, epochs)] or [np.zeros(0, np.int64)])
+    tensors = [tf.convert_to_tensor(a) for a in arrays]
 
-    def stream():
-        for epoch in range(first_epoch, epochs):
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-            for step in range(steps):
-                index = order[step * batch:(step + 1) * batch]
-                rows = tuple(a[index] for a in arrays)
-                yield rows if len(rows) > 1 else rows[0]
+    def take(index):
+        rows = tuple(tf.gather(t, index) for t in tensors)
+        return rows if len(rows) > 1 else rows[0]
 
-    specs = tuple(tf.TensorSpec((batch if drop_remainder else None,) + a.shape[1:],
-                                tf.as_dtype(a.dtype)) for a in arrays)
-    signature = specs if len(specs) > 1 else specs[0]
-    data = tf.data.Dataset.from_generator(stream, output_signature=signature)
+    data = tf.data.Dataset.from_tensor_slices(orders.astype(np.int64)).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
+            batch, drop_remainder=drop_remainder))
+    data = data.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return data.prefetch(tf.data.AUTOTUNE), steps

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -799,6 +801,40 @@ def _case_bad_diameter(root):
     return dict(source=root, mapping_csv=mapping), "mapping.csv", "line 2: diameter_mm '-4'"
 
 
+def _write_huge_png(path: Path, side: int = 40_000) -> Path:
+    """A valid 1-bit greyscale PNG of side x side pixels (all black), about 1 MB.
+
+    1.6e9 pixels exceed OpenCV's CV_IO_MAX_IMAGE_PIXELS (2^30), so imdecode
+    raises cv2.error instead of decoding it.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    compressor = zlib.compressobj(1)
+    rows = bytes((1 + (side + 7) // 8) * 1000)  # 1000 rows: filter byte + packed bits
+    pixels = b"".join(compressor.compress(rows) for _ in range(side // 1000)) + compressor.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _case_huge_png(root):
+    _two_pngs(root)
+    _write_huge_png(root / "cyst" / "huge.png")
+    return dict(source=root), "huge.png", "image is too large to decode"
+
+
+def _case_nul_in_mapping_csv(root):
+    _two_pngs(root)
+    mapping = root.parent / "mapping.csv"
+    # A NUL would reach the HDF5 file as part of a patient id, which h5py refuses.
+    mapping.write_bytes(b"file,patient_id\ncyst/a.png,p1\nmetastasis/b.png,p\x002\n")
+    return dict(source=root, mapping_csv=mapping), "mapping.csv", "line 3 holds a NUL character"
+
+
 BAD_CASES = {name[len("_case_"):]: fn for name, fn in dict(globals()).items()
              if name.startswith("_case_")}
 
@@ -811,3 +847,42 @@ def test_bad_input_raises_one_clear_line(tmp_path, case):
     message = _one_line(caught.value)
     assert offending in message
     assert problem in message
+
+
+def test_huge_png_and_nul_csv_messages(tmp_path):
+    """The two one-line messages, word for word."""
+    huge = _write_huge_png(tmp_path / "huge.png")
+    with pytest.raises(ImportSourceError) as caught:
+        read_roi_image(huge)
+    assert _one_line(caught.value) == (
+        f"{huge}: image is too large to decode: it has more pixels than OpenCV allows "
+        "(CV_IO_MAX_IMAGE_PIXELS, 2^30 by default); expected an ROI cropped around one lesion")
+
+    kwargs, _, _ = _case_nul_in_mapping_csv(tmp_path / "src")
+    with pytest.raises(ImportSourceError) as caught:
+        import_source(log=lambda _: None, **kwargs)
+    assert _one_line(caught.value) == (
+        f"{kwargs['mapping_csv']}: line 3 holds a NUL character (\\x00); save the mapping CSV "
+        "as UTF-8 text (was it saved as UTF-16?)")
+
+
+@pytest.mark.parametrize("library_call, suffix", [
+    ((np, "load"), ".npy"),
+    ((nib, "load"), ".nii.gz"),
+    ((pydicom, "dcmread"), ".dcm"),
+    ((cv2, "imdecode"), ".png"),
+])
+@pytest.mark.parametrize("bug", [AttributeError, TypeError, KeyError])
+def test_reader_bugs_stay_tracebacks(tmp_path, monkeypatch, library_call, suffix, bug):
+    """Readers catch only their library's errors for damaged files; a bug is not
+    reported as an unreadable file."""
+    path = tmp_path / f"image{suffix}"
+    path.write_bytes(b"\0" * 200)
+
+    def broken(*args, **kwargs):
+        raise bug("a bug, not a damaged file")
+
+    monkeypatch.setattr(*library_call, broken)
+    read = read_volume if suffix == ".nii.gz" else read_roi_image
+    with pytest.raises(bug):
+        read(path)

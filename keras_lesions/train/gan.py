@@ -500,19 +500,19 @@ def load_generator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
     Raises:
         RunError: no such folder, not a GAN run, or an unfinished run.
     """
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir, kind=GAN_KINDS)
-    if not is_done(run_dir):
-        raise RunError(f"holds an unfinished {info['kind']} run (no done.json); resume its "
-                       "training first", run_dir)
-    return load_network(run_dir, "generator"), info
+    return _load_network(run_dir, "generator")
 
 
 def load_discriminator(run_dir: str | os.PathLike) -> tuple[keras.Model, dict]:
-    """Load a finished GAN run's discriminator, as :func:`load_generator`."""
+    """Load a finished GAN run's discriminator (DCGAN: images → D(x) [batch, 1];
+    ACGAN: images → {"real", "class"}), as :func:`load_generator`."""
+    return _load_network(run_dir, "discriminator")
+
+
+def _load_network(run_dir, role: str) -> tuple[keras.Model, dict]:
     run_dir = Path(run_dir)
     info = read_run_info(run_dir, kind=GAN_KINDS)
     if not is_done(run_dir):
         raise RunError(f"holds an unfinished {info['kind']} run (no done.json); resume its "
                        "training first", run_dir)
-    return load_network(run_dir, "discriminator"), info
+    return load_network(run_dir, role), info
