@@ -9,15 +9,21 @@ from keras_lesions_cli.common import (
     CONFIG, ProgressBars, config_option, load, note, output_dir_option)
 
 
-def _executor(jobs, threads, ray_address, retries):
+def _executor(jobs, threads, ray, ray_address, retries):
     from keras_lesions.experiments.executors import (
-        ProcessExecutor, RayExecutor, SequentialExecutor)
+        DEFAULT_RETRIES, ProcessExecutor, RayExecutor, SequentialExecutor)
 
-    if ray_address is not None and jobs:
+    ray = ray or ray_address is not None
+    if ray and jobs:
         raise click.UsageError("--jobs and --ray are two executors: pass one of them")
-    if ray_address is not None:
-        return RayExecutor(address=ray_address or None, retries=retries)
-    if jobs and jobs > 1:
+    if threads is not None and not jobs:
+        raise click.UsageError("--threads sets the threads of each --jobs process: pass --jobs")
+    if retries is not None and not (jobs or ray):
+        raise click.UsageError("--retries is for runs in other processes: pass --jobs or --ray")
+    retries = DEFAULT_RETRIES if retries is None else retries
+    if ray:
+        return RayExecutor(address=ray_address, retries=retries)
+    if jobs:
         return ProcessExecutor(jobs=jobs, threads=threads, retries=retries)
     return SequentialExecutor()
 
@@ -38,18 +44,22 @@ def _executor(jobs, threads, ray_address, retries):
               help="Rebuild the report from the finished runs, training nothing.")
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Run up to N independent runs at once, each in its own process with its "
-                   "share of the CPU threads (and GPU memory growth, so N runs share a GPU).")
+                   "share of the CPU threads and GPU memory growth, so N runs share a GPU "
+                   "(whatever share of one each run asks for: mind the memory).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="TensorFlow threads per run with --jobs (default: cores / jobs).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None,
-              metavar="[ADDRESS]",
+@click.option("--ray", "ray", is_flag=True,
               help="Submit the runs as Ray tasks with their resource requests and "
-                   "dependencies: to the cluster at ADDRESS, or to a local Ray without one "
-                   "(pip install \"keras-lesions[ray]\").")
-@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
-              help="With --jobs or --ray: how often a run whose process dies is started again.")
+                   "dependencies, to a local Ray (pip install \"keras-lesions[ray]\").")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Submit them to the Ray cluster at ADDRESS instead (\"auto\", "
+                   "\"ray://host:10001\"); the experiment folder and dataset must be on a "
+                   "filesystem every node sees at the same path.")
+@click.option("--retries", type=click.IntRange(min=0),
+              help="With --jobs or --ray: how often a run whose process dies or crashes is "
+                   "started again (default 2; bad input never is).")
 def experiment_command(config_path, output_dir, epochs, list_plan, only, report_only, jobs,
-                       threads, ray_address, retries):
+                       threads, ray, ray_address, retries):
     """Run a whole experiment from its config, as a plan of runs; resumes where it stopped.
 
     The config's kind decides the plan. classic-curve: the augmentation groups
@@ -79,7 +89,7 @@ def experiment_command(config_path, output_dir, epochs, list_plan, only, report_
     else:
         bars = ProgressBars("epoch")
         try:
-            result = run_experiment(config, executor=_executor(jobs, threads, ray_address,
+            result = run_experiment(config, executor=_executor(jobs, threads, ray, ray_address,
                                                                retries),
                                     only=only, log=note, progress=bars)
         finally:

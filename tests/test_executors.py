@@ -208,3 +208,47 @@ def test_ray_missing_is_one_line(monkeypatch, sequential):
     config = tiny_config(sequential["root"], sequential["dataset"], "sequential")
     with pytest.raises(ExecutionError, match=r'pip install "keras-lesions\[ray\]"'):
         run_experiment(config, executor=RayExecutor(), log=lambda line: None)
+
+
+def test_a_run_already_running_elsewhere_is_not_started_twice(sequential):
+    import subprocess
+    import socket
+
+    from keras_lesions.experiments.executors import ExecutionError
+    from keras_lesions.experiments.run import describe_plan, run_experiment
+
+    root = sequential["root"]
+    config = tiny_config(root, sequential["dataset"], "busy")
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        marker = root / "out" / "busy" / ".executing" / "fold0__augment.json"
+        marker.parent.mkdir(parents=True)
+        marker.write_text(json.dumps({"run": "fold0/augment", "pid": other.pid,
+                                      "host": socket.gethostname(), "started": 0}))
+        listing = describe_plan(config, log=lambda line: None).splitlines()
+        line = next(line for line in listing if " fold0/augment " in line)
+        assert line.startswith("running ") and f"process {other.pid} on " in line
+        with pytest.raises(ExecutionError, match=f"is being run by process {other.pid}"):
+            run_experiment(config, only="fold0/augment", log=lambda line: None)
+    finally:
+        other.kill()
+        other.wait()
+    # the process is gone: its marker is litter, and the run goes ahead
+    run_experiment(config, only="fold0/augment", log=lambda line: None)
+    assert (root / "out" / "busy" / "augment" / "fold0.h5").is_file()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--threads", "1"], "--threads sets the threads of each --jobs process"),
+    (["--retries", "1"], "--retries is for runs in other processes"),
+    (["--jobs", "2", "--ray"], "--jobs and --ray are two executors"),
+])
+def test_executor_options_that_do_not_go_together(tmp_path, args, fragment):
+    from click.testing import CliRunner
+
+    from keras_lesions_cli.main import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    result = CliRunner().invoke(cli, ["experiment", str(config), *args])
+    assert result.exit_code == 2 and fragment in result.output

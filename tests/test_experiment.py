@@ -226,6 +226,7 @@ def test_run_killed_between_training_and_testing_finishes_without_training(
 def test_plan_lists_every_run_with_its_state(tmp_path, folded_dataset):
     config = tiny_config(tmp_path, folded_dataset)
     listing = describe_plan(config, log=lambda line: None)
+    assert not (tmp_path / "out" / "tiny" / "experiment.json").exists()  # looking records nothing
     assert "pending  fold0/augment" in listing
     assert "blocked  fold2/classifier/D_aug2/seed0" in listing and "waits for fold2/augment" in listing
     assert "blocked  choose/D_aug-optimal" in listing and "blocked  report" in listing

@@ -15,7 +15,7 @@ from keras_lesions.io import save_figure, write_text
 
 def write_gan_report(out: Path, config, names, *, base: str, base_added: int, classic: dict,
                      curves: dict, table5: list, baseline: dict, best: dict, best_group: str,
-                     quality: dict, verdict: str, has_extra: bool) -> None:
+                     quality: dict, sentence: str, has_extra: bool) -> None:
     """Write gan_report.md, gan_curves.png and the Table 3 files into ``out``.
 
     Args:
@@ -30,12 +30,12 @@ def write_gan_report(out: Path, config, names, *, base: str, base_added: int, cl
         baseline, best: summaries of CNN-AUG and of CNN-AUG-GAN at the chosen size.
         best_group: the chosen CNN-AUG-GAN group's name.
         quality: fold -> GAN kind -> quality report.
-        verdict: the sentence (``evaluate.verdict``).
+        sentence: the verdict (``evaluate.verdict``).
         has_extra: whether the "more real data" line exists.
     """
     write_summary(best, out, "gan_table3_best_synthetic", f"CNN-AUG-GAN at {best_group} (Table 3)")
     write_text(out / "gan_report.md", _markdown(config, base, names, curves, table5, baseline, best,
-                                                quality, verdict, has_extra))
+                                                quality, sentence, has_extra))
     _write_curves_png(classic, curves, out / "gan_curves.png", base_added, len(names))
 
 

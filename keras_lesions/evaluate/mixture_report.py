@@ -4,13 +4,13 @@ Pure reporting: summaries and run histories in, Markdown out.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from keras_lesions.runs.checkpoint import read_history
+from keras_lesions.runs.folder import read_done
+from keras_lesions.runs.history import read_history
 
 
 def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
@@ -18,7 +18,7 @@ def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
     runs, chance = [], []
     for run_dir in map(Path, disentangle_dirs):
         history = read_history(run_dir / "history.csv")
-        done = json.loads((run_dir / "done.json").read_text())
+        done = read_done(run_dir)
         runs.append({"fold": done["fold"], "seed": done["seed"],
                      "first": history[0]["adv_accuracy"], "last": history[-1]["adv_accuracy"],
                      "val": history[-1]["val_adv_accuracy"],

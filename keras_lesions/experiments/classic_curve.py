@@ -314,7 +314,8 @@ def classic_report(exp: Experiment, plan_: Plan) -> dict:
 
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    result = classic_report(exp, plan(exp))
+    result = {**classic_report(exp, plan(exp)),
+              "report": str(exp.layout.report / "classic_curve.png")}
     write_json(exp.layout.result, result)
     ctx.log(f"report: {exp.layout.report}")
 
@@ -327,7 +328,8 @@ def summary(result: dict) -> str:
                      f"(folds {100 * point['fold_mean']:.1f} ± {100 * point['fold_std']:.1f})")
     lines += ["", f"D_aug optimal: {result['optimal_group']} "
               f"(+{result['optimal_added_samples']} samples)", "",
-              text_table(result["optimal_summary"])]
+              text_table(result["optimal_summary"]), "",
+              f"report: {result.get('report', '')}"]
     return "\n".join(lines)
 
 

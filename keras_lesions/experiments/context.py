@@ -61,6 +61,9 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     and the seeds included) and the dataset's identity (creation stamp,
     classes, fold assignment). Where outputs go (``output_dir``) is not in it."""
     settings = config.to_dict()
+    if not settings["data"]["dataset"].startswith(PHANTOM_PREFIX):
+        # the dataset file itself, wherever the command was started from
+        settings["data"]["dataset"] = str(Path(settings["data"]["dataset"]).resolve())
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
@@ -102,7 +105,7 @@ def prepare_dataset(config: ExperimentConfig, layout: ExperimentLayout, log: Log
 
 
 def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log = print,
-                    *, create: bool = True) -> Experiment:
+                    *, create: bool = True, record: bool = True) -> Experiment:
     """Open an experiment folder, refusing to mix results of other settings.
 
     The first call records the fingerprint (:func:`fingerprint`) in
@@ -116,22 +119,25 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
         log: receives one line per step.
         create: make the folder and its record if missing (the driver); False
             for a worker, which only attaches to an opened experiment.
+        record: write ``experiment.json`` and ``config.yaml`` (False: only
+            look, as ``--list`` does; a recorded fingerprint is still checked).
 
     Raises:
         ConfigError: the folder holds an experiment of other settings, of an
             earlier layout, or a damaged record; or (``create`` False) none.
     """
+    write_record = record
     layout = ExperimentLayout(experiment_root(config))
-    record = layout.record
-    if not create and not record.is_file():
+    record_path = layout.record
+    if not create and not record_path.is_file():
         raise ConfigError("holds no opened experiment (no experiment.json)", layout.root)
     previous = None
-    if record.is_file():
+    if record_path.is_file():
         try:
-            previous = json.loads(record.read_text(encoding="utf-8"))
+            previous = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             raise ConfigError("is damaged: delete it to start the experiment afresh",
-                              record) from None
+                              record_path) from None
         if not isinstance(previous, dict) or previous.get("layout") != LAYOUT_VERSION:
             raise ConfigError(
                 "was made by an earlier keras-lesions, before experiments became plans of "
@@ -147,8 +153,8 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
         if difference:
             raise ConfigError(f"holds results made with other settings ({difference}): use "
                               "another name or output_dir, or delete the folder", layout.root)
-    elif create:
-        write_json(record, current)
-    if create:
+    elif create and write_record:
+        write_json(record_path, current)
+    if create and write_record:
         save_config(config, layout.config)
     return Experiment(config=config, layout=layout, dataset_path=dataset_path)

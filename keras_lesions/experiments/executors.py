@@ -22,6 +22,7 @@ finish, nothing new starts, and the error is raised as one line.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -50,17 +51,50 @@ def _marker(exp: Experiment, spec: RunSpec):
     return exp.layout.executing / (spec.id.replace("/", "__") + ".json")
 
 
+def _alive(marker: dict) -> bool:
+    """Whether the process a marker names still runs (on this host; a marker of
+    another host is taken as alive)."""
+    if marker.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(marker["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def executing_runs(exp: Experiment) -> dict[str, str]:
+    """Run id -> "process N on HOST" of the runs being executed now; markers
+    left by killed processes are passed over."""
+    running = {}
+    for path in sorted(exp.layout.executing.glob("*.json")):
+        try:
+            marker = json.loads(path.read_text(encoding="utf-8"))
+            if _alive(marker):
+                running[marker["run"]] = f"process {marker['pid']} on {marker['host']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a marker being written, or litter: nothing runs from it
+    return running
+
+
 def execute(exp: Experiment, kind: ExperimentKind, spec: RunSpec, ctx: StepContext) -> None:
     """Run one spec in this process.
 
-    While it runs, ``.executing/<id>.json`` names the process (pid, host), so
-    ``--list`` and people can see what is running where.
+    While it runs, ``.executing/<id>.json`` names the process (pid, host): two
+    commands never run one run at once, and ``--list`` shows where it runs.
 
     Raises:
+        ExecutionError: another live process is running the same run.
         KerasLesionsError: bad input, from the step.
         RuntimeError: the step returned without making its output (a bug).
     """
     marker = _marker(exp, spec)
+    other = executing_runs(exp).get(spec.id)
+    if other and not other.startswith(f"process {os.getpid()} "):
+        raise ExecutionError(f"run {spec.id} is being run by {other}; wait for it, or stop "
+                             "that process", exp.layout.root)
     write_json(marker, {"run": spec.id, "pid": os.getpid(), "host": socket.gethostname(),
                         "started": time.time()})
     try:
@@ -70,6 +104,21 @@ def execute(exp: Experiment, kind: ExperimentKind, spec: RunSpec, ctx: StepConte
     if not spec.is_done(exp.layout.root):
         raise RuntimeError(f"step {spec.step!r} of {spec.id} finished without writing "
                            f"{spec.output}")
+
+
+def worker_config(exp: Experiment) -> dict:
+    """The config as workers receive it: with absolute paths, so a worker
+    started in another folder (or on another node of a shared filesystem)
+    finds the same experiment and dataset."""
+    from pathlib import Path
+
+    from keras_lesions.experiments.context import PHANTOM_PREFIX
+
+    config = exp.config.to_dict()
+    config["output_dir"] = str(Path(config["output_dir"]).resolve())
+    if not config["data"]["dataset"].startswith(PHANTOM_PREFIX):
+        config["data"]["dataset"] = str(exp.dataset_path)
+    return config
 
 
 def _worker_log(run_id: str):
@@ -129,15 +178,14 @@ class SequentialExecutor:
 
     def run(self, exp: Experiment, kind: ExperimentKind, ctx: StepContext,
             allowed: set[str] | None = None) -> None:
-        finished = 0
         while True:
             ready, plan = _ready(exp, kind, allowed)
             if not ready:
                 break
             spec = ready[0]
-            finished += 1
-            total = len(plan) if allowed is None else len(allowed)
-            ctx.log(f"[{finished}/{total}] {spec.id}: {spec.title}")
+            done = sum(s.is_done(exp.layout.root) for s in plan)
+            more = " and more to plan" if plan.later else ""
+            ctx.log(f"[{done + 1}/{len(plan)}{more}] {spec.id}: {spec.title}")
             execute(exp, kind, spec, ctx)
         _check_finished(exp, kind, allowed)
 
@@ -159,6 +207,8 @@ def _process_main(connection, config_dict, spec, threads, verbose):
         connection.send(("ok", ""))
     except KerasLesionsError as exc:
         connection.send(("user-error", str(exc)))
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: the driver reports it once
+        connection.send(("interrupted", ""))
     except BaseException as exc:  # a crash: traceback on stderr, then retried
         traceback.print_exc()
         connection.send(("crash", f"{type(exc).__name__}: {exc}"))
@@ -184,71 +234,112 @@ class ProcessExecutor:
     def run(self, exp: Experiment, kind: ExperimentKind, ctx: StepContext,
             allowed: set[str] | None = None) -> None:
         import multiprocessing
-        from multiprocessing.connection import wait
 
         spawn = multiprocessing.get_context("spawn")  # a fresh TensorFlow per run
         threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.jobs))
-        config_dict = exp.config.to_dict()
-        running: dict[str, tuple] = {}
+        config_dict = worker_config(exp)
+        running: dict[str, _Worker] = {}
         attempts: dict[str, int] = {}
         errors: list[str] = []
-        while True:
-            if not errors:
-                ready, _ = _ready(exp, kind, allowed, exclude=running)
-                light = [s for s in ready if s.light]
-                if light:  # a choice or the report: here, then plan again
-                    _execute_light(exp, kind, light[0], ctx, errors)
-                    continue
-                for spec in ready[:max(0, self.jobs - len(running))]:
-                    receive, send = spawn.Pipe(duplex=False)
-                    process = spawn.Process(target=_process_main, name=spec.id, daemon=False,
-                                            args=(send, config_dict, spec, threads, 0))
-                    process.start()
-                    send.close()
-                    attempts[spec.id] = attempts.get(spec.id, 0) + 1
-                    running[spec.id] = (process, receive, spec)
-                    ctx.log(f"started {spec.id} (process {process.pid}, {threads} threads"
-                            + (f", attempt {attempts[spec.id]}" if attempts[spec.id] > 1 else "")
-                            + ")")
-            if not running:
-                break
-            wait([process.sentinel for process, _, _ in running.values()])
-            for run_id in [i for i, (p, _, _) in running.items() if not p.is_alive()]:
-                process, receive, spec = running.pop(run_id)
-                process.join()
-                status, message = _report_of(receive)
-                if status == "ok":
-                    ctx.log(f"finished {run_id}")
-                elif status == "user-error":
-                    errors.append(message)
-                elif attempts[run_id] <= self.retries:
-                    ctx.log(f"{run_id} {_how_it_ended(process, status, message)}; starting it "
-                            f"again ({attempts[run_id]} of {self.retries + 1} attempts made)")
-                else:
-                    errors.append(f"{run_id} {_how_it_ended(process, status, message)} "
-                                  f"{attempts[run_id]} times; the other runs were kept")
+        try:
+            while True:
+                if not errors:
+                    ready, _ = _ready(exp, kind, allowed, exclude=running)
+                    light = [s for s in ready if s.light]
+                    if light:  # a choice or the report: here, then plan again
+                        _execute_light(exp, kind, light[0], ctx, errors)
+                        continue
+                    for spec in ready[:max(0, self.jobs - len(running))]:
+                        attempts[spec.id] = attempts.get(spec.id, 0) + 1
+                        running[spec.id] = _Worker.start(spawn, spec, config_dict, threads)
+                        ctx.log(f"started {spec.id} (process {running[spec.id].process.pid}, "
+                                f"{threads} threads" + (f", attempt {attempts[spec.id]}"
+                                                        if attempts[spec.id] > 1 else "") + ")")
+                if not running:
+                    break
+                for run_id in _wait_for_any(running):
+                    worker = running.pop(run_id)
+                    status, message = worker.finish()
+                    if status == "ok":
+                        ctx.log(f"finished {run_id}")
+                    elif status == "user-error":
+                        errors.append(message)
+                    elif attempts[run_id] <= self.retries:
+                        ctx.log(f"{run_id} {worker.how_it_ended(status, message)}; starting it "
+                                f"again ({attempts[run_id]} of {self.retries + 1} attempts made)")
+                    else:
+                        errors.append(f"{run_id} {worker.how_it_ended(status, message)} "
+                                      f"{attempts[run_id]} times; the other runs were kept")
+        finally:
+            # Whatever ended the loop (an error here, Ctrl-C), no worker outlives it:
+            # an interrupted run resumes from its last epoch checkpoint next time.
+            for worker in running.values():
+                worker.stop()
         if errors:
             raise ExecutionError(errors[0])
         _check_finished(exp, kind, allowed)
 
 
-def _report_of(receive) -> tuple[str, str]:
-    """What a finished worker sent; ("died", "") when it sent nothing (killed)."""
-    try:
-        return receive.recv() if receive.poll() else ("died", "")
-    except EOFError:  # the pipe closed without a message: the process died
-        return ("died", "")
-    finally:
-        receive.close()
+@dataclass
+class _Worker:
+    """One run in its own process, and the pipe its outcome comes back on."""
+
+    process: object
+    receive: object
+    message: tuple[str, str] | None = None
+
+    @classmethod
+    def start(cls, spawn, spec: RunSpec, config_dict: dict, threads: int) -> "_Worker":
+        receive, send = spawn.Pipe(duplex=False)
+        process = spawn.Process(target=_process_main, name=spec.id, daemon=False,
+                                args=(send, config_dict, spec, threads, 0))
+        process.start()
+        send.close()
+        return cls(process, receive)
+
+    def read(self) -> None:
+        """Take the worker's message off the pipe (so a long one never blocks it)."""
+        if self.message is None and self.receive.poll():
+            try:
+                self.message = self.receive.recv()
+            except EOFError:  # closed without a message: the process died
+                self.message = ("died", "")
+
+    def finish(self) -> tuple[str, str]:
+        self.process.join()
+        self.read()
+        self.receive.close()
+        return self.message or ("died", "")
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.receive.close()
+
+    def how_it_ended(self, status: str, message: str) -> str:
+        if status == "crash":
+            return f"failed ({message}; traceback above)"
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            return f"was killed (signal {-code})"
+        return f"died (exit code {code})"
 
 
-def _how_it_ended(process, status: str, message: str) -> str:
-    if status == "crash":
-        return f"failed ({message}; traceback above)"
-    code = process.exitcode
-    if code is not None and code < 0:
-        return f"was killed (signal {-code})"
-    return f"died (exit code {code})"
+def _wait_for_any(running: dict[str, _Worker]) -> list[str]:
+    """Ids of the workers that have exited, waiting until there is one; messages
+    are read as they arrive, so a worker never blocks on a full pipe."""
+    from multiprocessing.connection import wait
+
+    while True:
+        ready = wait([w.process.sentinel for w in running.values()]
+                     + [w.receive for w in running.values() if w.message is None])
+        for worker in running.values():
+            if worker.receive in ready:
+                worker.read()
+        finished = [i for i, w in running.items() if not w.process.is_alive()]
+        if finished:
+            return finished
 
 
 def _ray_task(config_dict: dict, spec: RunSpec, threads: int, *dependencies) -> tuple[str, str]:
@@ -302,8 +393,10 @@ class RayExecutor:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         # max_calls=1: a fresh worker process per run, as with --jobs (TensorFlow
         # settings and GPU memory are per process).
-        task = ray.remote(max_calls=1)(_ray_task)
-        config_dict = exp.config.to_dict()
+        # retry_exceptions: a crash inside the task is retried like a dead worker
+        # (bad input comes back as a result, never as an exception).
+        task = ray.remote(max_calls=1, retry_exceptions=True)(_ray_task)
+        config_dict = worker_config(exp)
         in_flight: dict[str, object] = {}
         errors: list[str] = []
         while True:
@@ -334,8 +427,10 @@ class RayExecutor:
                 try:
                     status, message = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    errors.append(f"{run_id} failed after {self.retries + 1} attempts "
-                                  f"({type(exc).__name__}); the other runs were kept")
+                    cause = getattr(exc, "cause", None) or exc
+                    errors.append(f"{run_id} failed ({type(cause).__name__}: "
+                                  f"{str(cause).splitlines()[0] if str(cause) else ''}) after "
+                                  f"{self.retries + 1} attempts; the other runs were kept")
                     continue
                 if status == "user-error":
                     errors.append(message)

@@ -22,7 +22,6 @@ config's ``synth.base_group``); every GAN and synthetic set is keyed by B:
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -42,7 +41,7 @@ from keras_lesions.experiments.extra_pool import (
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
 from keras_lesions.io import write_json
-from keras_lesions.runs.folder import finish_run
+from keras_lesions.runs.folder import RunError, finish_run, read_json_record
 
 DIFFAUG_SWAP = "diffaug-swap"
 ALL_CLASSES = None  # train_gans(classes=ALL_CLASSES): a DCGAN for every class
@@ -82,12 +81,25 @@ def base_index(exp: Experiment) -> int | None:
     if exp.config.synth.base_group:
         return exp.config.synth.base_group - 1
     path = exp.layout.choice(classic.OPTIMAL_CHOICE)
-    return int(json.loads(path.read_text())["group_index"]) if path.is_file() else None
+    return _choice_value(path, "group_index")
 
 
 def best_size(exp: Experiment, base: str) -> int | None:
-    path = exp.layout.choice(size_choice(base))
-    return int(json.loads(path.read_text())["per_class"]) if path.is_file() else None
+    return _choice_value(exp.layout.choice(size_choice(base)), "per_class")
+
+
+def _choice_value(path, key: str) -> int | None:
+    """An integer of a choice the plan made, None before it is made.
+
+    Raises:
+        RunError: a damaged choice file.
+    """
+    if not path.is_file():
+        return None
+    value = read_json_record(path).get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RunError(f"names no {key}; delete it to make the choice again", path)
+    return value
 
 
 # --------------------------------------------------------------------------- plan
@@ -290,7 +302,7 @@ def acgan_discriminator_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -
     run_dir = exp.layout.run_dir(spec.id)
     accuracy = write_predictions(run_dir, outputs["class"], labels, ids)
     ctx.log(f"fold {fold}: ACGAN discriminator as classifier: {100 * accuracy:.1f}%")
-    finish_run(run_dir, {"fold": fold, "seed": 0, "group": "ACGAN_discriminator",
+    finish_run(run_dir, {"fold": fold, "seed": exp.config.gan.seed, "group": "ACGAN_discriminator",
                          "class_names": exp.class_names, "test_accuracy": accuracy,
                          "generator_run": spec.params["gan"], "dataset": str(exp.dataset_path)})
 
@@ -349,7 +361,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
                summary(f"{base}+ACGAN_synth{size}x{n_classes}")),
               ("ACGAN discriminator as the classifier",
                summarize_predictions(discriminator, names) if discriminator else None)]
-    quality = {s.params["fold"]: json.loads(exp.layout.data_file(s.id, ".json").read_text())
+    quality = {s.params["fold"]: read_json_record(exp.layout.data_file(s.id, ".json"))
                for s in the_plan if s.step == "quality"}
     sentence = verdict("Synthetic augmentation",
                        paired_differences(baseline["per_fold"], best["per_fold"]),
@@ -367,7 +379,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     write_gan_report(out, exp.config, names, base=base,
                      base_added=exp.config.augment.group_sizes[b], classic=classic_result,
                      curves=curves, table5=table5, baseline=baseline, best=best,
-                     best_group=best_group, quality=quality, verdict=sentence,
+                     best_group=best_group, quality=quality, sentence=sentence,
                      has_extra=has_extra_pool(exp))
     first_fold = exp.config.evaluate.folds[0]
     images, labels = classic.base_group(exp, first_fold, b)
@@ -378,7 +390,8 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
               "verdict": sentence, "table5": {name: (None if s is None else point(s))
                                               for name, s in table5},
               "quality": quality, "classic_optimal_group": classic_result["optimal_group"],
-              "baseline_summary": baseline, "best_summary": best, "classic": classic_result}
+              "baseline_summary": baseline, "best_summary": best, "classic": classic_result,
+              "report": str(out / "gan_report.md")}
     write_json(out / "gan_summary.json", {k: v for k, v in result.items()
                                           if k not in ("baseline_summary", "best_summary",
                                                        "classic")})
@@ -391,7 +404,8 @@ def summary(result: dict) -> str:
     return "\n".join([result["verdict"], "", f"CNN-AUG ({result['base_group']}):",
                       text_table(result["baseline_summary"]), "",
                       f"CNN-AUG-GAN (+{result['best_synthetic_per_class']} synthetic per class):",
-                      text_table(result["best_summary"])])
+                      text_table(result["best_summary"]), "",
+                      f"report: {result.get('report', '')}"])
 
 
 KIND = ExperimentKind(
@@ -432,6 +446,10 @@ def gan_runs(exp: Experiment, folds, classes=(), acgan: bool = False) -> list[st
     ids = []
     for fold in folds:
         train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)
+        if fold not in exp.config.evaluate.folds:
+            raise KerasLesionsError(f"fold {fold} is not among the config's evaluate.folds "
+                                    f"{exp.config.evaluate.folds}: its GANs are not in the plan",
+                                    exp.layout.root)
         ids += [gan_id(fold, f"dcgan-{c}", base, exp.config.gan.seed) for c in classes]
         if acgan:
             ids.append(gan_id(fold, "acgan", base, exp.config.gan.seed))

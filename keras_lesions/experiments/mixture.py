@@ -33,7 +33,7 @@ from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
 from keras_lesions.io import save_figure, write_json, write_text
-from keras_lesions.runs.folder import finish_run, read_run_info
+from keras_lesions.runs.folder import RunError, finish_run, read_run_info
 
 # Paper-size networks: encoder 69.6 M, decoder 146.5 M parameters at 128×128:
 # one run to a GPU.
@@ -94,8 +94,13 @@ def _split(exp: Experiment, config: ExperimentConfig, fold: int):
 
 def _fit_indices(exp: Experiment, run_dir) -> np.ndarray:
     """The lesions the disentanglement run itself was fitted on, as it recorded them."""
-    ids = exp.dataset.lesion_ids.tolist()
-    return np.array([ids.index(i) for i in read_run_info(run_dir)["fit_ids"]])
+    position = {lesion_id: i for i, lesion_id in enumerate(exp.dataset.lesion_ids.tolist())}
+    fit_ids = read_run_info(run_dir).get("fit_ids") or []
+    missing = [i for i in fit_ids if i not in position]
+    if missing or not fit_ids:
+        raise RunError(f"was fitted on lesion {missing[0]!r}, which the experiment's dataset "
+                       "lacks" if missing else "run.json lists no fit_ids", run_dir)
+    return np.array([position[i] for i in fit_ids])
 
 
 def disentangle_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:

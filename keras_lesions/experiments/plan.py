@@ -117,13 +117,6 @@ class Plan:
         raise PlanError(f"the plan has no run {run_id!r}{hint}; `kl experiment CONFIG --list` "
                         "lists them")
 
-    def state(self, spec: RunSpec, root: Path) -> str:
-        """done, pending (its dependencies are done) or blocked."""
-        if spec.is_done(root):
-            return DONE
-        done = {s.id for s in self.specs if s.is_done(root)}
-        return PENDING if all(d in done for d in spec.depends_on) else BLOCKED
-
     def states(self, root: Path) -> dict[str, str]:
         done = {s.id for s in self.specs if s.is_done(root)}
         return {s.id: DONE if s.id in done else
@@ -141,9 +134,16 @@ class Plan:
                 stack.extend(self.get(run_id).depends_on)
         return [s for s in self.specs if s.id in wanted]
 
-    def describe(self, root: Path) -> str:
-        """The plan as a table: state, id, what it waits for."""
+    def describe(self, root: Path, running: dict[str, str] | None = None) -> str:
+        """The plan as a table: state, id, what it waits for.
+
+        Args:
+            root: the experiment folder.
+            running: run id -> where it runs ("process 123 on host"), shown
+                in place of its state.
+        """
         states = self.states(root)
+        running = running or {}
         width = max((len(s.id) for s in self.specs), default=10)
         lines = [f"{'state':<8} {'run':<{width}}  needs / waits for"]
         for spec in self.specs:
@@ -153,6 +153,8 @@ class Plan:
                                                 if spec.needs.gpus else "")
             tail = f"waits for {', '.join(waiting[:3])}" + (
                 f" and {len(waiting) - 3} more" if len(waiting) > 3 else "") if waiting else need
+            if spec.id in running and state != DONE:
+                state, tail = "running", running[spec.id]
             lines.append(f"{state:<8} {spec.id:<{width}}  {tail}")
         counts = {k: list(states.values()).count(k) for k in (DONE, PENDING, BLOCKED)}
         lines.append(f"\n{len(self.specs)} runs: {counts[DONE]} done, {counts[PENDING]} pending, "

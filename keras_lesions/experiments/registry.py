@@ -25,9 +25,10 @@ def kind_of(config: ExperimentConfig) -> ExperimentKind:
             from None
 
 
-def open_for(config: ExperimentConfig, log: Log = print, *, create: bool = True) -> Experiment:
+def open_for(config: ExperimentConfig, log: Log = print, *, create: bool = True,
+             record: bool = True) -> Experiment:
     """Open the experiment folder of ``config`` for its kind (see ``context.open_experiment``)."""
-    return open_experiment(config, kind_of(config).sections, log, create=create)
+    return open_experiment(config, kind_of(config).sections, log, create=create, record=record)
 
 
 def epoch_overrides(config: ExperimentConfig, epochs: int) -> dict[str, int]:

@@ -1,8 +1,6 @@
 """Running an experiment from its config: the library function behind ``kl experiment``."""
 from __future__ import annotations
 
-import json
-
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.experiments.context import Log, Progress
 from keras_lesions.experiments.executors import SequentialExecutor, execute
@@ -75,9 +73,15 @@ def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:
 
 
 def describe_plan(config: ExperimentConfig, log: Log = print) -> str:
-    """The plan as a table (``kl experiment --list``)."""
-    exp = open_for(config, log)
-    return kind_of(config).plan(exp).describe(exp.layout.root)
+    """The plan as a table (``kl experiment --list``), with the runs going on now.
+
+    Looking records nothing: a folder never opened is not fingerprinted by a
+    listing (only generated phantoms are written, the plan needs their classes).
+    """
+    from keras_lesions.experiments.executors import executing_runs
+
+    exp = open_for(config, log, record=False)
+    return kind_of(config).plan(exp).describe(exp.layout.root, executing_runs(exp))
 
 
 def load_result(config: ExperimentConfig) -> dict | None:
@@ -85,8 +89,10 @@ def load_result(config: ExperimentConfig) -> dict | None:
     from keras_lesions.experiments.context import experiment_root
     from keras_lesions.experiments.layout import ExperimentLayout
 
+    from keras_lesions.runs.folder import read_json_record
+
     path = ExperimentLayout(experiment_root(config)).result
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json_record(path) if path.is_file() else None
 
 
 def summary(config: ExperimentConfig, result: dict) -> str:

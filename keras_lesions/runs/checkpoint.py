@@ -15,18 +15,15 @@ long as its data depend on (seed, epoch) only, it ends with the same weights.
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
-from keras_lesions.io import atomic_path, write_text
+from keras_lesions.io import atomic_path
 from keras_lesions.runs.folder import CHECKPOINT, RunError
-
-HISTORY = "history.csv"
+from keras_lesions.runs.history import HISTORY, read_history, write_history
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -56,33 +53,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         write_history(self.history_path, self.rows, self.columns)
         self.epochs_done.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-
-
-def write_history(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
-    """``history.csv``: one row per finished epoch, written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def read_history(path: Path, before_epoch: int | None = None) -> list[dict]:
-    """The rows of ``history.csv`` (epochs before ``before_epoch`` only, if given).
-
-    Raises:
-        RunError: a history that cannot be parsed.
-    """
-    if before_epoch is not None and before_epoch <= 0 or not path.is_file():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                    for row in csv.DictReader(handle)]
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
-        raise RunError(f"{HISTORY} cannot be read ({type(exc).__name__}); delete the run "
-                       "folder to train it again", path.parent) from None
-    return rows if before_epoch is None else [r for r in rows if r["epoch"] < before_epoch]
 
 
 def restore_latest(manager: tf.train.CheckpointManager, run_dir: Path) -> None:

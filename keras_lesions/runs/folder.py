@@ -50,6 +50,17 @@ def is_started(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / RUN_INFO).is_file()
 
 
+def read_json_record(path: str | os.PathLike, where: str | os.PathLike | None = None) -> dict:
+    """A JSON object the library wrote (a choice, a report's result), read with
+    one clear error if it is damaged.
+
+    Raises:
+        RunError: the file cannot be read or is not a JSON object.
+    """
+    path = Path(path)
+    return _read_json_object(path, Path(where) if where is not None else path.parent, path.name)
+
+
 def _read_json_object(path: Path, run_dir: Path, what: str) -> dict:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))

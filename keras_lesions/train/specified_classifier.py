@@ -15,7 +15,7 @@ the still-moving encoder so far that validation picks epochs at random.
 A classifier run folder follows ``runs.folder``'s layout (kind
 "lesion_classifier", architecture "ben-cohen-2019"), plus::
 
-    RUN/best.weights.h5, RUN/best.json   the best validation epoch so far
+    RUN/best-epoch<E>.weights.h5, RUN/best.json   the best validation epoch so far
 """
 from __future__ import annotations
 
@@ -96,8 +96,15 @@ def crossentropy(targets: np.ndarray, probabilities: np.ndarray) -> float:
 class ValidateAndKeepBest(keras.callbacks.Callback):
     """After each epoch: recalibrate batch norm on the training images, score
     the validation set (``val_loss``, ``val_accuracy`` added to the logs),
-    and keep the weights of the best epoch (accuracy, ties: lower loss),
-    written atomically with ``best.json`` before the epoch's checkpoint."""
+    and keep the weights of the best epoch (accuracy, ties: lower loss).
+
+    The best epoch's weights go to ``best-epoch<E>.weights.h5``, then
+    ``best.json`` names that file, then the previous best's file goes: at any
+    crash ``best.json`` names weights that exist and match it. A resumed run
+    forgets a best from an epoch it is about to train again (the checkpoint
+    is written after this callback), so the best is always one of the
+    epochs in the history.
+    """
 
     def __init__(self, run_dir: Path, encoder, head, calibration_images, val_images,
                  val_targets):
@@ -106,8 +113,7 @@ class ValidateAndKeepBest(keras.callbacks.Callback):
         self.encoder, self.head = encoder, head
         self.calibration_images = calibration_images
         self.val_images, self.val_targets = val_images, val_targets
-        path = run_dir / "best.json"
-        self.best = json.loads(path.read_text()) if path.is_file() else None
+        self.best = read_best(run_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         recalibrate_batch_norm(self.encoder, self.head, self.calibration_images)
@@ -115,12 +121,41 @@ class ValidateAndKeepBest(keras.callbacks.Callback):
         loss = crossentropy(self.val_targets, probabilities)
         accuracy = float(np.mean(probabilities.argmax(1) == self.val_targets.argmax(1)))
         logs["val_loss"], logs["val_accuracy"] = loss, accuracy
+        if self.best is not None and self.best["epoch"] >= epoch:
+            self.best = None  # from an epoch lost in a crash, being trained again
         if self.best is None or (accuracy, -loss) > (self.best["val_accuracy"],
                                                      -self.best["val_loss"]):
-            with atomic_path(self.run_dir / "best.weights.h5", suffix=".weights.h5") as tmp:
+            previous = self.best
+            weights = f"best-epoch{epoch:03d}.weights.h5"
+            with atomic_path(self.run_dir / weights, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
-            self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+            self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss,
+                         "weights": weights}
             write_json(self.run_dir / "best.json", self.best)
+            if previous is not None and previous["weights"] != weights:
+                (self.run_dir / previous["weights"]).unlink(missing_ok=True)
+
+
+def read_best(run_dir: Path) -> dict | None:
+    """``best.json`` of a run, or None before its first epoch.
+
+    Raises:
+        RunError: a damaged best.json, or one naming weights that are missing.
+    """
+    from keras_lesions.runs.folder import RunError
+
+    path = Path(run_dir) / "best.json"
+    if not path.is_file():
+        return None
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))
+        ok = (Path(run_dir) / best["weights"]).is_file()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise RunError("best.json is damaged or names missing weights; delete the run folder "
+                       "to train it again", run_dir)
+    return best
 
 
 def specified_classifier_settings(config: ExperimentConfig, class_names, canvases, targets,
@@ -217,11 +252,11 @@ def train_specified_classifier(
                                        calibration_images, val_images,
                                        one_hot(val_labels, len(class_names)))],
         progress=progress, verbose=verbose)
-    model.load_weights(run_dir / "best.weights.h5")
+    model.load_weights(run_dir / read_best(run_dir)["weights"])
     save_networks(run_dir, {"model": model})
     return model
 
 
 def best_epoch(run_dir: str | os.PathLike) -> dict:
     """``best.json`` of a specified-classifier run: the kept epoch and its scores."""
-    return json.loads((Path(run_dir) / "best.json").read_text())
+    return read_best(Path(run_dir))
