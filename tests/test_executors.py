@@ -130,6 +130,7 @@ def _run_with_a_kill(executor, root, dataset_path, name, prefix, lines):
     return result, killed
 
 
+@pytest.mark.slow
 def test_parallel_processes_give_the_sequential_report_and_retry_a_killed_run(sequential):
     """--jobs 2: the same Markdown tables as one run at a time; a run whose
     process is killed mid-way is started again, the other runs are kept."""
