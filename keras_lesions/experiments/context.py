@@ -37,6 +37,7 @@ class Experiment:
     layout: ExperimentLayout
     dataset_path: Path
     _dataset: LesionDataset | None = field(default=None, repr=False)
+    _header: LesionDataset | None = field(default=None, repr=False)
 
     @property
     def dataset(self) -> LesionDataset:
@@ -47,7 +48,12 @@ class Experiment:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.dataset.class_names)
+        """The dataset's classes, from its header: planning reads no images."""
+        if self._dataset is not None:
+            return list(self._dataset.class_names)
+        if self._header is None:
+            self._header = read_dataset(self.dataset_path, images=False)
+        return list(self._header.class_names)
 
 
 def experiment_root(config: ExperimentConfig) -> Path:

@@ -220,6 +220,9 @@ def _process_main(connection, config_dict, spec, threads, verbose):
 class ProcessExecutor:
     """Up to ``jobs`` runs at once, each in a fresh process.
 
+    Runs' GPU shares (``RunSpec.needs.gpus``) are not budgeted here: with a
+    GPU, ``jobs`` runs share it whatever each asks for (Ray budgets them).
+
     Attributes:
         jobs: runs at once.
         threads: TensorFlow threads per run (default: the machine's cores

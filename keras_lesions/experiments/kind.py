@@ -46,7 +46,7 @@ class ExperimentKind:
 
     Attributes:
         name: the config's ``kind``.
-        description: one sentence for ``--help`` and listings.
+        description: one sentence, heading ``kl experiment --list``.
         sections: the config sections it reads (its fingerprint).
         plan: ``plan(experiment) -> Plan``.
         steps: step name -> function running one run of that step.

@@ -20,7 +20,7 @@ from keras_lesions.experiments.executors import execute
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import RunSpec
 from keras_lesions.experiments.registry import open_for
-from keras_lesions.runs.folder import RunError, is_done, read_done
+from keras_lesions.runs.folder import RunError, is_done, read_done, read_run_info
 from keras_lesions.train.disentangle import train_disentangle
 
 
@@ -62,13 +62,16 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
     classic.check_group(exp.config, group_index)
     # runs with extra data never pass for plain CNN-AUG runs
     group = group_name(group_index) + "".join(f"+{Path(p).stem}" for p in extra_datasets)
-    spec = classic.classifier_spec(exp, fold, group_index, seed, group=group,
-                           additions=tuple({"source": "file", "path": str(Path(p).resolve())}
-                                           for p in extra_datasets))
+    additions = tuple({"source": "file", "path": str(Path(p).resolve())} for p in extra_datasets)
+    spec = classic.classifier_spec(exp, fold, group_index, seed, group=group, additions=additions)
     run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(spec.id)
-    if (run_dir / "done.json").is_file():
-        return {"run_dir": run_dir, "accuracy": read_done(run_dir)["test_accuracy"],
-                "already_done": True, "fold": fold}
+    if is_done(run_dir):
+        read_run_info(run_dir, kind="lesion_classifier")  # another kind of run: one line
+        accuracy = read_done(run_dir).get("test_accuracy")
+        if not isinstance(accuracy, float):
+            raise RunError("done.json records no test accuracy; delete the run folder to train "
+                           "it again", run_dir)
+        return {"run_dir": run_dir, "accuracy": accuracy, "already_done": True, "fold": fold}
     for path in extra_datasets:  # validate every input before anything is trained
         classic.extra_training_set(path, exp.dataset, fold, exp.config.classifier.input_size)
     classic.build_augmentation(exp, fold, ctx)

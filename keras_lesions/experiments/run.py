@@ -81,7 +81,9 @@ def describe_plan(config: ExperimentConfig, log: Log = print) -> str:
     from keras_lesions.experiments.executors import executing_runs
 
     exp = open_for(config, log, record=False)
-    return kind_of(config).plan(exp).describe(exp.layout.root, executing_runs(exp))
+    kind = kind_of(config)
+    return (f"{kind.name}: {kind.description}\n\n"
+            + kind.plan(exp).describe(exp.layout.root, executing_runs(exp)))
 
 
 def load_result(config: ExperimentConfig) -> dict | None:

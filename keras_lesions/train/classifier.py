@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.runs.folder import RunError, data_fingerprint, read_run_info, start_run
+from keras_lesions.runs.folder import data_fingerprint, read_run_info, start_run
 
 KIND = "lesion_classifier"
 
@@ -129,7 +129,4 @@ def load_run_model(run_dir: str | os.PathLike):
     from keras_lesions.runs.checkpoint import load_network
 
     read_run_info(run_dir, kind=KIND)
-    if not (Path(run_dir) / "model.keras").is_file():
-        raise RunError("holds no trained classifier (model.keras); is the run finished?",
-                       run_dir)
     return load_network(run_dir, "model")
