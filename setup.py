@@ -43,6 +43,7 @@ setup(
         "pydicom>=3.0",
         "nibabel>=5.2",
         "matplotlib>=3.8",
+        "pillow>=10.0",  # image headers read without decoding (matplotlib needs it too)
         "PyYAML>=6.0",
         "tqdm>=4.66",
         # TF 2.21 no longer pulls TensorBoard in; the training callbacks log to it.

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.runtime import Terminated
 
 
 class KLGroup(click.Group):
@@ -19,6 +20,23 @@ class KLGroup(click.Group):
     names its file too. Neither shows a Python traceback.
     """
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """As click's, but a usage error (an unknown option, a missing file
+        argument) is one line too, with where to find the command's help."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "kl"
+            _fail(f"{command}: {exc.format_message()} (see '{command} --help')", code=2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), code=exc.exit_code)
+        except click.Abort:
+            _fail("aborted", code=1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -27,12 +45,20 @@ class KLGroup(click.Group):
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             _fail(f"{where}{exc.strerror or exc}")
+        except Terminated:
+            _fail("terminated (SIGTERM); nothing half-written was left behind", code=143)
         except KeyboardInterrupt:
             _fail("interrupted; nothing half-written was left behind", code=130)
 
 
+MAX_MESSAGE = 500  # characters of an error line; what a value's repr adds beyond is cut
+
+
 def _fail(message: str, code: int = 1):
-    click.echo(f"kl: error: {' '.join(message.splitlines())}", err=True)
+    line = " ".join(message.splitlines())
+    if len(line) > MAX_MESSAGE:
+        line = line[:MAX_MESSAGE - 1] + "…"
+    click.echo(f"kl: error: {line}", err=True)
     sys.exit(code)
 
 

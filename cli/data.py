@@ -100,11 +100,16 @@ def import_command(source, out, mapping, roi_margin, context_margin, input_size,
     from keras_lesions.data.importers import import_source
 
     class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    # The importer's warnings are about the dataset it makes: shown once it is
+    # made, so a refused import is one line.
+    warnings: list[str] = []
     dataset = import_source(source, mapping_csv=mapping, roi_margin=roi_margin,
                             context_margin=context_margin, input_size=input_size,
-                            classes=class_list, npy_unit=npy_unit, log=note)
+                            classes=class_list, npy_unit=npy_unit, log=warnings.append)
     dataset.created_by = command_line()
     write_dataset(dataset, out)
+    for warning in warnings:
+        note(warning)
     counts = ", ".join(f"{n} {name}" for name, n in dataset.class_counts().items())
     click.echo(f"wrote {out}: {len(dataset)} lesions ({counts}) from "
                f"{len(set(dataset.patient_ids))} patients, {dataset.intensity_unit}")

@@ -55,11 +55,14 @@ def _executor(jobs, threads, ray, ray_address, retries):
               help="Submit them to the Ray cluster at ADDRESS instead (\"auto\", "
                    "\"ray://host:10001\"); the experiment folder and dataset must be on a "
                    "filesystem every node sees at the same path.")
+@click.option("--restart", is_flag=True,
+              help="Discard the unfinished runs (of --only RUN_ID, if given) and train them "
+                   "from the start instead of resuming them; finished runs are kept.")
 @click.option("--retries", type=click.IntRange(min=0),
               help="With --jobs or --ray: how often a run whose process dies or crashes is "
                    "started again (default 2; bad input never is).")
 def experiment_command(config_path, output_dir, epochs, list_plan, only, report_only, jobs,
-                       threads, ray, ray_address, retries):
+                       threads, ray, ray_address, restart, retries):
     """Run a whole experiment from its config, as a plan of runs; resumes where it stopped.
 
     The config's kind decides the plan. classic-curve: the augmentation groups
@@ -78,6 +81,8 @@ def experiment_command(config_path, output_dir, epochs, list_plan, only, report_
 
     if sum(map(bool, (list_plan, only, report_only))) > 1:
         raise click.UsageError("--list, --only and --report are three different things: pass one")
+    if restart and (list_plan or report_only):
+        raise click.UsageError("--restart trains; --list and --report do not")
     config = load(config_path, {"output_dir": output_dir})
     if epochs is not None:
         config = load(config_path, {"output_dir": output_dir, **epoch_overrides(config, epochs)})
@@ -91,7 +96,7 @@ def experiment_command(config_path, output_dir, epochs, list_plan, only, report_
         try:
             result = run_experiment(config, executor=_executor(jobs, threads, ray, ray_address,
                                                                retries),
-                                    only=only, log=note, progress=bars)
+                                    only=only, log=note, progress=bars, restart=restart)
         finally:
             bars.close()
         if only is not None and only != "report":

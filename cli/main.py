@@ -1,14 +1,17 @@
 """The ``kl`` command: entry point and top-level commands."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter (CPU feature notes, absl warnings) is not
-# for the user of a command line; real errors still surface as exceptions.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import click
+
+from keras_lesions.runtime import quiet_tensorflow_startup, raise_on_sigterm
+
+# Before anything imports TensorFlow: its start-up chatter is not for the user
+# of a command line (a bad input gives one line), and SIGTERM undoes a write
+# in progress as Ctrl-C does.
+quiet_tensorflow_startup()
+raise_on_sigterm()
 
 from keras_lesions import __version__
 from keras_lesions_cli import experiment, models, synth, train

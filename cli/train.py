@@ -14,6 +14,15 @@ from keras_lesions_cli.common import RUN, ProgressBars, config_option, load, not
 GAN_CONFIG = "configs/frid-adar-2018-gan-quick.yaml"
 resume_option = click.option("--resume", is_flag=True,
                              help="Continue an interrupted training from its last epoch.")
+restart_option = click.option("--restart", is_flag=True,
+                              help="Discard an unfinished training (a damaged checkpoint) and "
+                                   "train it from the start; finished runs are kept.")
+
+
+def _one_of(resume: bool, restart: bool) -> None:
+    if resume and restart:
+        raise click.UsageError("--resume continues a training and --restart discards it: "
+                               "pass one")
 
 
 @click.command("train-cnn")
@@ -30,9 +39,10 @@ resume_option = click.option("--resume", is_flag=True,
               help="Run folder (default: OUTPUT_DIR/NAME/runs/fold<k>/classifier/<group>/"
                    "seed<s>).")
 @resume_option
+@restart_option
 @output_dir_option()
 def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_dir, resume,
-                      output_dir):
+                      restart, output_dir):
     """Train the lesion classifier on one fold and one data group.
 
     Checkpoints every epoch (RUN/checkpoint), logs to TensorBoard (RUN/tensorboard)
@@ -40,10 +50,11 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
     """
     from keras_lesions.experiments.manual import train_cnn
 
+    _one_of(resume, restart)
     config = load(config_path, {"train.epochs": epochs, "train.seed": seed,
                                 "output_dir": output_dir})
     result = train_cnn(config, fold, group_index - 1, extra_datasets=tuple(extra),
-                       run_dir=run_dir, resume=resume, log=note)
+                       run_dir=run_dir, resume=resume, restart=restart, log=note)
     if result["already_done"]:
         click.echo(f"{result['run_dir']} is already finished (test accuracy on fold {fold}: "
                    f"{100 * result['accuracy']:.1f}%); finished runs are never trained again")
@@ -60,7 +71,7 @@ def _gan_options(command):
             click.option("--all-folds", is_flag=True, help="Every fold of the config."),
             click.option("--epochs", type=click.IntRange(min=1),
                          help="Overrides gan.epochs (smoke runs)."),
-            resume_option]):
+            resume_option, restart_option]):
         command = option(command)
     return command
 
@@ -70,7 +81,8 @@ def _gan_options(command):
               help="Lesion class to learn (repeatable), e.g. --class cyst.")
 @click.option("--all-classes", is_flag=True, help="One DCGAN per class of the dataset.")
 @_gan_options
-def train_gan_command(class_names, all_classes, config_path, fold, all_folds, epochs, resume):
+def train_gan_command(class_names, all_classes, config_path, fold, all_folds, epochs, resume,
+                      restart):
     """Train per-class DCGANs (Frid-Adar §3.2) on D_aug optimal of a fold.
 
     Checkpoints every epoch (--resume continues with the optimizers' state),
@@ -80,20 +92,21 @@ def train_gan_command(class_names, all_classes, config_path, fold, all_folds, ep
     from keras_lesions.experiments.gan_curve import ALL_CLASSES
     from keras_lesions.experiments.manual import train_gans
 
+    _one_of(resume, restart)
     if not class_names and not all_classes:
         raise click.UsageError("name a class with --class (e.g. --class cyst) or pass "
                                "--all-classes")
     config = load(config_path, {"gan.epochs": epochs})
     runs = train_gans(config, None if all_folds else [fold],
                       ALL_CLASSES if all_classes else list(class_names), resume=resume,
-                      log=note, progress=ProgressBars("epoch"))
+                      restart=restart, log=note, progress=ProgressBars("epoch"))
     for run in runs:
         click.echo(str(run))
 
 
 @click.command("train-acgan")
 @_gan_options
-def train_acgan_command(config_path, fold, all_folds, epochs, resume):
+def train_acgan_command(config_path, fold, all_folds, epochs, resume, restart):
     """Train the class-conditional ACGAN (Frid-Adar §3.3) on D_aug optimal of a fold.
 
     One generator for all classes; the discriminator has a real/fake head and an
@@ -101,9 +114,10 @@ def train_acgan_command(config_path, fold, all_folds, epochs, resume):
     """
     from keras_lesions.experiments.manual import train_gans
 
+    _one_of(resume, restart)
     config = load(config_path, {"gan.epochs": epochs})
     for run in train_gans(config, None if all_folds else [fold], (), acgan=True, resume=resume,
-                          log=note, progress=ProgressBars("epoch")):
+                          restart=restart, log=note, progress=ProgressBars("epoch")):
         click.echo(str(run))
 
 
@@ -115,9 +129,10 @@ def train_acgan_command(config_path, fold, all_folds, epochs, resume):
 @click.option("--run-dir", type=RUN,
               help="Run folder (default: OUTPUT_DIR/NAME/runs/fold<k>/disentangle/seed<s>).")
 @resume_option
+@restart_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Overrides disentangle.epochs.")
 @output_dir_option()
-def train_disentangle_command(config_path, fold, run_dir, resume, epochs, output_dir):
+def train_disentangle_command(config_path, fold, run_dir, resume, restart, epochs, output_dir):
     """Two-step disentanglement on one fold's training data (Ben-Cohen §2.1).
 
     Step 1 trains the encoder E_C with the classifier (cross-entropy); step 2
@@ -132,11 +147,12 @@ def train_disentangle_command(config_path, fold, run_dir, resume, epochs, output
     """
     from keras_lesions.experiments.manual import disentangle_fold
 
+    _one_of(resume, restart)
     config = load(config_path, {"disentangle.epochs": epochs, "output_dir": output_dir})
     bars = ProgressBars("epoch")
     try:
-        result = disentangle_fold(config, fold, run_dir=run_dir, resume=resume, log=note,
-                                  progress=bars)
+        result = disentangle_fold(config, fold, run_dir=run_dir, resume=resume, restart=restart,
+                                  log=note, progress=bars)
     finally:
         bars.close()
     if result["already_done"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +31,38 @@ class ConfigError(KerasLesionsError):
     """A config file is missing, not YAML, or has unknown keys or bad values."""
 
 
+MAX_SEED = 2**31 - 1  # numpy's and TensorFlow's seeds both take it
+
+
+def between(default, low, high, ends: str = "[]", why: str = ""):
+    """A numeric setting (or list of them) whose values must lie between
+    ``low`` and ``high``; ``ends`` says which ends are included ("[]", "[)",
+    "(]", "()"); ``why`` is added to the error. ``default`` may be a list
+    factory."""
+    meta = {"range": (low, high, ends, why)}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def seed_field(default=0):
+    """A random seed (or list of seeds): an integer in [0, 2³¹ − 1]."""
+    return between(default, 0, MAX_SEED)
+
+
+def _check_range(value, bounds, where: str, key: str) -> None:
+    low, high, ends, why = bounds
+    above = value > low if ends[0] == "(" else value >= low
+    below = value < high if ends[1] == ")" else value <= high
+    if not (above and below):
+        raise ConfigError(f"{key} must lie in {ends[0]}{_number(low)}, {_number(high)}{ends[1]}"
+                          f"{f' ({why})' if why else ''}, got {value!r}", where)
+
+
+def _number(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass
 class DataConfig:
     """Which dataset an experiment runs on.
@@ -39,63 +72,65 @@ class DataConfig:
     """
 
     dataset: str = "phantoms:frid-adar-2018"
-    phantom_seed: int = 0
-    phantom_difficulty: float = 0.5
-    fold_seed: int = 0
+    phantom_seed: int = seed_field()
+    phantom_difficulty: float = between(0.5, 0.0, 1.0)
+    fold_seed: int = seed_field()
 
 
 @dataclass
 class AugmentConfig:
     """Classic augmentation of Frid-Adar et al. 2018 §3.1 and §4.2.1."""
 
-    n_rot: int = 30  # §4.2.1: N_rot = 30
-    n_flip: int = 3  # §4.2.1: up-down, left-right, both
-    n_trans: int = 7  # §4.2.1
-    n_scale: int = 5  # §4.2.1; N = 30 × (1 + 3 + 7 + 5) = 480 per lesion
+    n_rot: int = between(30, 1, 360)  # §4.2.1: N_rot = 30
+    n_flip: int = between(3, 0, 3)  # §4.2.1: up-down, left-right, both
+    n_trans: int = between(7, 0, 1000)  # §4.2.1
+    n_scale: int = between(5, 0, 1000)  # §4.2.1; N = 30 × (1 + 3 + 7 + 5) = 480 per lesion
     # §4.2.1: samples added per fold for D_aug^1 ... D_aug^9.
-    group_sizes: list[int] = field(
-        default_factory=lambda: [0, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000])
-    seed: int = 0
+    group_sizes: list[int] = between(
+        lambda: [0, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000], 0, 10_000_000)
+    seed: int = seed_field()
 
 
 @dataclass
 class ClassifierConfig:
     """The classification CNN of Frid-Adar et al. 2018 §2.2."""
 
-    input_size: int = 64  # §2.2: 64×64 ROIs
-    filters: list[int] = field(default_factory=lambda: [32, 64, 128])  # our reading, 1.31 M params
-    kernel_size: int = 5
-    dense_units: int = 128
-    dropout: float = 0.5  # §2.2
+    input_size: int = between(64, 16, 1024)  # §2.2: 64×64 ROIs
+    filters: list[int] = between(lambda: [32, 64, 128], 1, 4096)  # our reading, 1.31 M params
+    kernel_size: int = between(5, 1, 15)
+    dense_units: int = between(128, 1, 65536)
+    dropout: float = between(0.5, 0.0, 1.0, ends="[)")  # §2.2
 
 
 @dataclass
 class TrainConfig:
     """Optimisation of the classifier (Frid-Adar et al. 2018 §4.1)."""
 
-    learning_rate: float = 0.001  # §4.1
-    momentum: float = 0.9  # our choice: the paper says "Nesterov momentum" without a value
-    batch_size: int = 64  # §4.1
-    epochs: int = 150  # §4.1
-    seed: int = 0
+    learning_rate: float = between(0.001, 0.0, 10.0, ends="(]")  # §4.1
+    # Our choice: the paper says "Nesterov momentum" without a value.
+    momentum: float = between(0.9, 0.0, 1.0, ends="[)")
+    batch_size: int = between(64, 1, 65536)  # §4.1
+    epochs: int = between(150, 1, 100_000)  # §4.1
+    seed: int = seed_field()
 
 
 @dataclass
 class GANConfig:
     """DCGAN / ACGAN training (Frid-Adar et al. 2018 §3.2–3.3)."""
 
-    latent_dim: int = 100  # §3.2: z ∈ U[−1, 1]^100
-    width: float = 1.0  # filter multiplier; 1.0 = the paper's 1024/512/256/128 and 64..512
-    learning_rate: float = 0.0002  # §3.2: Adam 2e-4
-    beta_1: float = 0.5  # §3.2
-    beta_2: float = 0.999  # §3.2
-    batch_size: int = 64  # §3.2: mini-batches of m = 64
-    epochs: int = 70  # §3.2
+    latent_dim: int = between(100, 1, 4096)  # §3.2: z ∈ U[−1, 1]^100
+    # Filter multiplier; 1.0 = the paper's 1024/512/256/128 and 64..512.
+    width: float = between(1.0, 0.0, 4.0, ends="(]")
+    learning_rate: float = between(0.0002, 0.0, 1.0, ends="(]")  # §3.2: Adam 2e-4
+    beta_1: float = between(0.5, 0.0, 1.0, ends="[)")  # §3.2
+    beta_2: float = between(0.999, 0.0, 1.0, ends="[)")  # §3.2
+    batch_size: int = between(64, 1, 65536)  # §3.2: mini-batches of m = 64
+    epochs: int = between(70, 1, 100_000)  # §3.2
     # Beyond the paper: DiffAugment (Zhao et al. 2020) policies applied to both
     # discriminator inputs, comma-separated from "translation", "cutout",
     # "color"; empty = off (the paper).
     diff_augment: str = ""
-    seed: int = 0
+    seed: int = seed_field()
 
 
 @dataclass
@@ -103,11 +138,11 @@ class SynthConfig:
     """Synthetic augmentation groups D_synth (Frid-Adar et al. 2018 §4.2.2)."""
 
     # §4.2.2: {100, 500, 1000, 2000, 3000, 4000} synthetic lesions per class.
-    per_class_sizes: list[int] = field(
-        default_factory=lambda: [100, 500, 1000, 2000, 3000, 4000])
+    per_class_sizes: list[int] = between(lambda: [100, 500, 1000, 2000, 3000, 4000],
+                                         1, 10_000_000)
     # D_aug group the GANs and the classifier start from (1-based, as D_aug^i);
     # 0 = read D_aug^optimal from the classic curve's report.
-    base_group: int = 0
+    base_group: int = between(0, 0, 1000)
     # Also run the ACGAN rows of Table 5 (§4.3) and the "more real data" line
     # (§4.2.2, Fig. 8 green; phantom datasets only: the preset's extra pool).
     acgan: bool = True
@@ -116,43 +151,50 @@ class SynthConfig:
     # (on with "translation,cutout,color" when gan.diff_augment is off, and off
     # when it is on) and report whether DiffAugment helps.
     compare_diff_augment: bool = False
-    seed: int = 0
+    seed: int = seed_field()
 
 
 @dataclass
 class EvaluateConfig:
     """Cross-validation protocol (Frid-Adar et al. 2018 §4.1)."""
 
-    folds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    seeds: list[int] = field(default_factory=lambda: [0])  # repeat for confidence intervals
+    folds: list[int] = between(lambda: [0, 1, 2], 0, 99)
+    seeds: list[int] = seed_field(lambda: [0])  # repeat for confidence intervals
     # D_aug^optimal: the smallest group whose mean accuracy is within this much
     # of the best group's ("saturation", §4.2.1). Our choice: one point.
-    saturation_tolerance: float = 0.01
+    saturation_tolerance: float = between(0.01, 0.0, 1.0, ends="[)")
 
 
 @dataclass
 class DisentangleConfig:
     """Two-step disentanglement and its classifier (Ben-Cohen et al. 2019 §2, §3.2)."""
 
-    input_size: int = 128  # §3.1: ROIs resized to 128×128
-    width: float = 1.0  # conv filter multiplier; 1.0 = Table 1 (64/256/1024)
-    code_size: int = 256  # Table 1: Dense 256 closes each encoder
-    classifier_units: int = 256  # Table 1: Dense 256, BatchNorm, Dense 256, BatchNorm
-    dropout: float = 0.5  # Table 1: the decoder's Dropout 0.5
-    repeats: int = 10  # §3.2: every case shown 10 times per epoch, online augmented
-    validation_fraction: float = 0.3  # §3.2: 30% of each training set for validation
-    batch_size: int = 32  # our choice: the paper gives none
+    input_size: int = between(128, 8, 1024)  # §3.1: ROIs resized to 128×128
+    # Conv filter multiplier; 1.0 = Table 1 (64/256/1024).
+    width: float = between(1.0, 0.0, 4.0, ends="(]")
+    code_size: int = between(256, 1, 65536)  # Table 1: Dense 256 closes each encoder
+    # Table 1: Dense 256, BatchNorm, Dense 256, BatchNorm.
+    classifier_units: int = between(256, 1, 65536)
+    dropout: float = between(0.5, 0.0, 1.0, ends="[)")  # Table 1: the decoder's Dropout 0.5
+    # §3.2: every case shown 10 times per epoch, online augmented.
+    repeats: int = between(10, 1, 1000)
+    # §3.2: 30% of each training set for validation.
+    validation_fraction: float = between(0.3, 0.0, 1.0, ends="()")
+    # Our choice: the paper gives none; batch norm needs a batch.
+    batch_size: int = between(32, 2, 65536)
     # Step 1 (and the classifiers of the mixture experiment): E_C + classifier,
     # cross-entropy. Adam and the epoch counts are our choice (not in the paper).
-    classifier_epochs: int = 40
-    classifier_learning_rate: float = 0.001
+    classifier_epochs: int = between(40, 1, 100_000)
+    classifier_learning_rate: float = between(0.001, 0.0, 10.0, ends="(]")
     # Step 2: E_R and G_R against the adversary, E_C frozen.
-    epochs: int = 60
-    learning_rate: float = 0.0005
-    rec_weight: float = 1.0  # weight of L_rec (mean squared error per pixel)
-    adv_weight: float = -0.1  # λ of eq. (2); must be negative (§2.1)
-    adversary_steps: int = 1  # adversary updates per E_R/G_R update
-    seed: int = 0
+    epochs: int = between(60, 1, 100_000)
+    learning_rate: float = between(0.0005, 0.0, 10.0, ends="(]")
+    # Weight of L_rec (mean squared error per pixel).
+    rec_weight: float = between(1.0, 0.0, 1e6, ends="(]")
+    adv_weight: float = between(-0.1, -1e6, 0.0, ends="[)",
+                                why="λ of eq. (2) must be negative, §2.1")
+    adversary_steps: int = between(1, 1, 100)  # adversary updates per E_R/G_R update
+    seed: int = seed_field()
 
 
 @dataclass
@@ -163,8 +205,8 @@ class MixtureConfig:
     # a number a in (0, 1]: the image keeps share a of its own c, the nearest
     # c of each other class gets (1 − a)/(classes − 1).
     alpha: float | str = "random"
-    per_image: int = 1  # mixed images made per training image
-    seed: int = 0
+    per_image: int = between(1, 1, 1000)  # mixed images made per training image
+    seed: int = seed_field()
 
 
 @dataclass
@@ -191,80 +233,46 @@ class ExperimentConfig:
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
 
     def validate(self, where: str = "<config>") -> None:
-        """Range checks the types alone cannot express."""
+        """The checks one field's type and range cannot express.
+
+        Every numeric field's range is checked as the file is read (``between``
+        in the dataclasses); these relate fields or check words."""
+        name_problem = _file_name_problem(self.name)
         checks = [
-            (self.augment.n_rot >= 1, "augment.n_rot must be at least 1"),
-            (min(self.augment.n_flip, self.augment.n_trans, self.augment.n_scale) >= 0,
-             "augment.n_flip, n_trans and n_scale must be ≥ 0"),
-            (self.augment.n_flip <= 3, "augment.n_flip is at most 3 (up-down, left-right, both)"),
+            (name_problem is None, f"name {name_problem}"),
             (len(self.augment.group_sizes) >= 1, "augment.group_sizes must not be empty"),
-            (all(b >= a >= 0 for a, b in zip(self.augment.group_sizes,
-                                             self.augment.group_sizes[1:]))
-             and min(self.augment.group_sizes) >= 0,
-             "augment.group_sizes must be non-negative and increasing (nested groups)"),
-            (self.classifier.input_size >= 16 and self.classifier.input_size % 8 == 0,
-             "classifier.input_size must be a multiple of 8, at least 16 (three 2× poolings)"),
-            (len(self.classifier.filters) == 3 and min(self.classifier.filters) >= 1,
-             "classifier.filters must list 3 positive filter counts"),
-            (self.classifier.kernel_size >= 1, "classifier.kernel_size must be ≥ 1"),
-            (self.classifier.dense_units >= 1, "classifier.dense_units must be ≥ 1"),
-            (0.0 <= self.classifier.dropout < 1.0, "classifier.dropout must lie in [0, 1)"),
-            (self.train.learning_rate > 0, "train.learning_rate must be > 0"),
-            (0.0 <= self.train.momentum < 1.0, "train.momentum must lie in [0, 1)"),
-            (self.train.batch_size >= 1, "train.batch_size must be ≥ 1"),
-            (self.train.epochs >= 1, "train.epochs must be ≥ 1"),
-            (len(self.evaluate.folds) >= 1 and min(self.evaluate.folds) >= 0,
-             "evaluate.folds must list fold indices ≥ 0"),
+            (all(b >= a for a, b in zip(self.augment.group_sizes, self.augment.group_sizes[1:])),
+             "augment.group_sizes must be increasing (nested groups)"),
+            (self.classifier.input_size % 8 == 0,
+             "classifier.input_size must be a multiple of 8 (three 2× poolings)"),
+            (len(self.classifier.filters) == 3, "classifier.filters must list 3 filter counts"),
+            (len(self.evaluate.folds) >= 1, "evaluate.folds must not be empty"),
             (len(self.evaluate.seeds) >= 1, "evaluate.seeds must not be empty"),
-            (0.0 <= self.evaluate.saturation_tolerance < 1.0,
-             "evaluate.saturation_tolerance must lie in [0, 1)"),
-            (0.0 <= self.data.phantom_difficulty <= 1.0,
-             "data.phantom_difficulty must lie in [0, 1]"),
-            (not self.data.dataset.startswith("phantoms:")
-             or self.data.dataset[len("phantoms:"):] in PRESETS,
-             f"data.dataset names an unknown phantom preset: {self.data.dataset!r} "
-             f"(known: {', '.join('phantoms:' + p for p in PRESETS)})"),
-            (bool(self.name.strip()) and "/" not in self.name,
-             "name must be a non-empty folder name"),
-            (self.disentangle.input_size >= 8 and self.disentangle.input_size % 8 == 0,
-             "disentangle.input_size must be a positive multiple of 8 (three stride-2 convs)"),
-            (0.0 < self.disentangle.width <= 4.0, "disentangle.width must lie in (0, 4]"),
-            (min(self.disentangle.code_size, self.disentangle.classifier_units) >= 1,
-             "disentangle.code_size and classifier_units must be ≥ 1"),
-            (0.0 <= self.disentangle.dropout < 1.0, "disentangle.dropout must lie in [0, 1)"),
-            (self.disentangle.repeats >= 1, "disentangle.repeats must be ≥ 1"),
-            (0.0 < self.disentangle.validation_fraction < 1.0,
-             "disentangle.validation_fraction must lie in (0, 1)"),
-            (self.disentangle.batch_size >= 2,
-             "disentangle.batch_size must be ≥ 2 (batch norm needs a batch)"),
-            (min(self.disentangle.classifier_epochs, self.disentangle.epochs) >= 1,
-             "disentangle.classifier_epochs and epochs must be ≥ 1"),
-            (min(self.disentangle.classifier_learning_rate,
-                 self.disentangle.learning_rate) > 0,
-             "disentangle learning rates must be > 0"),
-            (self.disentangle.rec_weight > 0, "disentangle.rec_weight must be > 0"),
-            (self.disentangle.adv_weight < 0,
-             "disentangle.adv_weight (λ of eq. 2) must be negative (§2.1)"),
-            (self.disentangle.adversary_steps >= 1, "disentangle.adversary_steps must be ≥ 1"),
-            (_alpha_ok(self.mixture.alpha),
-             f"mixture.alpha must be 'random' or a number in (0, 1], got {self.mixture.alpha!r}"),
-            (self.mixture.per_image >= 1, "mixture.per_image must be ≥ 1"),
-            (_diff_augment_ok(self.gan.diff_augment),
-             f"gan.diff_augment must list transforms from {', '.join(DIFF_AUGMENT_POLICIES)} "
-             f"(comma-separated, each once; empty = off), got {self.gan.diff_augment!r}"),
-            (self.gan.batch_size >= 1 and self.gan.epochs >= 1 and self.gan.latent_dim >= 1,
-             "gan.batch_size, gan.epochs and gan.latent_dim must be ≥ 1"),
-            (0.0 < self.gan.width <= 4.0, "gan.width must lie in (0, 4]"),
-            (len(self.synth.per_class_sizes) >= 1 and min(self.synth.per_class_sizes) >= 1,
-             "synth.per_class_sizes must list positive sizes"),
-            (0 <= self.synth.base_group <= len(self.augment.group_sizes),
-             "synth.base_group must be 0 (D_aug optimal) or a group "
-             f"1..{len(self.augment.group_sizes)}"),
             (len(set(self.evaluate.folds)) == len(self.evaluate.folds)
              and len(set(self.evaluate.seeds)) == len(self.evaluate.seeds),
              "evaluate.folds and evaluate.seeds must not repeat a value"),
+            (not self.data.dataset.startswith("phantoms:")
+             or self.data.dataset[len("phantoms:"):] in PRESETS,
+             f"data.dataset names an unknown phantom preset: {_short(self.data.dataset)} "
+             f"(known: {', '.join('phantoms:' + p for p in PRESETS)})"),
+            (bool(self.data.dataset.strip()) and "\0" not in self.data.dataset,
+             "data.dataset must name a dataset file or phantoms:<preset>"),
+            (bool(self.output_dir.strip()) and "\0" not in self.output_dir,
+             "output_dir must name a folder"),
+            (self.disentangle.input_size % 8 == 0,
+             "disentangle.input_size must be a multiple of 8 (three stride-2 convs)"),
+            (_alpha_ok(self.mixture.alpha),
+             f"mixture.alpha must be 'random' or a number in (0, 1], got "
+             f"{_short(self.mixture.alpha)}"),
+            (_diff_augment_ok(self.gan.diff_augment),
+             f"gan.diff_augment must list transforms from {', '.join(DIFF_AUGMENT_POLICIES)} "
+             f"(comma-separated, each once; empty = off), got {_short(self.gan.diff_augment)}"),
+            (len(self.synth.per_class_sizes) >= 1, "synth.per_class_sizes must not be empty"),
+            (self.synth.base_group <= len(self.augment.group_sizes),
+             "synth.base_group must be 0 (D_aug optimal) or a group "
+             f"1..{len(self.augment.group_sizes)}"),
             (self.kind in EXPERIMENT_KINDS,
-             f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {self.kind!r}"),
+             f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {_short(self.kind)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -272,6 +280,19 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _file_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a plain file name (the experiment's folder under
+    output_dir), or None."""
+    if not name.strip() or name in (".", ".."):
+        return f"must be a plain folder name, got {_short(name)}"
+    if any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        return f"must be a plain folder name (no path separators or control characters), " \
+               f"got {_short(name)}"
+    if len(name) > 100:
+        return "must be a folder name of at most 100 characters"
+    return None
 
 
 def _diff_augment_ok(policy: str) -> bool:
@@ -410,10 +431,26 @@ def _build(cls, raw: Any, where: str, prefix: str):
     if unknown:
         raise ConfigError(
             f"unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})", where)
+    bounds = {f.name: f.metadata.get("range") for f in dataclasses.fields(cls)}
     values = {}
     for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, where, f"{prefix}{name}")
+        key = f"{prefix}{name}"
+        values[name] = _coerce(hints[name], value, where, key)
+        if bounds[name] is not None:
+            for item in values[name] if isinstance(values[name], list) else [values[name]]:
+                _check_range(item, bounds[name], where, key)
     return cls(**values)
+
+
+def _short(value) -> str:
+    """A value's repr for an error line, cut short (an aliased YAML structure
+    can be huge)."""
+    return _SHORT.repr(value)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+_SHORT.maxstring = _SHORT.maxother = 60
 
 
 def _coerce(hint, value, where: str, key: str):
@@ -431,21 +468,23 @@ def _coerce(hint, value, where: str, key: str):
             return float(value)
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key} must be a number or a string, got {value!r}", where)
+        raise ConfigError(f"{key} must be a number or a string, got {_short(value)}", where)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}", where)
+            raise ConfigError(f"{key} must be true or false, got {_short(value)}", where)
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}", where)
+            raise ConfigError(f"{key} must be an integer, got {_short(value)}", where)
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}", where)
+            raise ConfigError(f"{key} must be a number, got {_short(value)}", where)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}", where)
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}", where)
+            raise ConfigError(f"{key} must be a string, got {_short(value)}", where)
         return value
     raise ConfigError(f"{key}: unsupported setting type {hint}", where)  # pragma: no cover

@@ -3,11 +3,21 @@
 Everything the library writes goes through :func:`atomic_path`: a temporary
 file beside the target, renamed over it only once complete, so a crash or a
 kill never leaves a half-written file under the real name.
+
+A temporary file is named ``.TARGET.<pid>-<random>.tmp<suffix>``. An exception
+(Ctrl-C, or SIGTERM, which the ``kl`` command turns into one) removes it; a
+SIGKILL cannot be caught, so the next write of the same target, and the start
+of a run in a folder (``sweep_stale_temporaries``), remove the temporaries of
+processes that no longer exist. Outputs get the modes the user's umask gives
+(``mkstemp`` alone would make them 0600).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,25 +25,111 @@ from typing import Any, Iterator
 
 import numpy as np
 
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[^.]+\.tmp[^/]*$")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would, for a
+    moment, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def temporary_target(path: str | os.PathLike) -> Path | None:
+    """The file a temporary of :func:`atomic_path` stands for; None for any
+    other file."""
+    path = Path(path)
+    found = _TEMPORARY.match(path.name)
+    return path.parent / found["target"] if found else None
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Remove the temporaries in ``folder`` (of ``target`` only, if given)
+    whose writing process no longer exists: what a SIGKILL left behind.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    pattern = f".{target}.*.tmp*" if target else ".*.tmp*"
+    removed = []
+    try:
+        candidates = list(folder.glob(pattern))
+    except OSError:
+        return removed
+    for path in candidates:
+        found = _TEMPORARY.match(path.name)
+        if found and (target is None or found["target"] == target) \
+                and not _process_alive(int(found["pid"])):
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
 
     On any exception the temporary file is removed and ``target`` is untouched.
+    An ``OSError`` about the temporary file (a read-only folder, a full disk)
+    is raised naming ``target``, the file the user asked for.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}",
-                                    dir=target.parent)
-    os.close(fd)
+    blocking = next((p for p in reversed(target.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {blocking} is a file, "
+                                 "not a folder", str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(target.parent, target.name)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-",
+                                        suffix=f".tmp{suffix}", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _about(exc, target) from None
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename in (str(tmp), tmp):
+            raise _about(exc, target) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _about(exc: OSError, target: Path) -> OSError:
+    """``exc`` re-addressed to ``target``."""
+    code = exc.errno if exc.errno is not None else errno.EIO
+    return type(exc)(code, exc.strerror or os.strerror(code), str(target))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,9 +1,17 @@
-"""TensorFlow's process settings for one run: threads and GPU memory.
+"""TensorFlow's process settings: threads, GPU memory, quiet start-up, SIGTERM.
 
 Called at the start of a process, before TensorFlow runs anything: both
 settings are fixed once TensorFlow is initialised.
 """
 from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import signal
+import sys
+import tempfile
+import threading
 
 
 def configure_tensorflow(threads: int | None = None, memory_growth: bool = True) -> list[str]:
@@ -41,3 +49,85 @@ def configure_tensorflow(threads: int | None = None, memory_growth: bool = True)
             except RuntimeError:
                 done.append(f"memory growth on {gpu.name} not set (already initialised)")
     return done
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` with the process's stderr (fd 2) set aside.
+
+    TensorFlow's C++ libraries write start-up notes (oneDNN, CUDA drivers,
+    CPU features, "absl::InitializeLog") straight to fd 2 while they load,
+    before ``TF_CPP_MIN_LOG_LEVEL`` is read, so no setting silences them.
+    They are kept in a temporary file and shown only if the import fails.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                self.loader.exec_module(module)
+            except BaseException:
+                os.dup2(saved, 2)
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+    def __getattr__(self, name):  # anything else a loader offers (get_resource_reader ...)
+        return getattr(self.loader, name)
+
+
+def quiet_tensorflow_startup() -> None:
+    """Silence TensorFlow's start-up chatter for a command-line process, before
+    TensorFlow is imported: a bad input then gives exactly one line.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=3`` (C++ log lines such as "failed call to
+    cuInit" on a machine without a GPU) unless the user set it, and sets
+    aside what TensorFlow's libraries print while loading. Errors still arrive
+    as Python exceptions; set ``TF_CPP_MIN_LOG_LEVEL=0`` to see TensorFlow's
+    own log. No effect once TensorFlow is imported.
+    """
+    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules or (user_level is not None and user_level < "2"):
+        return
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interruption so every ``finally`` and every
+    temporary-file cleanup runs as for Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process's main thread.
+
+    Python's default for SIGTERM is to die at once, leaving the temporary of a
+    file being written; as an exception, the write is undone instead.
+    """
+    def handler(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

@@ -167,7 +167,8 @@ def test_a_bad_input_in_a_worker_is_one_line_and_not_retried(sequential):
     with pytest.raises(ExecutionError) as error:
         run_experiment(config, executor=ProcessExecutor(jobs=2), log=lines.append,
                        only="fold0/classifier/D_aug1/seed0")
-    assert str(error.value) == f"{groups}: not a readable HDF5 file"
+    assert str(error.value) == (f"{groups}: not a readable HDF5 file (corrupt, truncated or "
+                                "not HDF5; expected an augmentation groups file)")
     assert not any("starting it again" in line for line in lines), lines
     assert not (root / "out" / "damaged" / "runs" / "fold0" / "classifier" / "D_aug1" / "seed0"
                 / "done.json").exists()

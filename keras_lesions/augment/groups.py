@@ -71,6 +71,7 @@ from keras_lesions.augment.classic import (
     windowed_context,
 )
 from keras_lesions.data.dataset import LesionDataset
+from keras_lesions.data.hdf5 import open_hdf5, read_array
 from keras_lesions.io import atomic_path
 from keras_lesions.data.folds import train_test_indices
 
@@ -331,10 +332,7 @@ def _open(path) -> h5py.File:
     path = Path(path)
     if not path.is_file():
         raise AugmentationError("no such augmentation groups file", path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError:
-        raise AugmentationError("not a readable HDF5 file", path) from None
+    h5 = open_hdf5(path, AugmentationError, "augmentation groups file", article="an")
     if h5.attrs.get("format") != GROUPS_FORMAT:
         h5.close()
         raise AugmentationError("is HDF5 but not an augmentation groups file", path)
@@ -407,7 +405,7 @@ def read_augmentation_group(path: str | os.PathLike, group_index: int
                                 f"groups 0..{len(sizes) - 1} (D_aug^1..D_aug^{len(sizes)})", path)
     n_added = int(sizes[int(group_index)])
     with _open(path) as h5:
-        originals = h5["originals/images"][()]
+        originals = read_array(h5["originals/images"], AugmentationError, path, ndim=3)
         added = h5["augmented/images"][:n_added]
         aug = {name: h5["augmented"][name][:n_added] for name in h5["augmented"]
                if name != "images"}

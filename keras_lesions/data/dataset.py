@@ -41,12 +41,17 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from keras_lesions.data.registry import DEFAULT_WINDOW_LEVEL, DEFAULT_WINDOW_WIDTH
+from keras_lesions.data.hdf5 import open_hdf5, read_array
+from keras_lesions.data.registry import (
+    DEFAULT_WINDOW_LEVEL, DEFAULT_WINDOW_WIDTH, MAX_IMAGE_SIDE)
 from keras_lesions.errors import DatasetError
 from keras_lesions.io import atomic_path
 
 FORMAT_VERSION = 1
 INTENSITY_UNITS = ("HU", "normalized")
+# What a file may declare before anything is allocated: lesions per dataset,
+# pixels per image side (the importers' limit, registry.MAX_IMAGE_SIDE).
+MAX_LESIONS = 10_000_000
 # How a lesion's diameter was obtained: measured on its mask, given in a CSV,
 # estimated from the ROI size (the ROI holds the lesion plus a margin), or known
 # by construction (phantoms).
@@ -393,11 +398,7 @@ def read_dataset(path: str | os.PathLike, *, images: bool = True) -> LesionDatas
         raise DatasetError("no such dataset file", path)
     if path.is_dir():
         raise DatasetError("is a folder, expected a lesion dataset file (.h5)", path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError:
-        raise DatasetError("not a readable HDF5 file (corrupt, truncated or another format)",
-                           path) from None
+    h5 = open_hdf5(path, DatasetError, "lesion dataset")
     try:
         with h5:
             dataset = _read_h5(h5, path, images)
@@ -425,7 +426,7 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
         raise DatasetError(f"table lacks columns {missing}", path)
 
     def column(name):
-        data = table[name][()]
+        data = read_array(table[name], DatasetError, path, max_side=MAX_LESIONS)
         if TABLE_COLUMNS[name] == "str":
             return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in data]
         return data
@@ -444,10 +445,14 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
         mask = None
         if images:
             group = h5["images"][f"{i:06d}"]
-            roi = group["roi"][()].astype(np.float32)
-            context = group["context"][()].astype(np.float32) if has_context else roi
+
+            def image(name):
+                return read_array(group[name], DatasetError, path, ndim=2, max_side=MAX_IMAGE_SIDE)
+
+            roi = image("roi").astype(np.float32)
+            context = image("context").astype(np.float32) if has_context else roi
             if bool(cols["has_mask"][i]):
-                mask = group["mask"][()].astype(bool)
+                mask = image("mask").astype(bool)
         lesions.append(Lesion(
             lesion_id=cols["lesion_id"][i],
             patient_id=cols["patient_id"][i],
@@ -469,12 +474,22 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
 
     folds = fold_k = fold_seed = None
     if "folds" in h5:
-        folds = h5["folds"][()].astype(np.int64)
+        folds = read_array(h5["folds"], DatasetError, path, ndim=1,
+                           max_side=MAX_LESIONS).astype(np.int64)
         fold_k = int(h5["folds"].attrs["k"])
         fold_seed = int(h5["folds"].attrs["seed"])
 
+    raw_names = h5.attrs["class_names"]
+    class_names = json.loads(raw_names) if isinstance(raw_names, (str, bytes)) else raw_names
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+        raise DatasetError("attribute class_names must be a JSON list of names, got "
+                           f"{str(class_names)[:60]}", path)
+    soft = None
+    if "soft_labels" in h5:
+        soft = read_array(h5["soft_labels"], DatasetError, path, ndim=2,
+                          max_side=MAX_LESIONS).astype(np.float32)
     return LesionDataset(
-        class_names=json.loads(h5.attrs["class_names"]),
+        class_names=class_names,
         lesions=lesions,
         intensity_unit=str(h5.attrs["intensity_unit"]),
         window_level=float(h5.attrs["window_level"]),
@@ -487,7 +502,7 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
         folds=folds,
         fold_k=fold_k or 0,
         fold_seed=fold_seed or 0,
-        soft_labels=h5["soft_labels"][()].astype(np.float32) if "soft_labels" in h5 else None,
+        soft_labels=soft,
     )
 
 

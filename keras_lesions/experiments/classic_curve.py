@@ -119,7 +119,8 @@ def check_group(config: ExperimentConfig, group_index: int) -> None:
     """Refuse a group the config does not define, naming the ones it does."""
     sizes = config.augment.group_sizes
     if not 0 <= group_index < len(sizes):
-        raise KerasLesionsError(f"there is no {group_name(group_index)}: the config defines "
+        raise KerasLesionsError(f"there is no {group_name(group_index)} (group "
+                                f"{group_index + 1}): the config's augment.group_sizes define "
                                 f"{group_name(0)}..{group_name(len(sizes) - 1)}")
 
 

@@ -38,6 +38,16 @@ class Experiment:
     dataset_path: Path
     _dataset: LesionDataset | None = field(default=None, repr=False)
     _header: LesionDataset | None = field(default=None, repr=False)
+    _unrecorded: dict | None = field(default=None, repr=False)
+
+    def record(self) -> None:
+        """Write ``experiment.json`` and ``config.yaml`` if this folder has no
+        record yet: called once everything a command was given is validated,
+        so a refused command leaves no experiment folder behind."""
+        if self._unrecorded is not None:
+            write_json(self.layout.record, self._unrecorded)
+            save_config(self.config, self.layout.config)
+            self._unrecorded = None
 
     @property
     def dataset(self) -> LesionDataset:
@@ -125,8 +135,10 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
         log: receives one line per step.
         create: make the folder and its record if missing (the driver); False
             for a worker, which only attaches to an opened experiment.
-        record: write ``experiment.json`` and ``config.yaml`` (False: only
-            look, as ``--list`` does; a recorded fingerprint is still checked).
+        record: write ``experiment.json`` and ``config.yaml`` now (False:
+            only look, as ``--list`` does, or wait for ``Experiment.record()``
+            once the command's other inputs are validated; a recorded
+            fingerprint is checked either way).
 
     Raises:
         ConfigError: the folder holds an experiment of other settings, of an
@@ -149,8 +161,6 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
                 "was made by an earlier keras-lesions, before experiments became plans of "
                 "runs (runs/<group>/fold<k>/seed<s> layout); its runs cannot be resumed: use "
                 "another name or output_dir, or delete the folder", layout.root)
-    if create:
-        layout.root.mkdir(parents=True, exist_ok=True)
     dataset_path = prepare_dataset(config, layout, log)
     header = read_dataset(dataset_path, images=False)
     current = fingerprint(config, sections, header)
@@ -159,8 +169,8 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
         if difference:
             raise ConfigError(f"holds results made with other settings ({difference}): use "
                               "another name or output_dir, or delete the folder", layout.root)
-    elif create and write_record:
-        write_json(record_path, current)
+    exp = Experiment(config=config, layout=layout, dataset_path=dataset_path,
+                     _unrecorded=current if create and previous is None else None)
     if create and write_record:
-        save_config(config, layout.config)
-    return Experiment(config=config, layout=layout, dataset_path=dataset_path)
+        exp.record()
+    return exp

@@ -133,8 +133,9 @@ def run_in_worker(config_dict: dict, spec: RunSpec, threads: int | None,
     the opened experiment, run one spec. Returns its id."""
     from keras_lesions.config import config_from_dict
     from keras_lesions.experiments.registry import kind_of, open_for
-    from keras_lesions.runtime import configure_tensorflow
+    from keras_lesions.runtime import configure_tensorflow, quiet_tensorflow_startup
 
+    quiet_tensorflow_startup()
     configure_tensorflow(threads)
     config = config_from_dict(config_dict)
     log = _worker_log(spec.id)
@@ -202,6 +203,9 @@ def _execute_light(exp, kind, spec: RunSpec, ctx: StepContext, errors: list[str]
 
 def _process_main(connection, config_dict, spec, threads, verbose):
     """A worker process: run one spec, report how it went through the pipe."""
+    from keras_lesions.runtime import raise_on_sigterm
+
+    raise_on_sigterm()  # stop() terminates: the write in progress is undone
     try:
         run_in_worker(config_dict, spec, threads, verbose)
         connection.send(("ok", ""))

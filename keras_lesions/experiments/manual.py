@@ -20,7 +20,8 @@ from keras_lesions.experiments.executors import execute
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import RunSpec
 from keras_lesions.experiments.registry import open_for
-from keras_lesions.runs.folder import RunError, is_done, read_done, read_run_info
+from keras_lesions.runs.folder import (
+    RunError, discard_unfinished, is_done, read_done, read_run_info)
 from keras_lesions.train.disentangle import train_disentangle
 
 
@@ -28,18 +29,21 @@ def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
                              progress=None) -> list[tuple[int, Path]]:
     """What ``kl augment`` runs: the augmentation groups of the given folds
     (default: the config's), as the plan's ``fold<k>/augment`` runs build them."""
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     ctx = StepContext(log=log, progress=progress)
-    done = []
-    for fold in folds if folds is not None else config.evaluate.folds:
+    folds = list(folds) if folds is not None else list(config.evaluate.folds)
+    for fold in folds:
         train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+    exp.record()
+    done = []
+    for fold in folds:
         done.append((fold, classic.build_augmentation(exp, fold, ctx)))
     return done
 
 
 def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_datasets=(),
-              run_dir: Path | None = None, resume: bool = False, log=print,
-              progress=None, verbose: int | str = "auto") -> dict:
+              run_dir: Path | None = None, resume: bool = False, restart: bool = False,
+              log=print, progress=None, verbose: int | str = "auto") -> dict:
     """What ``kl train-cnn`` runs: one classifier on D_aug^(group_index+1) of a
     fold (plus extra datasets), tested on the fold; the augmentation groups are
     built first if missing. A finished run is reported, never trained again.
@@ -51,11 +55,12 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
         extra_datasets: extra training datasets (.h5), e.g. synthetic lesions.
         run_dir: the run folder (default: the plan's, under the experiment).
         resume: continue an interrupted run.
+        restart: discard an unfinished run's folder and train it from the start.
 
     Returns:
         ``{"run_dir", "accuracy", "already_done", "fold"}``.
     """
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     ctx = StepContext(log=log, progress=progress, verbose=verbose, resume=resume)
     seed = config.train.seed
     train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
@@ -72,27 +77,50 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
             raise RunError("done.json records no test accuracy; delete the run folder to train "
                            "it again", run_dir)
         return {"run_dir": run_dir, "accuracy": accuracy, "already_done": True, "fold": fold}
-    for path in extra_datasets:  # validate every input before anything is trained
+    for path in extra_datasets:  # validate every input before anything is written
         classic.extra_training_set(path, exp.dataset, fold, exp.config.classifier.input_size)
+    from keras_lesions.runs.checkpoint import check_resumable
+    from keras_lesions.train.classifier import classifier_config_settings
+
+    check_resumable(run_dir, resume=resume, restart=restart,
+                    settings={**classifier_config_settings(exp.config, seed), "fold": fold,
+                              "group": group})
+    exp.record()
+    if restart and discard_unfinished(run_dir):
+        log(f"{run_dir}: discarded its unfinished training (--restart)")
     classic.build_augmentation(exp, fold, ctx)
     accuracy = classic.run_classifier(exp, spec, ctx, run_dir)
     return {"run_dir": run_dir, "accuracy": accuracy, "already_done": False, "fold": fold}
 
 
 def train_gans(config: ExperimentConfig, folds=None, classes=(), acgan: bool = False, *,
-               resume: bool = False, log=print, progress=None) -> list:
+               resume: bool = False, restart: bool = False, log=print, progress=None) -> list:
     """What ``kl train-gan`` / ``kl train-acgan`` run: the plan's DCGAN runs of
     ``classes`` (and the ACGAN) of ``folds`` (default: the config's), after
-    the augmentation groups they train on.
+    the augmentation groups they train on. With ``restart``, their unfinished
+    runs are discarded and trained from the start.
 
     Returns:
         The run folders, in order.
     """
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     classes = exp.class_names if classes is gan.ALL_CLASSES else list(classes)
     ids = gan.gan_runs(exp, folds if folds is not None else config.evaluate.folds, classes, acgan)
     ctx = StepContext(log=log, progress=progress, resume=resume)
     the_plan = gan.plan(exp)
+    from dataclasses import asdict
+
+    from keras_lesions.runs.checkpoint import check_resumable
+
+    for run_id in ids:
+        check_resumable(exp.layout.run_dir(run_id), resume=resume, restart=restart,
+                        settings={"gan": asdict(exp.config.gan)})
+    exp.record()
+    if restart:
+        for run_id in ids:
+            if not is_done(exp.layout.run_dir(run_id)) \
+                    and discard_unfinished(exp.layout.run_dir(run_id)):
+                log(f"{run_id}: discarded its unfinished training (--restart)")
     for spec in the_plan.with_dependencies(ids):
         if not spec.is_done(exp.layout.root):
             execute(exp, gan.KIND, spec, ctx)
@@ -106,7 +134,7 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
     Raises:
         RunError: a fold's ACGAN is not trained (``kl train-acgan``).
     """
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     folds = list(folds) if folds is not None else list(config.evaluate.folds)
     b = gan.base_index(exp)
     gans = gan.gan_runs(exp, folds, acgan=True)
@@ -120,6 +148,7 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
         if not is_done(exp.layout.run_dir(spec.id)):
             gan.acgan_discriminator_step(exp, spec, StepContext())
         records.append(run_record(exp.layout.run_dir(spec.id)))
+    exp.record()
     result = summarize_predictions(records, exp.class_names)
     write_summary(result, exp.layout.report, "ACGAN_discriminator",
                   "ACGAN discriminator as the classifier (Table 5, last row)")
@@ -127,14 +156,14 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
 
 
 def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resume: bool = False,
-                     log=print, progress=None) -> dict:
+                     restart: bool = False, log=print, progress=None) -> dict:
     """What ``kl train-disentangle`` runs: both steps of one fold, into the plan's
     run folder (``fold<k>/disentangle/seed<s>``) unless ``run_dir`` says otherwise.
 
     Returns:
         ``{"run_dir", "already_done", "baseline_accuracy", "metrics"}``.
     """
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
     run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(
         mixture.disentangle_id(fold, config.disentangle.seed))
@@ -143,6 +172,15 @@ def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resum
         return {"run_dir": run_dir, "already_done": True,
                 "baseline_accuracy": done.get("baseline_accuracy"),
                 "metrics": done.get("metrics", {})}
+    from dataclasses import asdict
+
+    from keras_lesions.runs.checkpoint import check_resumable
+
+    check_resumable(run_dir, resume=resume, restart=restart,
+                    settings={"disentangle": asdict(exp.config.disentangle), "fold": fold})
+    exp.record()
+    if restart and discard_unfinished(run_dir):
+        log(f"{run_dir}: discarded its unfinished training (--restart)")
     result = train_disentangle(exp.dataset, exp.dataset_path, fold, config, run_dir,
                                resume=resume, log=log, progress=progress)
     return {**result, "run_dir": run_dir, "already_done": False}

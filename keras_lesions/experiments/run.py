@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.experiments.context import Log, Progress
-from keras_lesions.experiments.executors import SequentialExecutor, execute
+from keras_lesions.experiments.executors import (
+    ExecutionError, SequentialExecutor, execute, executing_runs)
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import DONE, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
+from keras_lesions.runs.folder import discard_unfinished, is_done
 
 
 def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None = None,
                    log: Log = print, progress: Progress | None = None,
-                   verbose: int | str = 0) -> dict | None:
+                   verbose: int | str = 0, restart: bool = False) -> dict | None:
     """Run an experiment's plan (or one run of it); resumable.
 
     Args:
@@ -22,6 +24,9 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         log: one line per step.
         progress: ``progress(label, done, total)`` for bars (this process only).
         verbose: Keras ``fit`` verbosity.
+        restart: discard the unfinished runs (of ``only``, if given) and train
+            them from the start instead of resuming them (a damaged
+            checkpoint); finished runs are kept.
 
     Returns:
         The report's result (``report/result.json``), or None when ``only``
@@ -31,10 +36,15 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         PlanError: an unknown ``only`` id, or one whose dependencies are not done.
         ExecutionError: a run that failed.
     """
-    exp = open_for(config, log)
+    exp = open_for(config, log, record=False)
     kind = kind_of(config)
     executor = executor or SequentialExecutor()
     ctx = StepContext(log=log, progress=progress, verbose=verbose)
+    if only is not None:
+        kind.plan(exp).get(only)  # an unknown id: refused before anything is written
+    exp.record()
+    if restart:
+        discard_unfinished_runs(exp, kind.plan(exp), only, log)
     if only is not None:
         plan = kind.plan(exp)
         spec = plan.get(only)
@@ -51,6 +61,26 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         return load_result(config) if only == "report" else None
     executor.run(exp, kind, ctx)
     return load_result(config)
+
+
+def discard_unfinished_runs(exp, plan, only: str | None, log: Log) -> list[str]:
+    """``--restart``: remove the folders of the plan's unfinished runs (or of
+    ``only``) so they train from the start; refused for a run that a live
+    process is running."""
+    running = executing_runs(exp)
+    ids = [plan.get(only).id] if only is not None else [s.id for s in plan.specs]
+    discarded = []
+    for run_id in ids:
+        run_dir = exp.layout.run_dir(run_id)
+        if not run_dir.exists() or is_done(run_dir):
+            continue
+        if run_id in running:
+            raise ExecutionError(f"run {run_id} is being run by {running[run_id]}; it cannot be "
+                                 "restarted now", exp.layout.root)
+        if discard_unfinished(run_dir):
+            log(f"{run_id}: discarded its unfinished training (--restart)")
+            discarded.append(run_id)
+    return discarded
 
 
 def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:

@@ -15,6 +15,7 @@ long as its data depend on (seed, epoch) only, it ends with the same weights.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +23,8 @@ import keras
 import tensorflow as tf
 
 from keras_lesions.io import atomic_path
-from keras_lesions.runs.folder import CHECKPOINT, RunError
+from keras_lesions.runs.folder import (
+    CHECKPOINT, RESTART_HINT, RunError, check_run_folder, is_done, is_started)
 from keras_lesions.runs.history import HISTORY, read_history, write_history
 
 
@@ -55,6 +57,56 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+# What TensorFlow raises for a damaged checkpoint (a truncated data file reads
+# short; an emptied index is an invalid state; a wrong one does not fit).
+_DAMAGED = (AssertionError, ValueError, IndexError, OSError, tf.errors.OpError)
+
+
+def _manager(state: dict, epochs_done: tf.Variable, run_dir: Path) -> tf.train.CheckpointManager:
+    directory = run_dir / CHECKPOINT
+    try:
+        return tf.train.CheckpointManager(
+            tf.train.Checkpoint(**with_seed_states(state), epoch=epochs_done), str(directory),
+            max_to_keep=1, checkpoint_name="epoch")
+    except _DAMAGED as exc:  # its index ("checkpoint") is read here
+        raise RunError(f"this checkpoint index cannot be read ({type(exc).__name__}); "
+                       f"{RESTART_HINT}", directory / "checkpoint") from None
+
+
+def check_resumable(run_dir: str | os.PathLike, *, resume: bool = False, restart: bool = False,
+                    settings: dict | None = None) -> None:
+    """Everything about a run folder that would stop its training, checked
+    before a command writes anything (``runs.folder.check_run_folder``, then,
+    for a run to resume, its history and its last checkpoint: every tensor of
+    it read once).
+
+    Raises:
+        RunError: naming the damaged file and offering ``--restart``.
+    """
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir, resume=resume, restart=restart, settings=settings)
+    if restart or not resume or is_done(run_dir) or not is_started(run_dir):
+        return
+    read_history(run_dir / HISTORY)
+    directory = run_dir / CHECKPOINT
+    if not directory.is_dir():
+        return
+    try:
+        latest = tf.train.latest_checkpoint(str(directory))
+    except _DAMAGED as exc:
+        raise RunError(f"this checkpoint index cannot be read ({type(exc).__name__}); "
+                       f"{RESTART_HINT}", directory / "checkpoint") from None
+    if latest is None:
+        return
+    try:
+        reader = tf.train.load_checkpoint(latest)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except _DAMAGED as exc:
+        raise RunError(f"this checkpoint cannot be read ({type(exc).__name__}); {RESTART_HINT}",
+                       latest) from None
+
+
 def restore_latest(manager: tf.train.CheckpointManager, run_dir: Path) -> None:
     """Restore the last epoch checkpoint, if any, into freshly built state.
 
@@ -66,10 +118,10 @@ def restore_latest(manager: tf.train.CheckpointManager, run_dir: Path) -> None:
         return
     try:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise RunError(f"its checkpoint does not fit the networks of this config or cannot be "
-                       f"read ({type(exc).__name__}); resume with the config it was started "
-                       "with, or delete the run folder", run_dir) from None
+    except _DAMAGED as exc:
+        raise RunError(f"this checkpoint cannot be read or does not fit the networks of the "
+                       f"config ({type(exc).__name__}); {RESTART_HINT}",
+                       manager.latest_checkpoint) from None
 
 
 def with_seed_states(state: dict) -> dict:
@@ -130,10 +182,7 @@ def fit_resumably(
     """
     run_dir = Path(run_dir)
     epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**with_seed_states(state),
-                                                             epoch=epochs_done),
-                                         str(run_dir / CHECKPOINT), max_to_keep=1,
-                                         checkpoint_name="epoch")
+    manager = _manager(state, epochs_done, run_dir)
     restore_latest(manager, run_dir)
     first_epoch = int(epochs_done.numpy())
     rows = read_history(run_dir / HISTORY, first_epoch)
@@ -180,5 +229,10 @@ def load_network(run_dir: str | Path, name: str) -> keras.Model:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise RunError(f"{path.name} cannot be loaded ({type(exc).__name__})", run_dir) \
-            from None
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text:
+            why = ("it holds Python code (a Lambda layer or function), which safe mode "
+                   "refuses to run; keras-lesions never writes such networks")
+        else:
+            why = f"damaged or not a Keras archive ({type(exc).__name__})"
+        raise RunError(f"cannot be loaded: {why}", path) from None

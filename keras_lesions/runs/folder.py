@@ -29,11 +29,14 @@ from typing import Any
 import numpy as np
 
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.io import write_json
+from keras_lesions.io import sweep_stale_temporaries, write_json
 
 RUN_INFO = "run.json"
 DONE = "done.json"
 CHECKPOINT = "checkpoint"
+# What to do about a damaged run folder. A finished run is never discarded by
+# --restart (its done.json is the record of the work); delete it by hand.
+RESTART_HINT = "pass --restart to train this run again from the start"
 
 
 class RunError(KerasLesionsError):
@@ -62,14 +65,15 @@ def read_json_record(path: str | os.PathLike, where: str | os.PathLike | None = 
 
 
 def _read_json_object(path: Path, run_dir: Path, what: str) -> dict:
+    # A finished run's record is never discarded by --restart.
+    hint = "delete the run folder to train it again" if what == DONE else RESTART_HINT
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunError(f"{what} cannot be read ({type(exc).__name__}); delete the run folder "
-                       "to train it again", run_dir) from None
+        raise RunError(f"{what} cannot be read ({type(exc).__name__}); {hint}",
+                       run_dir) from None
     if not isinstance(payload, dict):
-        raise RunError(f"{what} is not a JSON object; delete the run folder to train it again",
-                       run_dir)
+        raise RunError(f"{what} is not a JSON object; {hint}", run_dir)
     return payload
 
 
@@ -95,7 +99,8 @@ def read_run_info(run_dir: str | os.PathLike, kind: str | tuple[str, ...] | None
 
 
 def read_done(run_dir: str | os.PathLike) -> dict:
-    """The ``done.json`` of a finished run.
+    """The ``done.json`` of a finished run (clearing a checkpoint a kill left
+    beside it).
 
     Raises:
         RunError: the run is not finished, or its done.json is damaged.
@@ -103,7 +108,11 @@ def read_done(run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     if not is_done(run_dir):
         raise RunError("holds no finished run (no done.json)", run_dir)
-    return _read_json_object(run_dir / DONE, run_dir, DONE)
+    record = _read_json_object(run_dir / DONE, run_dir, DONE)
+    # A kill between finish_run's two steps leaves the finished run's checkpoint:
+    # mere litter, cleared by whoever reads the run next.
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    return record
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
@@ -124,6 +133,15 @@ def _jsonable(value: Any) -> Any:
     """Settings as they read back from run.json (tuples as lists, numpy as Python)."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic)
                                  else v.tolist() if isinstance(v, np.ndarray) else str(v)))
+
+
+IDENTITY = ("fold", "group", "class")  # what names a run within an experiment
+
+
+def identity(info: dict | None) -> dict:
+    """The facts of ``info`` that say which run it is (fold, group, class):
+    part of a run's settings, so resuming it as another fold is refused."""
+    return {key: info[key] for key in IDENTITY if key in (info or {})}
 
 
 def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: dict | None = None,
@@ -168,10 +186,13 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
                            f"{kind!r}", run_dir)
         difference = first_difference(previous.get("settings"), settings)
         if difference:
-            raise RunError(f"was started with other settings ({difference}); resuming would "
-                           "mix two trainings: resume with the settings it was started with, "
-                           "or use a new folder", run_dir)
+            raise RunError(_other_settings(difference), run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(run_dir)  # what a killed attempt left
+    if not started:
+        # Training state without a run.json is no run's (a discard or a start
+        # that was cut short); a new run must never restore it.
+        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     if config is not None:
         from keras_lesions.config import save_config
 
@@ -179,6 +200,76 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
     if not started:
         write_json(run_dir / RUN_INFO, {**(info or {}), "kind": kind, "settings": settings})
     return started
+
+
+def check_run_folder(run_dir: str | os.PathLike, *, resume: bool = False,
+                     restart: bool = False, settings: dict | None = None) -> None:
+    """What ``start_run`` (or ``discard_unfinished``) would refuse about a
+    folder, checked before a command writes anything: an unfinished run
+    without ``resume`` or ``restart``, a damaged run.json, a folder of other
+    files, and a run started with other ``settings`` (those known before
+    the training data are loaded; ``start_run`` compares them all). A
+    finished run passes (commands report it).
+
+    Raises:
+        RunError: naming the folder and the problem.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists() or is_done(run_dir):
+        return
+    if not run_dir.is_dir():
+        raise RunError("is not a folder", run_dir)
+    if restart:
+        if not (is_started(run_dir) or (run_dir / CHECKPOINT).exists()) \
+                and any(run_dir.iterdir()):
+            raise RunError("holds files but no run (no run.json); --restart only clears run "
+                           "folders", run_dir)
+        return
+    if is_started(run_dir):
+        if not resume:
+            raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
+                           "another folder", run_dir)
+        previous = read_run_info(run_dir).get("settings") or {}
+        for key, value in (settings or {}).items():
+            difference = first_difference(previous.get(key), _jsonable(value), f"{key}.")
+            if difference:
+                raise RunError(_other_settings(difference), run_dir)
+
+
+def _other_settings(difference: str) -> str:
+    return (f"was started with other settings ({difference}); resuming would mix two "
+            "trainings: resume with the settings it was started with, or use a new folder")
+
+
+def discard_unfinished(run_dir: str | os.PathLike) -> bool:
+    """``--restart``: remove an unfinished (or damaged) run's folder so that it
+    trains again from the start. The folder is renamed away first, so a crash
+    during the removal leaves either the whole old run or none of it.
+
+    Returns:
+        Whether a run was discarded (False: no run there).
+
+    Raises:
+        RunError: a finished run (never discarded), or a folder that holds
+            other files but no run.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return False
+    if is_done(run_dir):
+        raise RunError("holds a finished run; --restart never discards finished work "
+                       "(delete the folder yourself to train it again)", run_dir)
+    if not run_dir.is_dir():
+        raise RunError("is not a folder", run_dir)
+    if not (is_started(run_dir) or (run_dir / CHECKPOINT).exists()):
+        if any(run_dir.iterdir()):
+            raise RunError("holds files but no run (no run.json); --restart only clears run "
+                           "folders", run_dir)
+        return False
+    doomed = run_dir.with_name(f".{run_dir.name}.discarded-{os.getpid()}")
+    os.replace(run_dir, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+    return True
 
 
 def finish_run(run_dir: str | os.PathLike, record: dict) -> None:

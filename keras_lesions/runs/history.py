@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from keras_lesions.io import write_text
-from keras_lesions.runs.folder import RunError
+from keras_lesions.runs.folder import RESTART_HINT, RunError
 
 HISTORY = "history.csv"
 
@@ -34,6 +34,5 @@ def read_history(path: Path, before_epoch: int | None = None) -> list[dict]:
             rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
                     for row in csv.DictReader(handle)]
     except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
-        raise RunError(f"{HISTORY} cannot be read ({type(exc).__name__}); delete the run "
-                       "folder to train it again", path.parent) from None
+        raise RunError(f"cannot be read ({type(exc).__name__}); {RESTART_HINT}", path) from None
     return rows if before_epoch is None else [r for r in rows if r["epoch"] < before_epoch]

@@ -20,17 +20,23 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.runs.folder import data_fingerprint, read_run_info, start_run
+from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
 
 KIND = "lesion_classifier"
 
 
+def classifier_config_settings(config: ExperimentConfig, seed: int) -> dict:
+    """The settings of a classifier run that its config decides: the network
+    and optimisation sections and the seed (checked before data are loaded)."""
+    return {"classifier": dataclasses.asdict(config.classifier),
+            "train": {**dataclasses.asdict(config.train), "seed": seed}}
+
+
 def classifier_settings(config: ExperimentConfig, seed: int, images: np.ndarray,
                         targets: np.ndarray) -> dict:
-    """Everything that changes a classifier run's result: the network and
-    optimisation sections, the seed, and the identity of its training data."""
-    return {"classifier": dataclasses.asdict(config.classifier),
-            "train": {**dataclasses.asdict(config.train), "seed": seed},
+    """Everything that changes a classifier run's result: the config's part,
+    and the identity of its training data."""
+    return {**classifier_config_settings(config, seed),
             "n_train": int(len(images)), "train_data": data_fingerprint(images, targets)}
 
 
@@ -91,7 +97,9 @@ def train_classifier(
     # The training-set mean is fitted here, on the training images only, and
     # stored inside the model (SubtractMean).
     mean = float(images.mean())
-    start_run(run_dir, kind=KIND, settings=classifier_settings(config, seed, images, targets),
+    start_run(run_dir, kind=KIND,
+              settings={**classifier_settings(config, seed, images, targets),
+                        **identity(run_info)},
               info={**(run_info or {}), "seed": seed, "n_train": int(len(images)),
                     "train_mean": mean},
               config=config, resume=resume)

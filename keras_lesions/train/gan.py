@@ -42,7 +42,7 @@ from keras_lesions.losses import (
 from keras_lesions.pipeline import epoch_batches
 from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_networks
 from keras_lesions.runs.folder import (
-    RunError, data_fingerprint, finish_run, is_done, read_run_info, start_run)
+    RunError, data_fingerprint, finish_run, identity, is_done, read_run_info, start_run)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -466,8 +466,8 @@ def train_gan(
     info = {**(run_info or {}), **class_info, "latent_dim": gan.latent_dim, "width": gan.width,
             "image_size": IMAGE_SIZE, "n_train": int(len(images)), "seed": gan.seed,
             "diff_augment": gan.diff_augment}
-    start_run(run_dir, kind=kind, settings=gan_settings(kind, config, images, class_ids,
-                                                        class_info),
+    start_run(run_dir, kind=kind, settings={**gan_settings(kind, config, images, class_ids,
+                                                           class_info), **identity(run_info)},
               info=info, config=config, resume=resume)
 
     keras.utils.set_random_seed(gan.seed)  # weight initialisation

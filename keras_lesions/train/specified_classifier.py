@@ -34,7 +34,7 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
-from keras_lesions.runs.folder import data_fingerprint, start_run
+from keras_lesions.runs.folder import data_fingerprint, identity, start_run
 
 # Batch of the inference passes over 128×128 images: a paper-size encoder's
 # first activations are 64 × 128 × 128 floats an image.
@@ -227,8 +227,8 @@ def train_specified_classifier(
         raise KerasLesionsError(f"training images are {canvases.size}×{canvases.size} but "
                                 f"disentangle.input_size is {d.input_size}")
     start_run(run_dir, kind="lesion_classifier",
-              settings=specified_classifier_settings(config, class_names, canvases, targets,
-                                                     validation),
+              settings={**specified_classifier_settings(config, class_names, canvases, targets,
+                                                        validation), **identity(run_info)},
               info={**(run_info or {}), "architecture": "ben-cohen-2019",
                     "class_names": list(class_names), "n_train": int(len(canvases)),
                     "n_validation": int(len(validation[1])), "seed": d.seed,

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_lesions.data.registry import MAX_IMAGE_SIDE
 from keras_lesions.errors import ImportSourceError
+
+# The most values one file may declare: a 512 x 512 x 4000 CT volume is 1.05
+# billion; beyond, the header is damaged or the file is not a CT.
+MAX_VOXELS = 2**31
 
 # Files operating systems drop into folders; they are never images.
 _OS_JUNK = {"thumbs.db", "desktop.ini"}
@@ -167,3 +172,29 @@ def check_finite(image: np.ndarray, path: Path) -> None:
     bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
     if bad:
         raise ImportSourceError(f"has {bad} NaN or infinite pixels", path)
+
+
+def check_declared_shape(shape, path: Path, what: str = "image") -> None:
+    """Refuse a header's declared shape before anything is allocated for it:
+    a few bytes of header can declare terabytes.
+
+    Args:
+        shape: the declared extents (rows, cols) or (slices, rows, cols) ...
+        path: the file, named in the error.
+        what: "image" or "volume", for the message.
+
+    Raises:
+        ImportSourceError: a non-positive extent, an image side beyond
+            ``MAX_IMAGE_SIDE``, or more than ``MAX_VOXELS`` values.
+    """
+    shape = tuple(int(s) for s in shape)
+    if not shape or min(shape) < 1:
+        raise ImportSourceError(f"declares an empty {what} of shape {shape}", path)
+    if max(shape[-2:]) > MAX_IMAGE_SIDE:
+        raise ImportSourceError(
+            f"declares a {' x '.join(map(str, shape))} {what}, beyond {MAX_IMAGE_SIDE} pixels "
+            "per side; refused before reading", path)
+    if int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
+        raise ImportSourceError(
+            f"declares a {' x '.join(map(str, shape))} {what}, more than {MAX_VOXELS:,} values; "
+            "refused before reading", path)

@@ -20,6 +20,7 @@ from keras_lesions.data.readers.base import (
     ImageData,
     ImageReader,
     VolumeGeometry,
+    check_declared_shape,
     check_finite,
     exception_line,
     squeeze_to_2d,
@@ -77,7 +78,7 @@ class DicomImageReader(ImageReader):
                 pixel data, colour, not 2-D, or NaN/infinite values.
         """
         require_ct(image, path)
-        frames = int(image.get("NumberOfFrames", 1) or 1)
+        frames = declared_int(image, "NumberOfFrames", path, 1)
         if frames > 1:
             raise ImportSourceError(
                 f"is a 3-D image ({frames} frames) where a 2-D ROI is expected", path)
@@ -122,7 +123,7 @@ class DicomVolumeReader(ImageReader):
                 raise ImportSourceError("is a folder inside a DICOM series folder; expected one "
                                         "series per folder", entry)
             dataset = read_dicom_file(entry)
-            frames = int(dataset.get("NumberOfFrames", 1) or 1)
+            frames = declared_int(dataset, "NumberOfFrames", entry, 1)
             if frames > 1:
                 raise ImportSourceError(
                     f"is a multi-frame file ({frames} frames) inside a series folder; pass it "
@@ -158,8 +159,8 @@ class DicomVolumeReader(ImageReader):
         if str(image.get("Modality", "")).upper() == "SEG":
             raise ImportSourceError("is a DICOM SEG; export the segmentation as a NIfTI label "
                                     "map or .npy mask", path)
-        if "PerFrameFunctionalGroupsSequence" in image or int(
-                image.get("NumberOfFrames", 1) or 1) > 1:
+        if "PerFrameFunctionalGroupsSequence" in image \
+                or declared_int(image, "NumberOfFrames", path, 1) > 1:
             return _dicom_enhanced(path, image, rescale=rescale)
         return _dicom_stack([(path, image)], path, rescale=rescale)
 
@@ -209,13 +210,35 @@ def dicom_pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
     """
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
         raise ImportSourceError("DICOM file holds no pixel data", path)
-    if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+    if declared_int(dataset, "SamplesPerPixel", path, 1) != 1:
         raise ImportSourceError("is a colour DICOM; expected greyscale CT", path)
+    check_declared_shape((declared_int(dataset, "NumberOfFrames", path, 1),
+                          declared_int(dataset, "Rows", path),
+                          declared_int(dataset, "Columns", path)), path)
     try:
         return dataset.pixel_array
     except _PIXEL_ERRORS as exc:
         raise ImportSourceError(f"cannot decode DICOM pixel data ({exception_line(exc, path)})",
                                 path) from None
+
+
+def declared_int(dataset: pydicom.Dataset, keyword: str, path: Path,
+                 default: int | None = None) -> int:
+    """An integer attribute of the header (Rows, NumberOfFrames ...).
+
+    Raises:
+        ImportSourceError: missing without a default, or not an integer.
+    """
+    try:
+        value = dataset.get(keyword)
+        if value in (None, ""):
+            if default is None:
+                raise ImportSourceError(f"DICOM header lacks {keyword}", path)
+            return default
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ImportSourceError(f"DICOM header has a damaged {keyword} "
+                                f"({str(dataset.get(keyword, ''))[:30]!r})", path) from None
 
 
 def frame_macro(dataset: pydicom.Dataset, index: int, name: str):
@@ -305,11 +328,12 @@ def _dicom_stack(slices: list[tuple[Path, pydicom.Dataset]], where: Path, *,
         require_ct(first, first_path)
     orientation = _orientation(first, first_path, required=len(slices) > 1)
     spacing_rc = pixel_spacing(first)
-    shape = (int(first.Rows), int(first.Columns))
+    shape = (declared_int(first, "Rows", first_path), declared_int(first, "Columns", first_path))
+    check_declared_shape((len(slices),) + shape, where, "volume")
     normal = np.cross(orientation[:3], orientation[3:])
     positions = []
     for path, dataset in slices:
-        if (int(dataset.Rows), int(dataset.Columns)) != shape:
+        if (declared_int(dataset, "Rows", path), declared_int(dataset, "Columns", path)) != shape:
             raise ImportSourceError(
                 f"has {dataset.Rows}x{dataset.Columns} pixels but {first_path.name} has "
                 f"{shape[0]}x{shape[1]}; all slices of a series must match", path)
@@ -357,7 +381,7 @@ def _dicom_enhanced(path: Path, dataset: pydicom.Dataset, *, rescale: bool) -> I
     """An Enhanced (multi-frame) DICOM: geometry and rescale per frame."""
     if rescale:
         require_ct(dataset, path)
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = declared_int(dataset, "NumberOfFrames", path, 1)
     per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
     if per_frame and len(per_frame) != frames:
         raise ImportSourceError(

@@ -13,6 +13,7 @@ from keras_lesions.data.readers.base import (
     ImageData,
     ImageReader,
     VolumeGeometry,
+    check_declared_shape,
     exception_line,
 )
 from keras_lesions.errors import ImportSourceError
@@ -77,6 +78,7 @@ class NiftiReader(ImageReader):
         Raises:
             ImportSourceError: damaged data, or not one 3-D volume.
         """
+        check_declared_shape(image.shape, path, "volume")
         try:
             # get_fdata/dataobj apply scl_slope and scl_inter the way nibabel does.
             data = image.get_fdata(dtype=np.float32) if rescale else np.asanyarray(image.dataobj)

@@ -1,6 +1,7 @@
 """PNG, TIFF and JPEG images through OpenCV, as greyscale values in [0, 1]."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ import numpy as np
 from keras_lesions.data.readers.base import (
     ImageData,
     ImageReader,
+    check_declared_shape,
     check_finite,
     exception_line,
 )
@@ -46,6 +48,8 @@ class RasterReader(ImageReader):
         except OSError as exc:
             raise ImportSourceError(f"cannot read file ({exception_line(exc, path)})",
                                     path) from None
+        if buffer.size:
+            check_declared_shape(_declared_size(path), path)
         image = _decode(cv2.imdecode, buffer, path, kind) if buffer.size else None
         if image is None:
             raise ImportSourceError(f"unreadable or corrupt {kind.upper()} image", path)
@@ -68,6 +72,32 @@ class RasterReader(ImageReader):
         if image.ndim == 3:
             image = _grey_from_channels(image, path)
         return ImageData(_normalized(image, path), "normalized", (float("nan"), float("nan")))
+
+
+def _declared_size(path: Path) -> tuple[int, int]:
+    """(rows, cols) as the file's header declares them, read without decoding.
+
+    Pillow (matplotlib's own image library) reads headers lazily; OpenCV can
+    only decode, allocating first. A header Pillow cannot parse is left to
+    OpenCV's decoder to judge (it reads formats Pillow does not).
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                cols, rows = image.size
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (179 M pixels)
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImportSourceError(
+            f"declares {pixels[1] if pixels else 'too many'} pixels; an ROI or a CT slice is "
+            "expected; refused before reading", path) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return (1, 1)
+    return rows, cols
 
 
 def _decode(decoder, buffer: np.ndarray, path: Path, kind: str):
