@@ -5,6 +5,7 @@ settings), so a later ``kl experiment`` reuses it.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -54,7 +55,9 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
     config = load(config_path, {"train.epochs": epochs, "train.seed": seed,
                                 "output_dir": output_dir})
     result = train_cnn(config, fold, group_index - 1, extra_datasets=tuple(extra),
-                       run_dir=run_dir, resume=resume, restart=restart, log=note)
+                       run_dir=run_dir, resume=resume, restart=restart, log=note,
+                       # Keras's progress bar is for a terminal, not for a log file
+                       verbose="auto" if sys.stdout.isatty() else 0)
     if result["already_done"]:
         click.echo(f"{result['run_dir']} is already finished (test accuracy on fold {fold}: "
                    f"{100 * result['accuracy']:.1f}%); finished runs are never trained again")

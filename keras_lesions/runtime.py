@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -102,14 +103,20 @@ def quiet_tensorflow_startup() -> None:
     TensorFlow is imported: a bad input then gives exactly one line.
 
     Sets ``TF_CPP_MIN_LOG_LEVEL=3`` (C++ log lines such as "failed call to
-    cuInit" on a machine without a GPU) unless the user set it, and sets
-    aside what TensorFlow's libraries print while loading. Errors still arrive
+    cuInit" on a machine without a GPU) unless the user set it, sets aside
+    what TensorFlow's libraries print while loading, and keeps TensorFlow's
+    Python logger to critical messages. Errors still arrive
     as Python exceptions; set ``TF_CPP_MIN_LOG_LEVEL=0`` to see TensorFlow's
     own log. No effect once TensorFlow is imported.
     """
     user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules or (user_level is not None and user_level < "2"):
+    if user_level is not None and user_level < "2":
+        return
+    # TensorFlow's Python logger too ("Couldn't match files for checkpoint"
+    # precedes the exception that carries the same news).
+    logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
+    if "tensorflow" in sys.modules:
         return
     if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())

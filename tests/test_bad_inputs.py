@@ -199,6 +199,12 @@ def _huge_image(h5):
                                        chunks=(64, 64))
 
 
+def _wrong_roi(h5):  # 2 GB declared, within the side limit: refused before it is read
+    del h5["images/000000/roi"]
+    h5["images/000000"].create_dataset("roi", shape=(16000, 16000), dtype="f8",
+                                       chunks=(64, 64))
+
+
 def _external_link(h5):
     del h5["images/000000/roi"]
     h5["images/000000/roi"] = h5py.ExternalLink("/etc/hostname", "/x")
@@ -362,6 +368,12 @@ CASES = [
      ["d.h5", "external link"]),
     ("dataset: external storage", dataset_file(_edit_toy(_external_storage)),
      ["d.h5", "external files"]),
+    ("dataset: class_names a dataset, not an attribute", dataset_file(_edit_toy(
+        lambda h5: (h5.attrs.__delitem__("class_names"),
+                    h5.create_dataset("class_names", data=np.arange(3))))),
+     ["d.h5", "class_names"]),
+    ("dataset: roi of another shape than its box", dataset_file(_edit_toy(_wrong_roi)),
+     ["d.h5", "P00-L0", "roi_box"]),
     ("dataset: future format version", dataset_file(_edit_toy(
         lambda h5: h5.attrs.__setitem__("format_version", 99))), ["d.h5", "version 99"]),
     ("dataset: columns of different lengths", dataset_file(_edit_toy(_short_column)),
@@ -435,6 +447,16 @@ CASES = [
         "checkpoint/epoch-1.data-00000-of-00001"), "--resume"), ["epoch-1", "--restart"]),
     ("run: empty checkpoint index", run_folder("interrupted", _write(
         "checkpoint/checkpoint", b""), "--resume"), ["checkpoint", "--restart"]),
+    ("run: checkpoint index naming missing files", run_folder("interrupted", lambda run: (
+        run / "checkpoint" / "checkpoint").write_text(
+        (run / "checkpoint" / "checkpoint").read_text().replace("epoch-1", "epoch-99")),
+        "--resume"), ["epoch-99", "--restart"]),
+    ("run: checkpoint without run.json", run_folder(
+        "interrupted", lambda run: (run / "run.json").unlink(), "--resume"),
+     ["run", "no run.json", "--restart"]),
+    ("run: run.json a folder", run_folder("interrupted", lambda run: (
+        (run / "run.json").unlink(), (run / "run.json").mkdir()), "--resume"),
+     ["run", "run.json", "--restart"]),
     ("run: corrupt history.csv", run_folder("interrupted", _write(
         "history.csv", b"epoch,loss\n0,zero\n"), "--resume"), ["history.csv"]),
     ("run: resumed as another fold", lambda tmp, work: run_folder(
@@ -450,6 +472,10 @@ CASES = [
         (tmp / "mine").mkdir(), (tmp / "mine" / "notes.txt").write_text("mine"),
         train("--fold", "0", "--run-dir", str(tmp / "mine"), "--restart")(tmp, work))[-1],
      ["mine", "no run"]),
+    ("run: experiment with a damaged run.json in its plan", lambda tmp, work: (
+        shutil.copytree(work / "interrupted", tmp / "out/tiny/runs/fold0/classifier/D_aug1/seed0"),
+        (tmp / "out/tiny/runs/fold0/classifier/D_aug1/seed0/run.json").write_text("{"),
+        config_case({})(tmp, work))[-1], ["seed0", "run.json", "--restart"]),
     ("run: evaluate over a truncated predictions.npz", finished_run_command(
         lambda run: ["evaluate", str(run.parent), "-o", str(run.parent / "report")],
         _truncate("predictions.npz")), ["predictions.npz"]),

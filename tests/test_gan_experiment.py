@@ -126,6 +126,7 @@ def test_gans_learn_only_from_training_folds(experiment):
         assert not set(synth.patient_ids) & set(dataset.patient_ids)
 
 
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_rerun_trains_nothing(dcgan_experiment):
     from keras_lesions.config import load_config
     from keras_lesions.experiments.run import describe_plan, run_experiment
@@ -140,6 +141,7 @@ def test_rerun_trains_nothing(dcgan_experiment):
     assert "pending" not in listing.split("runs:")[0] and "blocked" not in listing.split("runs:")[0]
 
 
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_dcgan_experiment_chooses_the_base_group_and_keys_gans_by_it(dcgan_experiment):
     out, result = dcgan_experiment["out"], dcgan_experiment["result"]
     choice = json.loads((out / "choices" / "D_aug-optimal.json").read_text())
@@ -160,6 +162,7 @@ def _generator(experiment, name, fold):
     return _run_dir(experiment["out"], f"fold{fold}/gan/dcgan-{name}/base-{base}/seed0")
 
 
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_synthesize_then_train_cnn_with_it(dcgan_experiment, tmp_path):
     experiment = dcgan_experiment
     generator = _generator(experiment, "hemangioma", 1)
@@ -180,6 +183,7 @@ def test_synthesize_then_train_cnn_with_it(dcgan_experiment, tmp_path):
     (["train-gan", "--class", "lymphoma"], "unknown class 'lymphoma'"),
     (["synthesize", "--n", "0"], "--n must be a positive number"),
 ])
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_bad_gan_input(dcgan_experiment, args, fragment, tmp_path):
     experiment = dcgan_experiment
     if args[0] == "synthesize":
@@ -193,6 +197,7 @@ def test_bad_gan_input(dcgan_experiment, args, fragment, tmp_path):
     assert line.startswith("kl: error:") and fragment in line
 
 
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_synthesize_refuses_a_classifier_run(dcgan_experiment, tmp_path):
     classifier_run = _run_dir(dcgan_experiment["out"], "fold0/classifier/D_aug1/seed0")
     result = run("synthesize", "--generator", classifier_run, "--n", 3, "--out", tmp_path / "s.h5")
@@ -200,6 +205,7 @@ def test_synthesize_refuses_a_classifier_run(dcgan_experiment, tmp_path):
     assert not (tmp_path / "s.h5").exists()
 
 
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_synthetic_set_of_another_fold_is_refused(dcgan_experiment, tmp_path):
     """A fold-1 generator learned from fold 0's lesions: it must not augment fold 0."""
     experiment = dcgan_experiment

@@ -151,3 +151,22 @@ def test_nothing_imports_a_trainer_for_run_folder_rules():
         sorted(importers_of_trainers)
     runs = {m for m in graph if m.startswith("keras_lesions.runs")}
     assert runs and not any(graph[m] & trainers for m in runs)
+
+
+def test_the_cli_and_planning_import_no_tensorflow():
+    """Loading the command line, configs and plans costs no TensorFlow start-up
+    (about 7 s and 0.7 GB): a bad config or option is refused at once, and an
+    executor's driver leaves the GPU to its workers."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import keras_lesions_cli.main, keras_lesions.experiments.manual\n"
+            "import keras_lesions.experiments.run, keras_lesions.experiments.executors\n"
+            "from keras_lesions.config import load_config\n"
+            "load_config(None)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

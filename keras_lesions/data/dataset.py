@@ -52,6 +52,8 @@ INTENSITY_UNITS = ("HU", "normalized")
 # What a file may declare before anything is allocated: lesions per dataset,
 # pixels per image side (the importers' limit, registry.MAX_IMAGE_SIDE).
 MAX_LESIONS = 10_000_000
+REQUIRED_ATTRS = ("format_version", "class_names", "intensity_unit", "window_level",
+                  "window_width", "input_size")
 # How a lesion's diameter was obtained: measured on its mask, given in a CSV,
 # estimated from the ROI size (the ROI holds the lesion plus a margin), or known
 # by construction (phantoms).
@@ -415,6 +417,9 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
     if "format_version" not in h5.attrs or "table" not in h5:
         raise DatasetError("is HDF5 but not a keras-lesions dataset (no format_version/table)",
                            path)
+    missing_attrs = [name for name in REQUIRED_ATTRS if name not in h5.attrs]
+    if missing_attrs:
+        raise DatasetError(f"lacks the attribute {missing_attrs[0]!r} of the format", path)
     version = int(h5.attrs["format_version"])
     if version != FORMAT_VERSION:
         raise DatasetError(
@@ -449,6 +454,17 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
             def image(name):
                 return read_array(group[name], DatasetError, path, ndim=2, max_side=MAX_IMAGE_SIDE)
 
+            # Shapes the table fixes, checked before any pixel is read.
+            roi_shape = (roi_box[2] - roi_box[0], roi_box[3] - roi_box[1])
+            if group["roi"].shape != roi_shape:
+                raise DatasetError(f"lesion {cols['lesion_id'][i]!r}: roi shape "
+                                   f"{group['roi'].shape} differs from its roi_box {roi_shape}",
+                                   path)
+            if has_context and bool(cols["has_mask"][i]) \
+                    and group["mask"].shape != group["context"].shape:
+                raise DatasetError(f"lesion {cols['lesion_id'][i]!r}: mask shape "
+                                   f"{group['mask'].shape} differs from its context "
+                                   f"{group['context'].shape}", path)
             roi = image("roi").astype(np.float32)
             context = image("context").astype(np.float32) if has_context else roi
             if bool(cols["has_mask"][i]):

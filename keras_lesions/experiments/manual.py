@@ -22,7 +22,6 @@ from keras_lesions.experiments.plan import RunSpec
 from keras_lesions.experiments.registry import open_for
 from keras_lesions.runs.folder import (
     RunError, discard_unfinished, is_done, read_done, read_run_info)
-from keras_lesions.train.disentangle import train_disentangle
 
 
 def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
@@ -181,6 +180,8 @@ def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resum
     exp.record()
     if restart and discard_unfinished(run_dir):
         log(f"{run_dir}: discarded its unfinished training (--restart)")
+    from keras_lesions.train.disentangle import train_disentangle
+
     result = train_disentangle(exp.dataset, exp.dataset_path, fold, config, run_dir,
                                resume=resume, log=log, progress=progress)
     return {**result, "run_dir": run_dir, "already_done": False}

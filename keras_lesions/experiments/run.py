@@ -8,7 +8,7 @@ from keras_lesions.experiments.executors import (
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import DONE, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
-from keras_lesions.runs.folder import discard_unfinished, is_done
+from keras_lesions.runs.folder import check_run_folder, discard_unfinished, is_done
 
 
 def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None = None,
@@ -40,13 +40,10 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
     kind = kind_of(config)
     executor = executor or SequentialExecutor()
     ctx = StepContext(log=log, progress=progress, verbose=verbose)
+    plan = kind.plan(exp)
+    # Refused before anything is written: an unknown id or one still waiting,
+    # a damaged run folder.
     if only is not None:
-        kind.plan(exp).get(only)  # an unknown id: refused before anything is written
-    exp.record()
-    if restart:
-        discard_unfinished_runs(exp, kind.plan(exp), only, log)
-    if only is not None:
-        plan = kind.plan(exp)
         spec = plan.get(only)
         states = plan.states(exp.layout.root)
         waiting = [d for d in spec.depends_on if states[d] != DONE]
@@ -54,7 +51,14 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
             raise PlanError(f"run {only!r} needs {len(waiting)} run(s) not done yet, such as "
                             f"{waiting[0]!r}: run them first (or the whole experiment)",
                             exp.layout.root)
-        if states[only] == DONE:
+    for spec in [plan.get(only)] if only is not None else plan.specs:
+        if not restart and not spec.is_done(exp.layout.root):
+            check_run_folder(exp.layout.run_dir(spec.id), resume=True)
+    exp.record()
+    if restart:
+        discard_unfinished_runs(exp, plan, only, log)
+    if only is not None:
+        if plan.get(only).is_done(exp.layout.root):
             log(f"{only} is already done; finished runs are never run again")
         else:
             executor.run(exp, kind, ctx, allowed={only})

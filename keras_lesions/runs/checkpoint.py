@@ -92,12 +92,15 @@ def check_resumable(run_dir: str | os.PathLike, *, resume: bool = False, restart
     if not directory.is_dir():
         return
     try:
-        latest = tf.train.latest_checkpoint(str(directory))
+        # The index's own word, not latest_checkpoint's: that one passes over an
+        # index naming missing files, which the restore would then fail on.
+        state = tf.train.get_checkpoint_state(str(directory))
     except _DAMAGED as exc:
         raise RunError(f"this checkpoint index cannot be read ({type(exc).__name__}); "
                        f"{RESTART_HINT}", directory / "checkpoint") from None
-    if latest is None:
+    if state is None or not state.model_checkpoint_path:
         return
+    latest = state.model_checkpoint_path
     try:
         reader = tf.train.load_checkpoint(latest)
         for name in reader.get_variable_to_shape_map():

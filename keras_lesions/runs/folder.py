@@ -50,7 +50,7 @@ def is_done(run_dir: str | os.PathLike) -> bool:
 
 def is_started(run_dir: str | os.PathLike) -> bool:
     """Whether a run was started in the folder (its ``run.json`` exists)."""
-    return (Path(run_dir) / RUN_INFO).is_file()
+    return (Path(run_dir) / RUN_INFO).exists()
 
 
 def read_json_record(path: str | os.PathLike, where: str | os.PathLike | None = None) -> dict:
@@ -187,12 +187,13 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
         difference = first_difference(previous.get("settings"), settings)
         if difference:
             raise RunError(_other_settings(difference), run_dir)
+    if not started and (run_dir / CHECKPOINT).exists():
+        # run.json is written before the first checkpoint: training state without
+        # it is damage, never a run to restore into a new one (nor to delete).
+        raise RunError(f"holds a checkpoint but no {RUN_INFO}, so it cannot be resumed; "
+                       f"{RESTART_HINT}", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(run_dir)  # what a killed attempt left
-    if not started:
-        # Training state without a run.json is no run's (a discard or a start
-        # that was cut short); a new run must never restore it.
-        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     if config is not None:
         from keras_lesions.config import save_config
 
@@ -225,6 +226,9 @@ def check_run_folder(run_dir: str | os.PathLike, *, resume: bool = False,
             raise RunError("holds files but no run (no run.json); --restart only clears run "
                            "folders", run_dir)
         return
+    if not is_started(run_dir) and (run_dir / CHECKPOINT).exists():
+        raise RunError(f"holds a checkpoint but no {RUN_INFO}, so it cannot be resumed; "
+                       f"{RESTART_HINT}", run_dir)
     if is_started(run_dir):
         if not resume:
             raise RunError("holds an unfinished run: pass --resume to continue it, or choose "

@@ -43,13 +43,12 @@ class RasterReader(ImageReader):
                 OpenCV, or a multi-page TIFF.
         """
         kind = RASTER_SUFFIXES[path.suffix.lower()]
+        check_declared_shape(_declared_size(path), path)
         try:
             buffer = np.fromfile(path, dtype=np.uint8)
         except OSError as exc:
             raise ImportSourceError(f"cannot read file ({exception_line(exc, path)})",
                                     path) from None
-        if buffer.size:
-            check_declared_shape(_declared_size(path), path)
         image = _decode(cv2.imdecode, buffer, path, kind) if buffer.size else None
         if image is None:
             raise ImportSourceError(f"unreadable or corrupt {kind.upper()} image", path)
