@@ -466,6 +466,9 @@ CASES = [
         "interrupted", _nothing, "--resume",
         config={"train": {**TINY["train"], "learning_rate": 0.01}}),
      ["train.learning_rate"]),
+    ("run: finished run asked for with other extra data", lambda tmp, work: run_folder(
+        "finished", _nothing, "--extra", str(work / "toy.h5"))(tmp, work),
+     ["run", "other extra datasets"]),
     ("run: unfinished without --resume", run_folder("interrupted", _nothing),
      ["run", "--resume"]),
     ("run: --restart of a folder holding no run", lambda tmp, work: (

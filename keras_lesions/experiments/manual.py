@@ -70,7 +70,12 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
     spec = classic.classifier_spec(exp, fold, group_index, seed, group=group, additions=additions)
     run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(spec.id)
     if is_done(run_dir):
-        read_run_info(run_dir, kind="lesion_classifier")  # another kind of run: one line
+        info = read_run_info(run_dir, kind="lesion_classifier")  # another kind: one line
+        if info.get("additions", []) != list(additions):
+            recorded = ", ".join(a.get("path", "?") for a in info.get("additions", [])) or "none"
+            raise RunError(f"holds a finished run trained with other extra datasets "
+                           f"({recorded}); the run id comes from the files' names: rename "
+                           "the file or pass --run-dir", run_dir)
         accuracy = read_done(run_dir).get("test_accuracy")
         if not isinstance(accuracy, float):
             raise RunError("done.json records no test accuracy; delete the run folder to train "
