@@ -122,6 +122,7 @@ def note(message: str) -> None:
 
 
 CONFIG = click.Path(dir_okay=False, path_type=Path)
+SEED = click.IntRange(0, 2**31 - 1)  # what numpy and TensorFlow both take (config.MAX_SEED)
 RUN = click.Path(file_okay=False, path_type=Path)
 
 

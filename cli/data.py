@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from keras_lesions_cli.common import command_line, note, progress_bar
+from keras_lesions_cli.common import SEED, command_line, note, progress_bar
 
 H5_PATH = click.Path(dir_okay=False, path_type=Path)
 
@@ -29,7 +29,7 @@ def data_group():
               help="Mirror this paper's dataset: 182 lesions in 3 classes at 64x64 "
                    "(frid-adar-2018) or 239 in 4 classes with healthy tissue at 128x128 "
                    "(ben-cohen-2019).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Same seed, same dataset, bit for bit.")
 @click.option("--difficulty", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="How much metastases and hemangiomas overlap (0 textbook, 1 hard; "
@@ -142,7 +142,7 @@ def check_command(dataset_path, k, strict):
               help="PNG file to write.")
 @click.option("--per-class", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Samples shown per class.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which samples are shown.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which samples are shown.")
 def preview_command(dataset_path, out, per_class, seed):
     """Write a labelled grid of sample ROIs per class (PNG), windowed as the
     networks see them."""
@@ -158,7 +158,7 @@ def preview_command(dataset_path, out, per_class, seed):
 @click.argument("dataset_path", metavar="DATASET", type=H5_PATH)
 @click.option("--k", type=click.IntRange(min=2), default=3, show_default=True,
               help="Number of folds (the papers use 3).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Same seed, same assignment.")
 def folds_command(dataset_path, k, seed):
     """Store a patient-level, class-stratified k-fold split inside DATASET.

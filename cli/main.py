@@ -7,15 +7,9 @@ import click
 
 from keras_lesions.runtime import quiet_tensorflow_startup, raise_on_sigterm
 
-# Before anything imports TensorFlow: its start-up chatter is not for the user
-# of a command line (a bad input gives one line), and SIGTERM undoes a write
-# in progress as Ctrl-C does.
-quiet_tensorflow_startup()
-raise_on_sigterm()
-
 from keras_lesions import __version__
 from keras_lesions_cli import experiment, models, synth, train
-from keras_lesions_cli.common import KLGroup, ProgressBars, command_line, note
+from keras_lesions_cli.common import SEED, KLGroup, ProgressBars, command_line, note
 from keras_lesions_cli.data import data_group
 
 
@@ -42,7 +36,7 @@ for family in (experiment, train, synth, models):
 @cli.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("kl-demo"), show_default=True, help="Folder for everything it makes.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Phantom and fold seed (same seed, same dataset and split).")
 @click.option("--config", "config_path", default="configs/frid-adar-2018-gan-quick.yaml",
               show_default=True, help="Experiment config (the quick CPU one by default).")
@@ -102,6 +96,12 @@ def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture, 
 
 
 def main():
+    """The ``kl`` entry point. Before anything imports TensorFlow: its start-up
+    chatter is not for the user of a command line (a bad input gives one
+    line), and SIGTERM undoes a write in progress as Ctrl-C does. (Set here,
+    not on import, so that importing the CLI changes no process state.)"""
+    quiet_tensorflow_startup()
+    raise_on_sigterm()
     cli(prog_name="kl")
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from keras_lesions_cli.common import RUN, command_line, note
+from keras_lesions_cli.common import RUN, SEED, command_line, note
 
 H5 = click.Path(dir_okay=False, path_type=Path)
 
@@ -16,7 +16,7 @@ H5 = click.Path(dir_okay=False, path_type=Path)
 @click.option("--n", type=int, required=True,
               help="Lesions per DCGAN, or per class for an ACGAN.")
 @click.option("--out", type=H5, required=True, help="Dataset file (.h5) to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same lesions.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Same seed, same lesions.")
 def synthesize_command(generators, n, out, seed):
     """Write synthetic lesions as a dataset (.h5) that `kl train-cnn --extra` takes.
 
@@ -52,7 +52,7 @@ def swap_command(run_dir, x_id, y_ids, dataset_path, out):
               help="'random' (proportions uniform on the simplex) or the share in (0, 1] the "
                    "image keeps of its own c.")
 @click.option("--n", "count", type=int, required=True, help="Number of mixed images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Proportions and order.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Proportions and order.")
 @click.option("--dataset", "dataset_path", type=H5,
               help="Dataset the run was trained on (default: the one its run.json names).")
 @click.option("--out", type=H5, required=True,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from keras_lesions_cli.common import RUN, ProgressBars, config_option, load, note, output_dir_option
+from keras_lesions_cli.common import (
+    RUN, SEED, ProgressBars, config_option, load, note, output_dir_option)
 
 GAN_CONFIG = "configs/frid-adar-2018-gan-quick.yaml"
 resume_option = click.option("--resume", is_flag=True,
@@ -34,7 +35,7 @@ def _one_of(resume: bool, restart: bool) -> None:
                    "paper's list, the original ROIs only).")
 @click.option("--extra", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
               help="Extra training dataset (.h5), e.g. synthetic lesions; repeatable.")
-@click.option("--seed", type=int, help="Overrides train.seed.")
+@click.option("--seed", type=SEED, help="Overrides train.seed.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Overrides train.epochs.")
 @click.option("--run-dir", type=RUN,
               help="Run folder (default: OUTPUT_DIR/NAME/runs/fold<k>/classifier/<group>/"

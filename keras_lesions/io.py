@@ -4,20 +4,23 @@ Everything the library writes goes through :func:`atomic_path`: a temporary
 file beside the target, renamed over it only once complete, so a crash or a
 kill never leaves a half-written file under the real name.
 
-A temporary file is named ``.TARGET.<pid>-<random>.tmp<suffix>``. An exception
-(Ctrl-C, or SIGTERM, which the ``kl`` command turns into one) removes it; a
-SIGKILL cannot be caught, so the next write of the same target, and the start
-of a run in a folder (``sweep_stale_temporaries``), remove the temporaries of
-processes that no longer exist. Outputs get the modes the user's umask gives
+A temporary file is named ``.TARGET.<host>-<pid>-<random>.tmp<suffix>`` (host:
+a short hash of the host name, since a folder may be shared by the nodes of a
+cluster). An exception (Ctrl-C, or SIGTERM, which the ``kl`` command turns
+into one) removes it; a SIGKILL cannot be caught, so the next write of the
+same target, and the start of a run in a folder (``sweep_stale_temporaries``),
+remove the temporaries of this host's processes that no longer exist. Outputs get the modes the user's umask gives
 (``mkstemp`` alone would make them 0600).
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +28,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[^.]+\.tmp[^/]*$")
+_TEMPORARY = re.compile(
+    r"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^.]+\.tmp[^/]*$")
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _umask() -> int:
@@ -41,7 +46,11 @@ def _umask() -> int:
     return 0o022
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int, host: str = HOST) -> bool:
+    """Whether process ``pid`` of ``host`` (``HOST`` or a host name) still
+    runs; a process of another host is taken as alive (it cannot be asked)."""
+    if host not in (HOST, socket.gethostname()):
+        return True
     if pid == os.getpid():
         return True
     try:
@@ -51,6 +60,13 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def temporary_name(target: str, tag: str = "") -> str:
+    """A name beside ``target`` that :func:`sweep_stale_temporaries` knows as
+    this process's (a random part is added by ``mkstemp``; ``tag`` replaces
+    it for a fixed name)."""
+    return f".{target}.{HOST}-{os.getpid()}-{tag}"
 
 
 def temporary_target(path: str | os.PathLike) -> Path | None:
@@ -78,7 +94,7 @@ def sweep_stale_temporaries(folder: str | os.PathLike, target: str | None = None
     for path in candidates:
         found = _TEMPORARY.match(path.name)
         if found and (target is None or found["target"] == target) \
-                and not _process_alive(int(found["pid"])):
+                and not process_alive(int(found["pid"]), found["host"]):
             try:
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -106,7 +122,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale_temporaries(target.parent, target.name)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-",
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target.name),
                                         suffix=f".tmp{suffix}", dir=target.parent)
         os.close(fd)
     except OSError as exc:

@@ -85,7 +85,7 @@ class _QuietLoader(importlib.abc.Loader):
             os.dup2(captured.fileno(), 2)
             try:
                 self.loader.exec_module(module)
-            except BaseException:
+            except Exception:  # a broken install: what TensorFlow said is the clue
                 os.dup2(saved, 2)
                 captured.seek(0)
                 sys.stderr.write(captured.read().decode(errors="replace"))
@@ -111,8 +111,8 @@ def quiet_tensorflow_startup() -> None:
     """
     user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if user_level is not None and user_level < "2":
-        return
+    if user_level is not None and user_level.strip() in ("0", "1"):
+        return  # the user asked for TensorFlow's log
     # TensorFlow's Python logger too ("Couldn't match files for checkpoint"
     # precedes the exception that carries the same news).
     logging.getLogger("tensorflow").setLevel(logging.CRITICAL)

@@ -67,7 +67,14 @@ def install(point: str) -> None:
             return original(self)
         manager._record_state = record
     elif name == "sweep":
-        tf.train.CheckpointManager._sweep = _kill_on(count, tf.train.CheckpointManager._sweep)
+        sweep, calls = tf.train.CheckpointManager._sweep, {"n": 0}
+
+        def killing_sweep(self):  # the index moved, the previous epoch's files still there
+            calls["n"] += 1
+            if calls["n"] == count:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return sweep(self)
+        tf.train.CheckpointManager._sweep = killing_sweep
     elif name == "network":
         replace = io.os.replace
         calls = {"n": 0}
@@ -118,10 +125,10 @@ def train(trainer: str, work: Path, run_dir: Path) -> None:
     import numpy as np
 
     from keras_lesions.config import load_config
-    from keras_lesions.runs.folder import finish_run, is_done, is_started, read_done
+    from keras_lesions.runs.folder import finish_run, is_done, is_started, tidy_finished
 
     if is_done(run_dir):
-        read_done(run_dir)  # a finished run: only its leftovers are tidied
+        tidy_finished(run_dir)  # as a training command does on meeting a finished run
         return
     resume = is_started(run_dir)
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ quiet start-up of a real process is checked once, in a subprocess.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -532,3 +533,70 @@ def test_a_real_process_prints_one_line_and_no_tensorflow_chatter(tmp_path, work
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith("kl: error: ") and "model.keras" in lines[0]
     assert not (tmp_path / "served").exists()
+
+
+def _invoke(argv):
+    return CliRunner().invoke(cli, [str(a) for a in argv])
+
+
+def test_restart_trains_a_damaged_run_again_and_never_touches_finished_or_foreign_work(
+        tmp_path, work):
+    config = write_yaml(tmp_path / "c.yaml", {**TINY, "output_dir": str(tmp_path / "out"),
+                                              "data": {"dataset": str(work / "toy.h5")}})
+    train = ["train-cnn", "--config", config, "--fold", "0", "--run-dir"]
+    damaged = tmp_path / "damaged"
+    shutil.copytree(work / "interrupted", damaged)
+    _truncate("checkpoint/epoch-1.data-00000-of-00001")(damaged)
+    result = _invoke([*train, damaged, "--restart"])
+    assert result.exit_code == 0, result.output
+    assert "discarded its unfinished training" in result.stderr
+    assert (damaged / "done.json").is_file() and not (damaged / "checkpoint").exists()
+    assert len((damaged / "history.csv").read_text().splitlines()) == 1 + TINY["train"]["epochs"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    finished = tmp_path / "finished"
+    shutil.copytree(work / "finished", finished)
+    before = snapshot(finished)
+    result = _invoke([*train, finished, "--restart"])
+    assert result.exit_code == 0 and "already finished" in result.output, result.output
+    assert snapshot(finished) == before
+
+    foreign = tmp_path / "my_tf_model"  # TensorFlow's own checkpoint layout
+    foreign.mkdir()
+    (foreign / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    (foreign / "ckpt-1.index").write_bytes(b"\0" * 8)
+    result = _invoke([*train, foreign, "--restart"])
+    assert result.exit_code == 1 and "no run" in result.stderr, result.output
+    (foreign / "checkpoint").unlink()  # with names a run folder has, and one it has not
+    (foreign / "checkpoint").mkdir()
+    (foreign / "run.json").write_text("{}")
+    before = snapshot(foreign)
+    result = _invoke([*train, foreign, "--restart"])
+    assert result.exit_code == 1 and "'ckpt-1.index'" in result.stderr, result.output
+    assert snapshot(foreign) == before
+
+
+def test_a_run_another_process_trains_is_neither_resumed_nor_restarted(tmp_path, work):
+    config = write_yaml(tmp_path / "c.yaml", {**TINY, "output_dir": str(tmp_path / "out"),
+                                              "data": {"dataset": str(work / "toy.h5")}})
+    run = tmp_path / "run"
+    shutil.copytree(work / "interrupted", run)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        (run / ".training.json").write_text(json.dumps({"pid": other.pid,
+                                                        "host": socket.gethostname()}))
+        before = snapshot(tmp_path)
+        for flag in ("--resume", "--restart"):
+            result = _invoke(["train-cnn", "--config", config, "--fold", "0", "--run-dir", run,
+                              flag])
+            assert result.exit_code == 1, result.output
+            assert f"being trained by process {other.pid}" in result.stderr, result.stderr
+        assert snapshot(tmp_path) == before
+    finally:
+        other.kill()
+        other.wait()
+    result = _invoke(["train-cnn", "--config", config, "--fold", "0", "--run-dir", run,
+                      "--resume"])  # its trainer is gone: the run resumes
+    assert result.exit_code == 0, result.output

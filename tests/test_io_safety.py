@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_lesions.io import atomic_path, sweep_stale_temporaries, temporary_target, write_text
+from keras_lesions.io import (
+    HOST, atomic_path, sweep_stale_temporaries, temporary_target, write_text)
 
 
 def test_outputs_get_the_modes_of_the_umask(tmp_path):
@@ -35,19 +36,22 @@ def _dead_pid() -> int:
 
 def test_a_killed_writers_temporary_is_swept_by_the_next_write(tmp_path):
     dead = _dead_pid()
-    stale = tmp_path / f".data.h5.{dead}-abcd1234.tmp"
+    stale = tmp_path / f".data.h5.{HOST}-{dead}-abcd1234.tmp"
     stale.write_bytes(b"half")
-    alive = tmp_path / f".data.h5.{os.getppid()}-efgh5678.tmp"  # a live writer: kept
+    alive = tmp_path / f".data.h5.{HOST}-{os.getppid()}-efgh5678.tmp"  # a live writer: kept
     alive.write_bytes(b"busy")
-    other = tmp_path / f".other.h5.{dead}-ijkl9012.tmp"
+    elsewhere = tmp_path / f".data.h5.0badc0de-{dead}-mnop3456.tmp"  # another host's: kept
+    elsewhere.write_bytes(b"busy")
+    other = tmp_path / f".other.h5.{HOST}-{dead}-ijkl9012.tmp"
     other.write_bytes(b"half")
     assert temporary_target(stale) == tmp_path / "data.h5"
     assert temporary_target(tmp_path / "data.h5") is None
 
     write_text(tmp_path / "data.h5", "complete")
-    assert not stale.exists() and alive.exists() and other.exists()
+    assert not stale.exists() and alive.exists() and elsewhere.exists() and other.exists()
     assert sweep_stale_temporaries(tmp_path) == [other]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "data.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, elsewhere.name,
+                                                                  "data.h5"])
 
 
 def test_an_error_inside_names_the_target_not_the_temporary(tmp_path):
@@ -71,12 +75,11 @@ def test_sigterm_during_a_dataset_write_leaves_nothing(tmp_path):
                                text=True)
     seen = None
     while process.poll() is None:
-        if glob.glob(str(tmp_path / ".p.h5.*")):
-            seen = seen or time.monotonic()
-            if time.monotonic() - seen > 0.05:  # well inside the write
-                process.send_signal(signal.SIGTERM)
-                break
-        time.sleep(0.005)
+        if glob.glob(str(tmp_path / ".p.h5.*")):  # the write has begun
+            seen = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.002)
     stderr = process.communicate(timeout=120)[1]
     assert seen is not None, "the write was never seen"
     assert process.returncode == 143, stderr

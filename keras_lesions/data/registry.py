@@ -13,13 +13,14 @@ from dataclasses import dataclass
 # stores its own ordered subset; label i means dataset.class_names[i].
 CLASS_NAMES: tuple[str, ...] = ("cyst", "metastasis", "hemangioma", "healthy")
 
-# Display window for portal-venous liver CT: W400/L50, i.e. [-150, 250] HU
-# (PHANTOMS.md §3 step 7, Radiopaedia "Windowing"). A liver window W150/L30
-# would saturate enhanced parenchyma near 110 HU.
 # The largest image side the project reads or writes, in pixels: an ROI, a
 # context crop or a whole CT slice (512 to 1024; 16384 leaves room for micro-CT
 # and scanned films), checked before anything is decoded.
 MAX_IMAGE_SIDE = 16384
+
+# Display window for portal-venous liver CT: W400/L50, i.e. [-150, 250] HU
+# (PHANTOMS.md §3 step 7, Radiopaedia "Windowing"). A liver window W150/L30
+# would saturate enhanced parenchyma near 110 HU.
 DEFAULT_WINDOW_LEVEL: float = 50.0
 DEFAULT_WINDOW_WIDTH: float = 400.0
 

@@ -35,7 +35,7 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.plan import DONE, PENDING, PlanError, RunSpec
-from keras_lesions.io import write_json
+from keras_lesions.io import process_alive, write_json
 
 DEFAULT_RETRIES = 2
 
@@ -54,15 +54,10 @@ def _marker(exp: Experiment, spec: RunSpec):
 def _alive(marker: dict) -> bool:
     """Whether the process a marker names still runs (on this host; a marker of
     another host is taken as alive)."""
-    if marker.get("host") != socket.gethostname():
-        return True
     try:
-        os.kill(int(marker["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return process_alive(int(marker["pid"]), str(marker.get("host")))
+    except (KeyError, TypeError, ValueError):
+        return False  # a damaged marker: no process to wait for
 
 
 def executing_runs(exp: Experiment) -> dict[str, str]:

@@ -7,6 +7,7 @@ would refuse.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from keras_lesions.config import ExperimentConfig
@@ -21,7 +22,7 @@ from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import RunSpec
 from keras_lesions.experiments.registry import open_for
 from keras_lesions.runs.folder import (
-    RunError, discard_unfinished, is_done, read_done, read_run_info)
+    RunError, discard_unfinished, is_done, read_done, read_run_info, tidy_finished)
 
 
 def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
@@ -77,6 +78,7 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
                            f"({recorded}); the run id comes from the files' names: rename "
                            "the file or pass --run-dir", run_dir)
         accuracy = read_done(run_dir).get("test_accuracy")
+        tidy_finished(run_dir)
         if not isinstance(accuracy, float):
             raise RunError("done.json records no test accuracy; delete the run folder to train "
                            "it again", run_dir)
@@ -112,8 +114,6 @@ def train_gans(config: ExperimentConfig, folds=None, classes=(), acgan: bool = F
     ids = gan.gan_runs(exp, folds if folds is not None else config.evaluate.folds, classes, acgan)
     ctx = StepContext(log=log, progress=progress, resume=resume)
     the_plan = gan.plan(exp)
-    from dataclasses import asdict
-
     from keras_lesions.runs.checkpoint import check_resumable
 
     for run_id in ids:
@@ -142,17 +142,18 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
     folds = list(folds) if folds is not None else list(config.evaluate.folds)
     b = gan.base_index(exp)
     gans = gan.gan_runs(exp, folds, acgan=True)
-    records = []
-    for fold, gan_run in zip(folds, gans):
+    for gan_run in gans:  # every fold's ACGAN before anything is written
         if not is_done(exp.layout.run_dir(gan_run)):
             raise RunError("holds no finished ACGAN: train it with kl train-acgan",
                            exp.layout.run_dir(gan_run))
+    exp.record()
+    records = []
+    for fold, gan_run in zip(folds, gans):
         spec = RunSpec(id=gan.discriminator_id(fold, group_name(b)),
                        step="acgan-discriminator", params={"fold": fold, "gan": gan_run})
         if not is_done(exp.layout.run_dir(spec.id)):
             gan.acgan_discriminator_step(exp, spec, StepContext())
         records.append(run_record(exp.layout.run_dir(spec.id)))
-    exp.record()
     result = summarize_predictions(records, exp.class_names)
     write_summary(result, exp.layout.report, "ACGAN_discriminator",
                   "ACGAN discriminator as the classifier (Table 5, last row)")
@@ -173,11 +174,10 @@ def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resum
         mixture.disentangle_id(fold, config.disentangle.seed))
     if is_done(run_dir):
         done = read_done(run_dir)
+        tidy_finished(run_dir)
         return {"run_dir": run_dir, "already_done": True,
                 "baseline_accuracy": done.get("baseline_accuracy"),
                 "metrics": done.get("metrics", {})}
-    from dataclasses import asdict
-
     from keras_lesions.runs.checkpoint import check_resumable
 
     check_resumable(run_dir, resume=resume, restart=restart,

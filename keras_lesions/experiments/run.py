@@ -8,7 +8,8 @@ from keras_lesions.experiments.executors import (
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import DONE, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
-from keras_lesions.runs.folder import check_run_folder, discard_unfinished, is_done
+from keras_lesions.runs.folder import (
+    check_run_folder, discard_unfinished, is_done, tidy_finished)
 
 
 def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None = None,
@@ -51,10 +52,18 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
             raise PlanError(f"run {only!r} needs {len(waiting)} run(s) not done yet, such as "
                             f"{waiting[0]!r}: run them first (or the whole experiment)",
                             exp.layout.root)
+    running = executing_runs(exp)
     for spec in [plan.get(only)] if only is not None else plan.specs:
-        if not restart and not spec.is_done(exp.layout.root):
-            check_run_folder(exp.layout.run_dir(spec.id), resume=True)
+        run_dir = exp.layout.run_dir(spec.id)
+        if spec.is_done(exp.layout.root):
+            continue
+        if restart and spec.id in running:
+            raise ExecutionError(f"run {spec.id} is being run by {running[spec.id]}; it cannot "
+                                 "be restarted now", exp.layout.root)
+        check_run_folder(run_dir, resume=True, restart=restart)
     exp.record()
+    for spec in plan.specs:  # what a kill right after a run finished left
+        tidy_finished(exp.layout.run_dir(spec.id))
     if restart:
         discard_unfinished_runs(exp, plan, only, log)
     if only is not None:
@@ -69,18 +78,14 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
 
 def discard_unfinished_runs(exp, plan, only: str | None, log: Log) -> list[str]:
     """``--restart``: remove the folders of the plan's unfinished runs (or of
-    ``only``) so they train from the start; refused for a run that a live
-    process is running."""
-    running = executing_runs(exp)
+    ``only``) so they train from the start (each checked beforehand by
+    ``run_experiment``, running ones refused)."""
     ids = [plan.get(only).id] if only is not None else [s.id for s in plan.specs]
     discarded = []
     for run_id in ids:
         run_dir = exp.layout.run_dir(run_id)
         if not run_dir.exists() or is_done(run_dir):
             continue
-        if run_id in running:
-            raise ExecutionError(f"run {run_id} is being run by {running[run_id]}; it cannot be "
-                                 "restarted now", exp.layout.root)
         if discard_unfinished(run_dir):
             log(f"{run_id}: discarded its unfinished training (--restart)")
             discarded.append(run_id)

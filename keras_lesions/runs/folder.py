@@ -23,20 +23,24 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.io import sweep_stale_temporaries, write_json
+from keras_lesions.io import (
+    process_alive, sweep_stale_temporaries, temporary_name, temporary_target, write_json)
 
 RUN_INFO = "run.json"
 DONE = "done.json"
 CHECKPOINT = "checkpoint"
+TRAINING = ".training.json"  # the process training in the folder (pid, host)
 # What to do about a damaged run folder. A finished run is never discarded by
 # --restart (its done.json is the record of the work); delete it by hand.
-RESTART_HINT = "pass --restart to train this run again from the start"
+RESTART_HINT = ("pass --restart (kl experiment: --restart --only <run id>) to train this run "
+                "again from the start")
 
 
 class RunError(KerasLesionsError):
@@ -65,8 +69,10 @@ def read_json_record(path: str | os.PathLike, where: str | os.PathLike | None = 
 
 
 def _read_json_object(path: Path, run_dir: Path, what: str) -> dict:
-    # A finished run's record is never discarded by --restart.
-    hint = "delete the run folder to train it again" if what == DONE else RESTART_HINT
+    # A finished run's record is never discarded by --restart; other records
+    # (choices, reports) are remade by the step that wrote them.
+    hint = (RESTART_HINT if what == RUN_INFO else "delete the run folder to train it again"
+            if what == DONE else "delete it and run the command again to make it anew")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -99,8 +105,7 @@ def read_run_info(run_dir: str | os.PathLike, kind: str | tuple[str, ...] | None
 
 
 def read_done(run_dir: str | os.PathLike) -> dict:
-    """The ``done.json`` of a finished run (clearing a checkpoint a kill left
-    beside it).
+    """The ``done.json`` of a finished run.
 
     Raises:
         RunError: the run is not finished, or its done.json is damaged.
@@ -108,11 +113,7 @@ def read_done(run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     if not is_done(run_dir):
         raise RunError("holds no finished run (no done.json)", run_dir)
-    record = _read_json_object(run_dir / DONE, run_dir, DONE)
-    # A kill between finish_run's two steps leaves the finished run's checkpoint:
-    # mere litter, cleared by whoever reads the run next.
-    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
-    return record
+    return _read_json_object(run_dir / DONE, run_dir, DONE)
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
@@ -150,7 +151,9 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
 
     A new run gets ``run.json`` (``kind``, ``settings``, and the facts in
     ``info``); a resumed one must have been started with the same kind and
-    the same ``settings``, compared key by key.
+    the same ``settings``, compared key by key. While it trains, the folder
+    names its process (``.training.json``), so that no second process trains
+    into it and ``--restart`` does not discard it.
 
     Args:
         run_dir: the run folder (made if missing).
@@ -166,34 +169,30 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
         Whether an unfinished run is being resumed.
 
     Raises:
-        RunError: a finished run (never trained again); an unfinished one
-            without ``resume``; or one of another kind or other settings,
-            naming the first setting that differs.
+        RunError: a finished run (never trained again); one being trained by
+            a live process; an unfinished one without ``resume``; a
+            checkpoint without run.json; or one of another kind or other
+            settings, naming the first setting that differs.
     """
     run_dir = Path(run_dir)
     if is_done(run_dir):
         raise RunError("holds a finished run; it is never trained again (use a new folder)",
                        run_dir)
     settings = _jsonable(settings)
+    check_run_folder(run_dir, resume=resume)
     started = is_started(run_dir)
     if started:
-        if not resume:
-            raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
-                           "another folder", run_dir)
         previous = read_run_info(run_dir)
         if previous.get("kind") != kind:
             raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
                            f"{kind!r}", run_dir)
-        difference = first_difference(previous.get("settings"), settings)
+        difference = _settings_difference(previous.get("settings") or {}, settings)
         if difference:
             raise RunError(_other_settings(difference), run_dir)
-    if not started and (run_dir / CHECKPOINT).exists():
-        # run.json is written before the first checkpoint: training state without
-        # it is damage, never a run to restore into a new one (nor to delete).
-        raise RunError(f"holds a checkpoint but no {RUN_INFO}, so it cannot be resumed; "
-                       f"{RESTART_HINT}", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(run_dir)  # what a killed attempt left
+    sweep_stale_temporaries(run_dir.parent, run_dir.name)  # a --restart cut short
+    write_json(run_dir / TRAINING, {"pid": os.getpid(), "host": socket.gethostname()})
     if config is not None:
         from keras_lesions.config import save_config
 
@@ -203,14 +202,76 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
     return started
 
 
+def _settings_difference(previous: dict, settings: dict, keys=None) -> str | None:
+    """The first setting (of ``keys`` only, if given) that differs between a
+    run's recorded ``previous`` settings and ``settings``. A run's identity
+    (fold, group, class) is compared only where it was recorded: runs started
+    before it was part of the settings are resumed, not refused as if their
+    fold had changed."""
+    keys = sorted(set(previous) | set(settings)) if keys is None else list(keys)
+    for key in keys:
+        if key in IDENTITY and key not in previous:
+            continue
+        difference = first_difference(previous.get(key), settings.get(key), f"{key}.")
+        if difference:
+            return difference
+    return None
+
+
+def _trainer(run_dir: Path) -> str | None:
+    """The live process training in ``run_dir`` (as "process P on HOST"), other
+    than this one; None if none."""
+    marker = run_dir / TRAINING
+    try:
+        payload = json.loads(marker.read_text(encoding="utf-8"))
+        pid, host = int(payload["pid"]), str(payload["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no marker, or one a kill cut short: nobody to wait for
+    if pid == os.getpid() and host == socket.gethostname():
+        return None
+    return f"process {pid} on {host}" if process_alive(pid, host) else None
+
+
+def _discard_problem(run_dir: Path) -> str | None:
+    """Why ``--restart`` must not remove ``run_dir``; None when it may."""
+    if run_dir.is_symlink():
+        return "is a symbolic link; --restart only clears real run folders"
+    if not run_dir.is_dir():
+        return "is not a folder"
+    if not (is_started(run_dir) or (run_dir / CHECKPOINT).is_dir()):
+        return None if not any(run_dir.iterdir()) else \
+            "holds files but no run (no run.json); --restart only clears run folders"
+    foreign = sorted(p.name for p in run_dir.iterdir() if not _is_run_entry(p))
+    if foreign:
+        return (f"holds {foreign[0]!r}, which no training writes; --restart only clears run "
+                "folders (delete the folder yourself if it is one)")
+    trainer = _trainer(run_dir)
+    if trainer:
+        return f"is being trained by {trainer}; stop it before --restart"
+    return None
+
+
+# What trainings write into a run folder; --restart removes nothing else.
+_RUN_ENTRIES = {RUN_INFO, DONE, "config.yaml", "history.csv", "predictions.npz", "best.json",
+                CHECKPOINT, "tensorboard", "samples", "step1", TRAINING}
+
+
+def _is_run_entry(path: Path) -> bool:
+    name = path.name
+    return (name in _RUN_ENTRIES or name.endswith(".keras")
+            or (name.startswith("best-epoch") and name.endswith(".weights.h5"))
+            or temporary_target(path) is not None)
+
+
 def check_run_folder(run_dir: str | os.PathLike, *, resume: bool = False,
                      restart: bool = False, settings: dict | None = None) -> None:
     """What ``start_run`` (or ``discard_unfinished``) would refuse about a
-    folder, checked before a command writes anything: an unfinished run
-    without ``resume`` or ``restart``, a damaged run.json, a folder of other
-    files, and a run started with other ``settings`` (those known before
-    the training data are loaded; ``start_run`` compares them all). A
-    finished run passes (commands report it).
+    folder, checked before a command writes anything: with ``restart``, a
+    folder it must not remove; else a run being trained by a live process,
+    an unfinished run without ``resume``, a checkpoint without run.json, a
+    damaged run.json, or a run started with other ``settings`` (those known
+    before the training data are loaded; ``start_run`` compares them all).
+    A finished run passes (commands report it).
 
     Raises:
         RunError: naming the folder and the problem.
@@ -218,15 +279,19 @@ def check_run_folder(run_dir: str | os.PathLike, *, resume: bool = False,
     run_dir = Path(run_dir)
     if not run_dir.exists() or is_done(run_dir):
         return
+    if restart:
+        problem = _discard_problem(run_dir)
+        if problem:
+            raise RunError(problem, run_dir)
+        return
     if not run_dir.is_dir():
         raise RunError("is not a folder", run_dir)
-    if restart:
-        if not (is_started(run_dir) or (run_dir / CHECKPOINT).exists()) \
-                and any(run_dir.iterdir()):
-            raise RunError("holds files but no run (no run.json); --restart only clears run "
-                           "folders", run_dir)
-        return
+    trainer = _trainer(run_dir)
+    if trainer:
+        raise RunError(f"is being trained by {trainer}; wait for it, or stop it", run_dir)
     if not is_started(run_dir) and (run_dir / CHECKPOINT).exists():
+        # run.json is written before the first checkpoint: training state without
+        # it is damage, never a run to restore into a new one (nor to delete).
         raise RunError(f"holds a checkpoint but no {RUN_INFO}, so it cannot be resumed; "
                        f"{RESTART_HINT}", run_dir)
     if is_started(run_dir):
@@ -234,10 +299,10 @@ def check_run_folder(run_dir: str | os.PathLike, *, resume: bool = False,
             raise RunError("holds an unfinished run: pass --resume to continue it, or choose "
                            "another folder", run_dir)
         previous = read_run_info(run_dir).get("settings") or {}
-        for key, value in (settings or {}).items():
-            difference = first_difference(previous.get(key), _jsonable(value), f"{key}.")
-            if difference:
-                raise RunError(_other_settings(difference), run_dir)
+        settings = _jsonable(settings or {})
+        difference = _settings_difference(previous, settings, keys=settings)
+        if difference:
+            raise RunError(_other_settings(difference), run_dir)
 
 
 def _other_settings(difference: str) -> str:
@@ -247,30 +312,29 @@ def _other_settings(difference: str) -> str:
 
 def discard_unfinished(run_dir: str | os.PathLike) -> bool:
     """``--restart``: remove an unfinished (or damaged) run's folder so that it
-    trains again from the start. The folder is renamed away first, so a crash
-    during the removal leaves either the whole old run or none of it.
+    trains again from the start. The folder is renamed away first (to a name
+    ``start_run`` sweeps if this removal is cut short), so a crash leaves
+    either the whole old run or none of it.
 
     Returns:
         Whether a run was discarded (False: no run there).
 
     Raises:
-        RunError: a finished run (never discarded), or a folder that holds
-            other files but no run.
+        RunError: a finished run (never discarded), a run a live process
+            trains, or a folder holding anything a training does not write.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
+    run_dir = Path(run_dir).absolute()
+    if not run_dir.exists() and not run_dir.is_symlink():
         return False
     if is_done(run_dir):
         raise RunError("holds a finished run; --restart never discards finished work "
                        "(delete the folder yourself to train it again)", run_dir)
-    if not run_dir.is_dir():
-        raise RunError("is not a folder", run_dir)
-    if not (is_started(run_dir) or (run_dir / CHECKPOINT).exists()):
-        if any(run_dir.iterdir()):
-            raise RunError("holds files but no run (no run.json); --restart only clears run "
-                           "folders", run_dir)
+    problem = _discard_problem(run_dir)
+    if problem:
+        raise RunError(problem, run_dir)
+    if not (is_started(run_dir) or (run_dir / CHECKPOINT).is_dir()):
         return False
-    doomed = run_dir.with_name(f".{run_dir.name}.discarded-{os.getpid()}")
+    doomed = run_dir.with_name(temporary_name(run_dir.name, "discarded.tmp"))
     os.replace(run_dir, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
     return True
@@ -281,11 +345,23 @@ def finish_run(run_dir: str | os.PathLike, record: dict) -> None:
 
     In this order: a crash before the marker leaves the checkpoint, so a
     resume restores the final epoch and finishes again without training; a
-    crash after it leaves a finished run whose checkpoint is mere litter.
+    crash after it leaves a finished run whose checkpoint is mere litter,
+    removed by :func:`tidy_finished`.
     """
     run_dir = Path(run_dir)
     write_json(run_dir / DONE, record)
-    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    tidy_finished(run_dir)
+
+
+def tidy_finished(run_dir: str | os.PathLike) -> None:
+    """Remove what a finished run no longer needs (its checkpoint, its training
+    marker, temporaries of killed writers). Only training commands call it:
+    reading a run never changes it."""
+    run_dir = Path(run_dir)
+    if is_done(run_dir):
+        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+        (run_dir / TRAINING).unlink(missing_ok=True)
+        sweep_stale_temporaries(run_dir)
 
 
 def data_fingerprint(*arrays: np.ndarray) -> str:

@@ -184,16 +184,16 @@ def check_declared_shape(shape, path: Path, what: str = "image") -> None:
         what: "image" or "volume", for the message.
 
     Raises:
-        ImportSourceError: a non-positive extent, an image side beyond
+        ImportSourceError: a non-positive extent, any extent beyond
             ``MAX_IMAGE_SIDE``, or more than ``MAX_VOXELS`` values.
     """
     shape = tuple(int(s) for s in shape)
     if not shape or min(shape) < 1:
         raise ImportSourceError(f"declares an empty {what} of shape {shape}", path)
-    if max(shape[-2:]) > MAX_IMAGE_SIDE:
+    if max(shape) > MAX_IMAGE_SIDE:
         raise ImportSourceError(
-            f"declares a {' x '.join(map(str, shape))} {what}, beyond {MAX_IMAGE_SIDE} pixels "
-            "per side; refused before reading", path)
+            f"declares a {' x '.join(map(str, shape))} {what}, beyond {MAX_IMAGE_SIDE} "
+            "per axis; refused before reading", path)
     if int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
         raise ImportSourceError(
             f"declares a {' x '.join(map(str, shape))} {what}, more than {MAX_VOXELS:,} values; "
