@@ -381,14 +381,12 @@ def load_config(path: str | os.PathLike | None = None,
 def _bundled_config_folder() -> Path | None:
     """Where the installed configs are: the package data of a regular install,
     or the checkout's configs/ beside the package for an editable one."""
-    from importlib import resources
-
-    try:
-        folder = Path(str(resources.files("keras_lesions.configs")))
-        if folder.is_dir():
-            return folder
-    except (ModuleNotFoundError, TypeError):
-        pass
+    # keras_lesions.configs has no __init__.py: importlib.resources would give a
+    # MultiplexedPath (whose str() is not a path), so the folder is found beside
+    # this module, where setup.py installs it.
+    installed = Path(__file__).resolve().parent / "configs"
+    if installed.is_dir() and any(installed.glob("*.yaml")):
+        return installed
     checkout = Path(__file__).resolve().parent.parent / "configs"
     return checkout if checkout.is_dir() else None
 

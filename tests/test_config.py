@@ -65,3 +65,18 @@ def test_bad_configs_give_one_line(tmp_path, text, fragment):
 def test_missing_config(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_configs_are_found_where_a_regular_install_puts_them(tmp_path, monkeypatch):
+    """pip install . puts configs/ at keras_lesions/configs (a folder without
+    __init__.py); the default --config of train-cnn, train-gan, augment and
+    demo must be found there from any directory."""
+    import keras_lesions.config as config_module
+
+    package = tmp_path / "site-packages" / "keras_lesions"
+    (package / "configs").mkdir(parents=True)
+    (package / "configs" / "frid-adar-2018-quick.yaml").write_text("name: installed\n")
+    monkeypatch.setattr(config_module, "__file__", str(package / "config.py"))
+    monkeypatch.chdir(tmp_path)
+    assert config_module.bundled_configs() == ["frid-adar-2018-quick.yaml"]
+    assert load_config("configs/frid-adar-2018-quick.yaml").name == "installed"

@@ -219,15 +219,17 @@ def _settings_difference(previous: dict, settings: dict, keys=None) -> str | Non
 
 
 def _trainer(run_dir: Path) -> str | None:
-    """The live process training in ``run_dir`` (as "process P on HOST"), other
-    than this one; None if none."""
+    """The live process of this host training in ``run_dir`` (as "process P on
+    HOST"), other than this one; None if none."""
     marker = run_dir / TRAINING
     try:
         payload = json.loads(marker.read_text(encoding="utf-8"))
         pid, host = int(payload["pid"]), str(payload["host"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # no marker, or one a kill cut short: nobody to wait for
-    if pid == os.getpid() and host == socket.gethostname():
+    if host != socket.gethostname() or pid == os.getpid():
+        # Another host's process cannot be asked; a retry of a run whose node
+        # died (Ray) must not wait for it forever.
         return None
     return f"process {pid} on {host}" if process_alive(pid, host) else None
 
