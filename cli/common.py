@@ -57,6 +57,11 @@ MAX_MESSAGE = 500  # characters of an error line; what a value's repr adds beyon
 def _fail(message: str, code: int = 1):
     line = " ".join(message.splitlines())
     if len(line) > MAX_MESSAGE:
+        # A very long path first, then the problem: shorten the path, keep the problem.
+        where, sep, problem = line.partition(": ")
+        if sep and len(where) > 160:
+            line = f"{where[:80]}…{where[-79:]}{sep}{problem}"
+    if len(line) > MAX_MESSAGE:
         line = line[:MAX_MESSAGE - 1] + "…"
     click.echo(f"kl: error: {line}", err=True)
     sys.exit(code)

@@ -407,6 +407,10 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if path.exists():
+        raise ConfigError("is a folder, expected a YAML config file" if path.is_dir() else
+                          "is not a regular file (a device, pipe or socket), expected a YAML "
+                          "config file", path)
     if path.name in bundled_configs() and path.parent in (Path("."), Path("configs")):
         return _bundled_config_folder() / path.name
     raise ConfigError("no such config file", path)

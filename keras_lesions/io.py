@@ -115,6 +115,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     is raised naming ``target``, the file the user asked for.
     """
     target = Path(target)
+    if target.exists() and not (target.is_file() or target.is_dir()):
+        raise OSError(errno.EINVAL, "is not a regular file (a device, pipe or socket); "
+                      "refusing to replace it", str(target))
     blocking = next((p for p in reversed(target.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {blocking} is a file, "

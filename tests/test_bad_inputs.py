@@ -40,8 +40,10 @@ TINY = {"name": "tiny", "kind": "classic-curve",
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file and folder under ``root`` with its bytes (None for folders)."""
-    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+    """Every file and folder under ``root`` with its bytes (None for folders,
+    "special" for pipes and devices, which are never read)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() and not p.is_symlink()
+                                       else None if p.is_dir() else "special")
             for p in sorted(root.rglob("*"))}
 
 
@@ -344,6 +346,12 @@ CASES = [
     ("import: NIfTI declaring 30000^3 voxels", volumes(_huge_nifti_header()),
      ["v.nii.gz", "30000"]),
     ("import: mask of another shape", volumes(None, mask_shape=(4, 8, 6)), ["m.nii.gz"]),
+    ("import: output a named pipe", lambda tmp, work: (
+        os.mkfifo(tmp / "out.h5"),
+        importer({})(tmp, work))[-1], ["out.h5", "not a regular file"]),
+    ("import: mapping CSV a named pipe", lambda tmp, work: (
+        importer({})(tmp, work) + (os.mkfifo(tmp / "pipe.csv") or [
+            "--mapping", str(tmp / "pipe.csv")])), ["pipe.csv", "not a regular file"]),
     ("import: output under a file, not a folder", lambda tmp, work: (
         (tmp / "plain").write_text("a file"),
         ["data", "import", str(_classes(tmp, {"cyst/a.png": _good_png(),
@@ -369,6 +377,8 @@ CASES = [
      ["d.h5", "external link"]),
     ("dataset: external storage", dataset_file(_edit_toy(_external_storage)),
      ["d.h5", "external files"]),
+    ("dataset: a named pipe", dataset_file(lambda p, w: os.mkfifo(p)),
+     ["d.h5", "not a regular file"]),
     ("dataset: class_names a dataset, not an attribute", dataset_file(_edit_toy(
         lambda h5: (h5.attrs.__delitem__("class_names"),
                     h5.create_dataset("class_names", data=np.arange(3))))),
@@ -384,6 +394,10 @@ CASES = [
     # ----------------------------------------------------------------- configs
     ("config: missing file", lambda tmp, work: ["experiment", str(tmp / "none.yaml"),
                                                 "--list"], ["none.yaml"]),
+    ("config: a named pipe", lambda tmp, work: (os.mkfifo(tmp / "c.yaml"), [
+        "experiment", str(tmp / "c.yaml"), "--list"])[-1], ["c.yaml", "not a regular file"]),
+    ("config: a 2000-character path", lambda tmp, work: [
+        "experiment", str(tmp / ("a" * 2000)), "--list"], ["File name too long"]),
     ("config: not YAML", config_case("a: [1, 2\n", "--list"), ["c.yaml", "YAML"]),
     ("config: binary", config_case(b"\xff\xfe\x00\x01" * 8, "--list"), ["c.yaml"]),
     ("config: a list", config_case("- 1\n- 2\n", "--list"), ["c.yaml", "mapping"]),
@@ -600,3 +614,18 @@ def test_a_run_another_process_trains_is_neither_resumed_nor_restarted(tmp_path,
     result = _invoke(["train-cnn", "--config", config, "--fold", "0", "--run-dir", run,
                       "--resume"])  # its trainer is gone: the run resumes
     assert result.exit_code == 0, result.output
+
+
+def test_restart_refuses_the_folder_it_is_run_from(tmp_path, work, monkeypatch):
+    config = write_yaml(tmp_path / "c.yaml", {**TINY, "output_dir": str(tmp_path / "out"),
+                                              "data": {"dataset": str(work / "toy.h5")}})
+    run = tmp_path / "run"
+    shutil.copytree(work / "interrupted", run)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(run)
+    result = _invoke(["train-cnn", "--config", config, "--fold", "0", "--run-dir", ".",
+                      "--restart"])
+    assert result.exit_code == 1 and "current folder" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    assert snapshot(tmp_path) == before

@@ -400,6 +400,9 @@ def read_dataset(path: str | os.PathLike, *, images: bool = True) -> LesionDatas
         raise DatasetError("no such dataset file", path)
     if path.is_dir():
         raise DatasetError("is a folder, expected a lesion dataset file (.h5)", path)
+    if not path.is_file():  # opening a pipe would wait for a writer forever
+        raise DatasetError("is not a regular file (a device, pipe or socket), expected a "
+                           "lesion dataset file (.h5)", path)
     h5 = open_hdf5(path, DatasetError, "lesion dataset")
     try:
         with h5:

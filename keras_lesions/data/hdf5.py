@@ -39,6 +39,9 @@ def open_hdf5(path: str | os.PathLike, error: Type[KerasLesionsError], what: str
         error: not HDF5, or with an external link, external storage or a
             virtual dataset (naming the object).
     """
+    if not Path(path).is_file():  # opening a pipe would wait for a writer forever
+        raise error(f"is not a regular file (a device, pipe or socket), expected {article} "
+                    f"{what}", path)
     try:
         h5 = h5py.File(path, "r")
     except OSError:

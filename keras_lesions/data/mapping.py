@@ -45,7 +45,9 @@ def read_csv_table(path: Path) -> tuple[list[str], list[CsvRow]]:
     if not path.exists():
         raise ImportSourceError("no such mapping CSV", path)
     if not path.is_file():
-        raise ImportSourceError("is a folder, expected a mapping CSV file", path)
+        raise ImportSourceError("is a folder, expected a mapping CSV file" if path.is_dir()
+                                else "is not a regular file (a device, pipe or socket), "
+                                     "expected a mapping CSV file", path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

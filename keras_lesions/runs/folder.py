@@ -238,6 +238,9 @@ def _discard_problem(run_dir: Path) -> str | None:
     """Why ``--restart`` must not remove ``run_dir``; None when it may."""
     if run_dir.is_symlink():
         return "is a symbolic link; --restart only clears real run folders"
+    cwd = Path.cwd().resolve()
+    if cwd == run_dir.resolve() or run_dir.resolve() in cwd.parents:
+        return "is (or holds) the current folder; run --restart from outside it"
     if not run_dir.is_dir():
         return "is not a folder"
     if not (is_started(run_dir) or (run_dir / CHECKPOINT).is_dir()):

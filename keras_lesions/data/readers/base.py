@@ -145,8 +145,12 @@ def visible_entries(folder: Path) -> list[Path]:
     except OSError as exc:
         raise ImportSourceError(f"cannot list folder ({exception_line(exc, folder)})",
                                 folder) from None
-    return [e for e in entries
-            if not e.name.startswith(".") and e.name.lower() not in _OS_JUNK]
+    visible = [e for e in entries
+               if not e.name.startswith(".") and e.name.lower() not in _OS_JUNK]
+    for entry in visible:  # a pipe or device would block the reader that opens it
+        if not (entry.is_file() or entry.is_dir()):
+            raise ImportSourceError("is not a regular file (a device, pipe or socket)", entry)
+    return visible
 
 
 def squeeze_to_2d(array: np.ndarray, path: Path) -> np.ndarray:
