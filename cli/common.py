@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from keras_lesions.config import MAX_SEED
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.runtime import Terminated
 
@@ -127,7 +128,7 @@ def note(message: str) -> None:
 
 
 CONFIG = click.Path(dir_okay=False, path_type=Path)
-SEED = click.IntRange(0, 2**31 - 1)  # what numpy and TensorFlow both take (config.MAX_SEED)
+SEED = click.IntRange(0, MAX_SEED)
 RUN = click.Path(file_okay=False, path_type=Path)
 
 

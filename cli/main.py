@@ -5,9 +5,8 @@ from pathlib import Path
 
 import click
 
-from keras_lesions.runtime import quiet_tensorflow_startup, raise_on_sigterm
-
 from keras_lesions import __version__
+from keras_lesions.runtime import quiet_tensorflow_startup, raise_on_sigterm
 from keras_lesions_cli import experiment, models, synth, train
 from keras_lesions_cli.common import SEED, KLGroup, ProgressBars, command_line, note
 from keras_lesions_cli.data import data_group

@@ -9,8 +9,8 @@ a short hash of the host name, since a folder may be shared by the nodes of a
 cluster). An exception (Ctrl-C, or SIGTERM, which the ``kl`` command turns
 into one) removes it; a SIGKILL cannot be caught, so the next write of the
 same target, and the start of a run in a folder (``sweep_stale_temporaries``),
-remove the temporaries of this host's processes that no longer exist. Outputs get the modes the user's umask gives
-(``mkstemp`` alone would make them 0600).
+remove the temporaries of this host's processes that no longer exist. Outputs
+get the modes the user's umask gives (``mkstemp`` alone would make them 0600).
 """
 from __future__ import annotations
 
@@ -118,12 +118,15 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     if target.exists() and not (target.is_file() or target.is_dir()):
         raise OSError(errno.EINVAL, "is not a regular file (a device, pipe or socket); "
                       "refusing to replace it", str(target))
-    blocking = next((p for p in reversed(target.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {blocking} is a file, "
-                                 "not a folder", str(target))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next(p for p in reversed(target.parents) if p.exists() and not p.is_dir())
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {blocking} is a file, "
+                                 "not a folder", str(target)) from None
+    except OSError as exc:
+        raise _about(exc, target) from None
+    try:
         sweep_stale_temporaries(target.parent, target.name)
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target.name),
                                         suffix=f".tmp{suffix}", dir=target.parent)

@@ -400,9 +400,6 @@ def read_dataset(path: str | os.PathLike, *, images: bool = True) -> LesionDatas
         raise DatasetError("no such dataset file", path)
     if path.is_dir():
         raise DatasetError("is a folder, expected a lesion dataset file (.h5)", path)
-    if not path.is_file():  # opening a pipe would wait for a writer forever
-        raise DatasetError("is not a regular file (a device, pipe or socket), expected a "
-                           "lesion dataset file (.h5)", path)
     h5 = open_hdf5(path, DatasetError, "lesion dataset")
     try:
         with h5:
@@ -444,6 +441,9 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
     if any(len(c) != n for c in cols.values()):
         raise DatasetError("table columns have different lengths", path)
 
+    def image(group, name):
+        return read_array(group[name], DatasetError, path, ndim=2, max_side=MAX_IMAGE_SIDE)
+
     lesions = []
     placeholder = np.zeros((2, 2), np.float32)
     for i in range(n):
@@ -453,10 +453,6 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
         mask = None
         if images:
             group = h5["images"][f"{i:06d}"]
-
-            def image(name):
-                return read_array(group[name], DatasetError, path, ndim=2, max_side=MAX_IMAGE_SIDE)
-
             # Shapes the table fixes, checked before any pixel is read.
             roi_shape = (roi_box[2] - roi_box[0], roi_box[3] - roi_box[1])
             if group["roi"].shape != roi_shape:
@@ -468,10 +464,10 @@ def _read_h5(h5: h5py.File, path: Path, images: bool) -> LesionDataset:
                 raise DatasetError(f"lesion {cols['lesion_id'][i]!r}: mask shape "
                                    f"{group['mask'].shape} differs from its context "
                                    f"{group['context'].shape}", path)
-            roi = image("roi").astype(np.float32)
-            context = image("context").astype(np.float32) if has_context else roi
+            roi = image(group, "roi").astype(np.float32)
+            context = image(group, "context").astype(np.float32) if has_context else roi
             if bool(cols["has_mask"][i]):
-                mask = image("mask").astype(bool)
+                mask = image(group, "mask").astype(bool)
         lesions.append(Lesion(
             lesion_id=cols["lesion_id"][i],
             patient_id=cols["patient_id"][i],

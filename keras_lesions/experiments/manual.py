@@ -22,7 +22,7 @@ from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import RunSpec
 from keras_lesions.experiments.registry import open_for
 from keras_lesions.runs.folder import (
-    RunError, discard_unfinished, is_done, read_done, read_run_info, tidy_finished)
+    RunError, discard_for_restart, is_done, read_done, read_run_info, tidy_finished)
 
 
 def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
@@ -92,8 +92,8 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
                     settings={**classifier_config_settings(exp.config, seed), "fold": fold,
                               "group": group})
     exp.record()
-    if restart and discard_unfinished(run_dir):
-        log(f"{run_dir}: discarded its unfinished training (--restart)")
+    if restart:
+        discard_for_restart([run_dir], log)
     classic.build_augmentation(exp, fold, ctx)
     accuracy = classic.run_classifier(exp, spec, ctx, run_dir)
     return {"run_dir": run_dir, "accuracy": accuracy, "already_done": False, "fold": fold}
@@ -112,19 +112,16 @@ def train_gans(config: ExperimentConfig, folds=None, classes=(), acgan: bool = F
     exp = open_for(config, log, record=False)
     classes = exp.class_names if classes is gan.ALL_CLASSES else list(classes)
     ids = gan.gan_runs(exp, folds if folds is not None else config.evaluate.folds, classes, acgan)
+    from keras_lesions.runs.checkpoint import check_resumable  # loads TensorFlow
+
     ctx = StepContext(log=log, progress=progress, resume=resume)
     the_plan = gan.plan(exp)
-    from keras_lesions.runs.checkpoint import check_resumable
-
     for run_id in ids:
         check_resumable(exp.layout.run_dir(run_id), resume=resume, restart=restart,
                         settings={"gan": asdict(exp.config.gan)})
     exp.record()
     if restart:
-        for run_id in ids:
-            if not is_done(exp.layout.run_dir(run_id)) \
-                    and discard_unfinished(exp.layout.run_dir(run_id)):
-                log(f"{run_id}: discarded its unfinished training (--restart)")
+        discard_for_restart([exp.layout.run_dir(i) for i in ids], log)
     for spec in the_plan.with_dependencies(ids):
         if not spec.is_done(exp.layout.root):
             execute(exp, gan.KIND, spec, ctx)
@@ -183,8 +180,8 @@ def disentangle_fold(config: ExperimentConfig, fold: int, *, run_dir=None, resum
     check_resumable(run_dir, resume=resume, restart=restart,
                     settings={"disentangle": asdict(exp.config.disentangle), "fold": fold})
     exp.record()
-    if restart and discard_unfinished(run_dir):
-        log(f"{run_dir}: discarded its unfinished training (--restart)")
+    if restart:
+        discard_for_restart([run_dir], log)
     from keras_lesions.train.disentangle import train_disentangle
 
     result = train_disentangle(exp.dataset, exp.dataset_path, fold, config, run_dir,

@@ -8,8 +8,7 @@ from keras_lesions.experiments.executors import (
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import DONE, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
-from keras_lesions.runs.folder import (
-    check_run_folder, discard_unfinished, is_done, tidy_finished)
+from keras_lesions.runs.folder import check_run_folder, discard_for_restart, tidy_finished
 
 
 def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None = None,
@@ -65,7 +64,8 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
     for spec in plan.specs:  # what a kill right after a run finished left
         tidy_finished(exp.layout.run_dir(spec.id))
     if restart:
-        discard_unfinished_runs(exp, plan, only, log)
+        discard_for_restart([exp.layout.run_dir(s.id) for s in
+                             ([plan.get(only)] if only is not None else plan.specs)], log)
     if only is not None:
         if plan.get(only).is_done(exp.layout.root):
             log(f"{only} is already done; finished runs are never run again")
@@ -74,22 +74,6 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         return load_result(config) if only == "report" else None
     executor.run(exp, kind, ctx)
     return load_result(config)
-
-
-def discard_unfinished_runs(exp, plan, only: str | None, log: Log) -> list[str]:
-    """``--restart``: remove the folders of the plan's unfinished runs (or of
-    ``only``) so they train from the start (each checked beforehand by
-    ``run_experiment``, running ones refused)."""
-    ids = [plan.get(only).id] if only is not None else [s.id for s in plan.specs]
-    discarded = []
-    for run_id in ids:
-        run_dir = exp.layout.run_dir(run_id)
-        if not run_dir.exists() or is_done(run_dir):
-            continue
-        if discard_unfinished(run_dir):
-            log(f"{run_id}: discarded its unfinished training (--restart)")
-            discarded.append(run_id)
-    return discarded
 
 
 def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:

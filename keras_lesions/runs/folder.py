@@ -345,6 +345,21 @@ def discard_unfinished(run_dir: str | os.PathLike) -> bool:
     return True
 
 
+def discard_for_restart(run_dirs, log) -> list[Path]:
+    """``--restart`` for several runs: discard each unfinished one (each
+    already checked with ``check_run_folder(restart=True)``), saying so.
+
+    Returns:
+        The run folders discarded.
+    """
+    discarded = []
+    for run_dir in map(Path, run_dirs):
+        if not is_done(run_dir) and discard_unfinished(run_dir):
+            log(f"{run_dir}: discarded its unfinished training (--restart)")
+            discarded.append(run_dir)
+    return discarded
+
+
 def finish_run(run_dir: str | os.PathLike, record: dict) -> None:
     """Mark the run finished (``done.json``), then drop its checkpoint.
 
