@@ -72,19 +72,23 @@ def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture, 
     finally:
         bars.close()
     click.echo(result.check.format(result.class_names))
-    click.echo("\nCNN-AUG accuracy by augmentation group (3-fold cross-validation):")
+    click.echo("\nCNN-AUG test accuracy by augmentation group (95% CI, patient bootstrap):")
     for point in result.curve["curve"]:
+        low, high = point["ci95"]
         click.echo(f"  {point['group']:<8} +{point['added_samples']:<6} "
-                   f"{100 * point['accuracy']:.1f}%  (folds {100 * point['fold_mean']:.1f} "
-                   f"± {100 * point['fold_std']:.1f})")
-    click.echo(f"\nCNN-AUG at {result.curve['optimal_group']} "
-               f"(+{result.curve['optimal_added_samples']} augmented samples per fold):")
-    click.echo(text_table(result.curve["optimal_summary"]))
+                   f"{100 * point['accuracy']:.1f}%  [{100 * low:.1f}, {100 * high:.1f}]")
+    click.echo(f"\nD_aug optimal, chosen per fold on its {result.curve['selected_on']} "
+               f"predictions: {result.curve['optimal_counts']}")
     if result.gan is not None:
-        per_class = result.gan["best_synthetic_per_class"]
-        click.echo(f"\nCNN-AUG vs CNN-AUG-GAN (+{per_class} DCGAN lesions per class):")
+        click.echo("\nCNN-AUG vs CNN-AUG-GAN (each fold's D_aug optimal, + its chosen number "
+                   "of DCGAN lesions per class):")
         click.echo(side_by_side(result.gan["baseline_summary"], result.gan["best_summary"]))
         click.echo(f"\n{result.gan['verdict']}")
+        for key, comparison in result.gan["comparisons"].items():
+            if key != "DCGAN":
+                click.echo(f"- {comparison['verdict']}")
+    else:
+        click.echo(text_table(result.curve["optimal_summary"]))
     click.echo(f"\ndataset: {result.dataset_path}\npreview: {result.preview_path}\n"
                f"report:  {result.report_dir}")
     if result.mixture is not None:

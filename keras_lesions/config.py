@@ -24,6 +24,8 @@ from keras_lesions.errors import KerasLesionsError, MixtureError
 
 
 EXPERIMENT_KINDS = ("classic-curve", "gan-curve", "mixture")
+# evaluate.selection: where the experiments' choices are made.
+SELECTIONS = ("validation", "paper")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 
 
@@ -111,6 +113,12 @@ class TrainConfig:
     momentum: float = between(0.9, 0.0, 1.0, ends="[)")
     batch_size: int = between(64, 1, 65536)  # §4.1
     epochs: int = between(150, 1, 100_000)  # §4.1
+    # SGD steps of every classifier run, whatever the size of its training set,
+    # split into ``epochs`` checkpointed parts of equal length: the arms of a
+    # comparison get the same compute, so a gain cannot come from extra steps.
+    # 0: ``epochs`` passes over each run's own set (§4.1), which gives a larger
+    # set proportionally more steps; reports then say so.
+    steps: int = between(0, 0, 100_000_000)
     seed: int = seed_field()
 
 
@@ -151,6 +159,10 @@ class SynthConfig:
     # (on with "translation,cutout,color" when gan.diff_augment is off, and off
     # when it is on) and report whether DiffAugment helps.
     compare_diff_augment: bool = False
+    # Beyond the paper: a classic-augmentation control of the same total size
+    # as D_aug optimal + D_synth (more classic augmentations in place of the
+    # synthetic lesions), so a gain can be told from a gain of size alone.
+    classic_control: bool = True
     seed: int = seed_field()
 
 
@@ -159,8 +171,22 @@ class EvaluateConfig:
     """Cross-validation protocol (Frid-Adar et al. 2018 §4.1)."""
 
     folds: list[int] = between(lambda: [0, 1, 2], 0, 99)
-    seeds: list[int] = seed_field(lambda: [0])  # repeat for confidence intervals
-    # D_aug^optimal: the smallest group whose mean accuracy is within this much
+    seeds: list[int] = seed_field(lambda: [0])  # training seeds of every run
+    # Independent patient-level partitions (repeated cross-validation), each
+    # retraining everything fitted. Repeat 0 is the dataset's own fold
+    # assignment; repeat r > 0 draws another with the dataset's fold seed + r.
+    # Our choice: 5 (the papers use one partition, too few for an interval).
+    repeats: int = between(5, 1, 100)
+    # Where choices (D_aug optimal, synthetic sizes) are made. "validation":
+    # on validation patients carved from each fold's training folds, the test
+    # fold predicted once after every choice. "paper": on the pooled test
+    # folds, as Frid-Adar et al. did (§4.2); every number is then labelled
+    # test-selected.
+    selection: str = "validation"
+    # Share of each fold's training patients (per class) held out to make the
+    # choices on; nothing fitted ever sees them. Our choice.
+    validation_fraction: float = between(0.25, 0.0, 1.0, ends="()")
+    # D_aug^optimal: the smallest group whose accuracy is within this much
     # of the best group's ("saturation", §4.2.1). Our choice: one point.
     saturation_tolerance: float = between(0.01, 0.0, 1.0, ends="[)")
 
@@ -271,6 +297,12 @@ class ExperimentConfig:
             (self.synth.base_group <= len(self.augment.group_sizes),
              "synth.base_group must be 0 (D_aug optimal) or a group "
              f"1..{len(self.augment.group_sizes)}"),
+            (self.evaluate.selection in SELECTIONS,
+             f"evaluate.selection must be one of {', '.join(SELECTIONS)}, got "
+             f"{_short(self.evaluate.selection)}"),
+            (self.train.steps == 0 or self.train.steps >= self.train.epochs,
+             "train.steps must be 0 (epochs over each run's own set) or at least train.epochs "
+             "(one step per checkpointed part)"),
             (self.kind in EXPERIMENT_KINDS,
              f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {_short(self.kind)}"),
         ]

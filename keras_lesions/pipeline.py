@@ -108,3 +108,50 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
             batch, drop_remainder=drop_remainder))
     data = data.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return data.prefetch(tf.data.AUTOTUNE), steps
+
+
+def step_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first_part: int,
+                 parts: int, steps_per_part: int):
+    """A fixed number of SGD steps, whatever the set's size, as one tf.data stream.
+
+    The rows are visited in shuffled passes (pass p's order from (seed, p)),
+    laid end to end and cut into full batches, so every row is seen equally
+    often (± 1) and every batch is full. The steps are grouped in ``parts``
+    of ``steps_per_part`` (the checkpointed "epochs" of a run with
+    ``train.steps``); part q's batches depend on (seed, q) only, so a resumed
+    run sees the very batches an uninterrupted one would.
+
+    Args:
+        arrays: arrays of n rows each, batched together (as ``epoch_batches``).
+        batch_size: rows per batch (a set smaller than one batch: n rows).
+        seed: shuffling seed.
+        first_part, parts: stream the parts ``[first_part, parts)``.
+        steps_per_part: batches in each part.
+
+    Returns:
+        ``(dataset, steps_per_part)``.
+    """
+    import tensorflow as tf
+
+    arrays = [np.ascontiguousarray(a, np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer)
+                                   else np.float32) for a in arrays]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
+    if n == 0:
+        raise ValueError("no rows to batch")
+    batch = max(1, min(int(batch_size), n))
+    start, stop = first_part * steps_per_part * batch, parts * steps_per_part * batch
+    first_pass, last_pass = start // n, -(-stop // n)
+    order = np.concatenate([np.random.default_rng([seed, p]).permutation(n)
+                            for p in range(first_pass, last_pass)] or [np.zeros(0, np.int64)])
+    order = order[start - first_pass * n:stop - first_pass * n].reshape(-1, batch)
+    tensors = [tf.convert_to_tensor(a) for a in arrays]
+
+    def take(index):
+        rows = tuple(tf.gather(t, index) for t in tensors)
+        return rows if len(rows) > 1 else rows[0]
+
+    data = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+    data = data.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return data.prefetch(tf.data.AUTOTUNE), steps_per_part

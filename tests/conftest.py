@@ -58,3 +58,16 @@ def make_toy_dataset(lesions_per_patient=(1, 2, 1, 3, 1, 2, 1, 1, 2, 1, 1, 2), n
 @pytest.fixture
 def toy_dataset() -> LesionDataset:
     return make_toy_dataset()
+
+
+@pytest.fixture
+def folded_dataset(tmp_path):
+    """A toy dataset of 12 patients with 3 patient-level folds, written to disk."""
+    from keras_lesions.data.dataset import write_dataset
+    from keras_lesions.data.folds import make_patient_folds
+
+    dataset = make_toy_dataset(lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1))
+    dataset.input_size = 16
+    dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
+    dataset.fold_k = 3
+    return write_dataset(dataset, tmp_path / "toy.h5")

@@ -243,7 +243,7 @@ def tiny_overrides(tmp_path, dataset_path):
             "disentangle.width": 1 / 16, "disentangle.code_size": 8,
             "disentangle.classifier_units": 8, "disentangle.repeats": 2,
             "disentangle.batch_size": 8, "disentangle.classifier_epochs": 2,
-            "disentangle.epochs": 2}
+            "disentangle.epochs": 2, "evaluate.repeats": 1}
 
 
 def write_tiny_config(tmp_path, dataset_path, **extra):
@@ -282,7 +282,12 @@ def experiment(tmp_path_factory):
 
 def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(experiment):
     result, out = experiment["result"], experiment["out"]
-    assert [row["fold"] for row in result["table2"]] == [0, 1, 2]
+    assert [(row["repeat"], row["fold"]) for row in result["table2"]] == [(0, 0), (0, 1), (0, 2)]
+    comparison = result["comparison"]
+    assert comparison["n_cells"] == 3 and comparison["n_cross_validations"] == 1
+    # equal compute: the mixture arm takes the baseline's SGD steps
+    assert comparison["steps"]["baseline"] == comparison["steps"]["proposed"]
+    assert result["verdict"].startswith("The mixtures")
     report = (out / "report" / "mixture_report.md").read_text()
     assert "Table 2" in report and "Table 3" in report and result["verdict"] in report
     for name in ("swap.png", "mixtures.png", "adversary.png", "baseline.md", "proposed.md",
@@ -357,7 +362,8 @@ def test_cli_swap_mix_train_cnn_and_export(experiment, tmp_path):
                  "--run-dir", tmp_path / "cnn")
     assert result.exit_code == 0, result.output
     cnn_info = json.loads((tmp_path / "cnn" / "run.json").read_text())
-    assert cnn_info["n_train"] == int((dataset.folds != 0).sum()) + 10
+    # the fit lesions of fold 0 (its validation patients held out) + the 10 mixtures
+    assert cnn_info["n_train"] == int(cnn_info["n_fit"]) + 10 < int((dataset.folds != 0).sum()) + 10
 
     # export round trip: the SavedModel's signatures equal the Keras networks
     import tensorflow as tf

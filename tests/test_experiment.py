@@ -9,20 +9,10 @@ from click.testing import CliRunner
 
 from keras_lesions.config import load_config
 from keras_lesions.data.dataset import read_dataset, write_dataset
-from keras_lesions.data.folds import make_patient_folds
 from keras_lesions.experiments.run import describe_plan, run_experiment
 from keras_lesions_cli.main import cli
 
 from conftest import make_toy_dataset
-
-
-@pytest.fixture
-def folded_dataset(tmp_path):
-    dataset = make_toy_dataset(lesions_per_patient=(1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1))
-    dataset.input_size = 16
-    dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
-    dataset.fold_k = 3
-    return write_dataset(dataset, tmp_path / "toy.h5")
 
 
 def tiny_config(tmp_path, dataset_path, **extra):
@@ -31,7 +21,7 @@ def tiny_config(tmp_path, dataset_path, **extra):
         "augment.n_rot": 2, "augment.n_trans": 1, "augment.n_scale": 1, "augment.n_flip": 1,
         "augment.group_sizes": [0, 24], "classifier.input_size": 16,
         "classifier.filters": [2, 2, 2], "classifier.dense_units": 4, "train.epochs": 1,
-        "train.batch_size": 8, **extra}
+        "train.batch_size": 8, "evaluate.repeats": 1, **extra}
     return load_config(None, overrides)
 
 
@@ -40,7 +30,8 @@ def test_curve_runs_every_fold_and_group_and_resumes(tmp_path, folded_dataset):
     result = run_experiment(config, log=lambda line: None)
     out = tmp_path / "out" / "tiny"
     assert [p["added_samples"] for p in result["curve"]] == [0, 24]
-    assert result["optimal_group"] in ("D_aug1", "D_aug2")
+    assert {c["group"] for c in result["choices"]} <= {"D_aug1", "D_aug2"}
+    assert len(result["choices"]) == 3 and result["selected_on"] == "validation"
     for group in ("D_aug1", "D_aug2"):
         for fold in range(3):
             done = json.loads((run_dir(out, fold, group) / "done.json").read_text())
@@ -82,7 +73,8 @@ def write_yaml(tmp_path, dataset_path, text=""):
         f"data:\n  dataset: {dataset_path}\n"
         "augment:\n  n_rot: 2\n  n_flip: 1\n  n_trans: 1\n  n_scale: 1\n  group_sizes: [0, 24]\n"
         "classifier:\n  input_size: 16\n  filters: [2, 2, 2]\n  dense_units: 4\n"
-        "train:\n  epochs: 1\n  batch_size: 8\n" + text)
+        "train:\n  epochs: 1\n  batch_size: 8\n" + text
+        + ("" if "evaluate:" in text else "evaluate:\n  repeats: 1\n"))
     return path
 
 
@@ -159,7 +151,8 @@ def test_experiment_folder_refuses_other_settings(tmp_path, folded_dataset):
     assert "holds results made with other settings" in line and "augment.group_sizes" in line
     # every setting that changes a result is fingerprinted, seeds and choices included
     more_seeds = tmp_path / "seeds.yaml"
-    more_seeds.write_text(config.read_text() + "evaluate:\n  seeds: [0, 1]\n")
+    more_seeds.write_text(config.read_text().replace("  repeats: 1\n",
+                                                     "  repeats: 1\n  seeds: [0, 1]\n"))
     result = run("augment", "--config", more_seeds, "--fold", 0)
     assert result.exit_code == 1 and "evaluate.seeds was [0], now [0, 1]" in result.output
     # the settings it was made with still open it
@@ -188,7 +181,7 @@ def test_evaluate_refuses_to_pool_two_experiments(tmp_path, folded_dataset):
         config.write_text(config.read_text().replace("name: tiny", f"name: {name}"))
         assert run("train-cnn", "--config", config, "--fold", 0).exit_code == 0
     result = run("evaluate", tmp_path / "out")
-    assert result.exit_code == 1 and "same fold and seed" in result.output
+    assert result.exit_code == 1 and "same repeat, fold and seed" in result.output
     assert run("evaluate", tmp_path / "out" / "a" / "runs").exit_code == 0
 
 
@@ -211,9 +204,9 @@ def test_run_killed_between_training_and_testing_finishes_without_training(
     from keras_lesions.pipeline import one_hot
 
     exp = open_for(loaded, log=lambda line: None)
-    images, labels = base_group(exp, 0, 0)
+    images, labels = base_group(exp, 0, 0, 0)
     train_classifier(images, one_hot(labels, 3), loaded, again,
-                     run_info={"fold": 0, "group": "D_aug1"})
+                     run_info={"repeat": 0, "fold": 0, "group": "D_aug1"})
     assert (again / "model.keras").exists() and (again / "checkpoint").exists()
     history = (again / "history.csv").read_text()
     result = train_cnn(loaded, 0, 0, run_dir=again, resume=True, log=lambda line: None)
@@ -229,8 +222,8 @@ def test_plan_lists_every_run_with_its_state(tmp_path, folded_dataset):
     assert not (tmp_path / "out" / "tiny" / "experiment.json").exists()  # looking records nothing
     assert "pending  fold0/augment" in listing
     assert "blocked  fold2/classifier/D_aug2/seed0" in listing and "waits for fold2/augment" in listing
-    assert "blocked  choose/D_aug-optimal" in listing and "blocked  report" in listing
-    assert "11 runs: 0 done, 3 pending, 8 blocked" in listing
+    assert "blocked  choose/fold1/D_aug-optimal" in listing and "blocked  report" in listing
+    assert "13 runs: 0 done, 3 pending, 10 blocked" in listing
     result = run("experiment", write_yaml(tmp_path, folded_dataset), "--only", "fold1/augment")
     assert result.exit_code == 0, result.output
     listing = describe_plan(config, log=lambda line: None)

@@ -42,10 +42,10 @@ def experiment(tmp_path_factory):
         f"data:\n  dataset: {dataset_path}\n"
         "augment:\n  n_rot: 2\n  n_flip: 1\n  n_trans: 1\n  n_scale: 1\n  group_sizes: [0, 16]\n"
         "classifier:\n  filters: [2, 2, 2]\n  dense_units: 4\n"
-        "train:\n  epochs: 1\n  batch_size: 8\n"
+        "train:\n  epochs: 1\n  steps: 4\n  batch_size: 8\n"
         "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
         "synth:\n  per_class_sizes: [2, 4]\n  base_group: 2\n  more_real_data: false\n"
-        "  compare_diff_augment: true\n")
+        "  compare_diff_augment: true\nevaluate:\n  repeats: 1\n")
     config = load_config(config_path)
     result = run_experiment(config, log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
@@ -65,12 +65,12 @@ def dcgan_experiment(tmp_path_factory):
     config_path.write_text(
         f"name: dcgan-only\nkind: gan-curve\noutput_dir: {root / 'out'}\n"
         f"data:\n  dataset: {dataset_path}\n"
-        "augment:\n  n_rot: 1\n  n_flip: 0\n  n_trans: 1\n  n_scale: 0\n  group_sizes: [0, 8]\n"
+        "augment:\n  n_rot: 2\n  n_flip: 0\n  n_trans: 1\n  n_scale: 0\n  group_sizes: [0, 8]\n"
         "classifier:\n  filters: [2, 2, 2]\n  dense_units: 4\n"
         "train:\n  epochs: 1\n  batch_size: 8\n"
         "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
-        "synth:\n  per_class_sizes: [2]\n  acgan: false\n  more_real_data: false\n"
-        "evaluate:\n  folds: [0, 1]\n")
+        "synth:\n  per_class_sizes: [6]\n  acgan: false\n  more_real_data: false\n"
+        "evaluate:\n  folds: [0, 1]\n  repeats: 1\n")
     result = run_experiment(load_config(config_path), log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
             "out": root / "out" / "dcgan-only"}
@@ -79,24 +79,34 @@ def dcgan_experiment(tmp_path_factory):
 @pytest.mark.slow
 def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
     result, out = experiment["result"], experiment["out"]
-    assert result["base_group"] == "D_aug2"
-    assert [p["added_per_class"] for p in
-            result["curves"]["synthetic (CNN-AUG-GAN, DCGAN)"]] == [0, 2, 4]
-    assert result["best_synthetic_per_class"] in (2, 4)
+    assert [p["added_per_class"] for p in result["curves"]["DCGAN"]] == [2, 4]
+    assert set(result["curves"]) == {"DCGAN", "ACGAN", "DCGAN, DiffAugment swapped",
+                                     "classic control"}
+    for point in result["curves"]["DCGAN"]:  # every size with its interval
+        low, high = point["ci95"]
+        assert low <= point["difference"] <= high
+    sizes = result["sizes"]
+    assert all(v in (2, 4) for by_cell in sizes.values() for v in by_cell.values())
     verdict = result["verdict"]
-    assert verdict.startswith("Synthetic augmentation ") and "per fold" in verdict
-    assert "DiffAugment (translation,cutout,color)" in verdict and "KID" in verdict
+    assert verdict.startswith("Synthetic augmentation (DCGAN)") and "95% CI" in verdict
+    assert "two-sample test" in verdict
+    headline = result["comparisons"]["DCGAN"]
+    assert headline["outcome"] in ("helped", "hurt", "no evidence")
+    assert headline["n_cells"] == 3 and headline["steps"]["baseline"] == headline["steps"][
+        "proposed"]  # equal compute: train.steps
+    assert set(result["comparisons"]) >= {"ACGAN", "classic control", "DiffAugment",
+                                          "DCGAN vs classic control"}
     for name in ("gan_report.md", "gan_curves.png", "gan_summary.json",
                  "gan_table3_best_synthetic.md", "gan_synthetic_vs_real.png"):
         assert (out / "report" / name).exists(), name
     report = (out / "report" / "gan_report.md").read_text()
     assert "Table 5" in report and "Table 7" in report and "ACGAN discriminator" in report
-    assert "FID" in report and "Features:" in report
-    # every classifier run of the experiment finished on every fold
-    for group in ("D_aug2", "D_aug2+D_synth2x3", "D_aug2+D_synth4x3",
-                  f"D_aug2+ACGAN_synth{result['best_synthetic_per_class']}x3",
-                  f"D_aug2+DiffAugSwap_synth{result['best_synthetic_per_class']}x3",
-                  "ACGAN_discriminator"):
+    assert "FID" in report and "Features:" in report and "real vs real" in report
+    assert "⚠ FID from fewer samples" in report  # a handful of lesions: flagged
+    # every classifier run of the experiment finished on every fold, every size
+    for group in ("D_aug2", "D_aug2+D_synth2x3", "D_aug2+D_synth4x3", "D_aug2+ACGAN_synth2x3",
+                  "D_aug2+ACGAN_synth4x3", "D_aug2+DiffAugSwap_synth4x3",
+                  "D_aug2+classic4x3", "ACGAN_discriminator"):
         for fold in range(3):
             run_id = (f"fold{fold}/acgan-discriminator/base-D_aug2"
                       if group == "ACGAN_discriminator" else
@@ -117,10 +127,13 @@ def test_gans_learn_only_from_training_folds(experiment):
                            / "run.json").read_text())
         assert info["fold"] == fold and info["class_name"] == "cyst"
         assert info["base_group"] == "D_aug2" and info["diff_augment"] == ""
-        n_cyst_train = sum(1 for l, f in zip(dataset.labels, dataset.folds)
-                           if l == 0 and f != fold)
-        # D_aug2 = originals + 16 augmentations dealt over the training lesions
-        assert n_cyst_train <= info["n_train"] <= n_cyst_train + 16
+        from keras_lesions.config import load_config
+        from keras_lesions.experiments.registry import open_for
+
+        split = open_for(load_config(experiment["config"]), log=lambda line: None).split(0, fold)
+        n_cyst_fit = int((dataset.labels[split.fit] == 0).sum())
+        # D_aug2 = the fit originals + 16 augmentations dealt over the fit lesions
+        assert n_cyst_fit <= info["n_train"] <= n_cyst_fit + 16
         synth = read_dataset(out / "data" / f"fold{fold}" / "synth" / "dcgan" / "base-D_aug2.h5",
                              images=False)
         assert not set(synth.patient_ids) & set(dataset.patient_ids)
@@ -144,21 +157,26 @@ def test_rerun_trains_nothing(dcgan_experiment):
 @pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
 def test_dcgan_experiment_chooses_the_base_group_and_keys_gans_by_it(dcgan_experiment):
     out, result = dcgan_experiment["out"], dcgan_experiment["result"]
-    choice = json.loads((out / "choices" / "D_aug-optimal.json").read_text())
-    base = choice["group"]
-    assert result["base_group"] == base == result["classic"]["optimal_group"]
     for fold in (0, 1):
+        choice = json.loads((out / "choices" / f"fold{fold}" / "D_aug-optimal.json").read_text())
+        base = choice["group"]
+        assert choice["selected_on"] == "validation"
         for name in ("cyst", "metastasis", "hemangioma"):
             run_dir = _run_dir(out, f"fold{fold}/gan/dcgan-{name}/base-{base}/seed0")
             assert json.loads((run_dir / "done.json").read_text())["base_group"] == base
     assert not (out / "runs" / "fold2").exists()  # evaluate.folds: [0, 1]
     assert not list(out.rglob("acgan*"))  # synth.acgan: false
-    assert "not run" in (out / "report" / "gan_report.md").read_text()  # ACGAN rows say so
-    assert result["verdict"].startswith("Synthetic augmentation")
+    assert "ACGAN" not in result["comparisons"]
+    assert result["verdict"].startswith("Synthetic augmentation (DCGAN)")
+    # train.steps 0: epochs over each set, so the larger set got more steps, and it is said
+    steps = result["comparisons"]["DCGAN"]["steps"]
+    assert steps["proposed"] > steps["baseline"] and "differ in training budget" in \
+        result["verdict"]
 
 
 def _generator(experiment, name, fold):
-    base = experiment["result"]["base_group"]
+    base = json.loads((experiment["out"] / "choices" / f"fold{fold}" / "D_aug-optimal.json"
+                       ).read_text())["group"]
     return _run_dir(experiment["out"], f"fold{fold}/gan/dcgan-{name}/base-{base}/seed0")
 
 
@@ -227,7 +245,8 @@ def test_train_gan_trains_the_plans_run(tmp_path):
         f"data:\n  dataset: {dataset_path}\n"
         "augment:\n  n_rot: 1\n  n_flip: 0\n  n_trans: 1\n  n_scale: 0\n  group_sizes: [0, 8]\n"
         "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
-        "synth:\n  base_group: 2\n  acgan: false\n  more_real_data: false\n")
+        "synth:\n  base_group: 2\n  acgan: false\n  more_real_data: false\n"
+        "  classic_control: false\nevaluate:\n  repeats: 1\n")
     listing = run("experiment", config, "--list")
     assert listing.exit_code == 0, listing.output
     run_id = "fold1/gan/dcgan-cyst/base-D_aug2/seed0"

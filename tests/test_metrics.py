@@ -57,7 +57,8 @@ def test_summary_pools_folds_and_seeds():
     ]
     summary = summarize_predictions(records, ["a", "b", "c"])
     assert summary["pooled"]["n"] == 10 and summary["pooled"]["accuracy"] == pytest.approx(0.8)
-    assert summary["accuracy_by_seed"]["values"] == {0: pytest.approx(0.8), 1: pytest.approx(0.8)}
+    assert summary["accuracy_by_seed"]["values"] == {"repeat0/seed0": pytest.approx(0.8),
+                                                     "repeat0/seed1": pytest.approx(0.8)}
     assert summary["accuracy"]["n"] == 4
     # confusion averaged over the two seeds: counts per cross-validated test set
     assert np.sum(summary["confusion"]) == pytest.approx(5)

@@ -141,3 +141,71 @@ def test_classifier_features_and_quality_report():
     assert "singular covariances" in cyst["warning"]
     with pytest.raises(KerasLesionsError, match="synthetic class 'healthy'"):
         generator_quality_report(real, {"healthy": synth["cyst"]}, model)
+
+
+def test_kid_bootstrap_interval_holds_zero_for_one_distribution_only():
+    from keras_lesions.evaluate.quality import kid_bootstrap
+
+    rng = np.random.default_rng(0)
+    same = kid_bootstrap(rng.normal(size=(60, 8)), rng.normal(size=(80, 8)), n_boot=100)
+    assert same["ci95"][0] <= 0 <= same["ci95"][1]
+    shifted = kid_bootstrap(rng.normal(size=(60, 8)), rng.normal(0.8, 1, size=(80, 8)),
+                            n_boot=100)
+    assert shifted["ci95"][0] > 0 and shifted["kid"] > same["kid"]
+
+
+def test_real_vs_real_fid_is_large_at_small_n_and_shrinks():
+    """The small-sample bias the report warns about: two samples of one
+    distribution have a large FID at the project's sizes."""
+    from keras_lesions.evaluate.quality import fid_reliable, real_vs_real_baseline
+
+    rng = np.random.default_rng(1)
+    pool = rng.normal(size=(2000, 32))
+    small = real_vs_real_baseline(rng.normal(size=(40, 32)), pool, 40, repeats=5)
+    large = real_vs_real_baseline(rng.normal(size=(1000, 32)), pool, 1000, repeats=2)
+    assert small["fid_mean"] > 5 * large["fid_mean"] and small["fid_mean"] > 10
+    assert not fid_reliable(40, 32) and fid_reliable(1000, 32)
+    assert abs(small["kid_mean"]) < 0.05  # KID is unbiased
+
+
+def test_memorisation_share_catches_copies_of_originals_and_of_augmentations():
+    from keras_lesions.evaluate.quality import memorisation_share
+
+    rng = np.random.default_rng(2)
+    originals = rng.normal(size=(40, 16))
+    copies = originals[rng.integers(0, 40, 100)] + rng.normal(0, 1e-3, (100, 16))
+    assert memorisation_share(copies, originals)["originals"][
+        "share_closer_than_own_neighbour"] > 0.95
+    fresh = rng.normal(size=(100, 16))
+    assert memorisation_share(fresh, originals)["originals"][
+        "share_closer_than_own_neighbour"] < 0.5
+    # the augmented copies sit away from every original; a GAN that copied them
+    sources = rng.integers(0, 40, 200)
+    augmented = originals[sources] + rng.normal(0, 0.9, (200, 16))
+    copied = augmented[:100] + rng.normal(0, 1e-3, (100, 16))
+    result = memorisation_share(copied, originals, augmented_features=augmented,
+                                augmented_sources=sources)
+    assert result["augmented"]["share_closer_than_own_neighbour"] > 0.95
+    assert result["originals"]["share_closer_than_own_neighbour"] < \
+        result["augmented"]["share_closer_than_own_neighbour"] - 0.3
+
+
+def test_two_sample_test_tells_checkerboards_from_blobs_but_not_blobs_from_blobs():
+    from keras_lesions.evaluate.quality import classifier_two_sample_test
+
+    rng = np.random.default_rng(3)
+
+    def blobs(n):
+        yy, xx = np.mgrid[:16, :16]
+        centres = rng.uniform(5, 11, (n, 2))
+        r = ((yy[None] - centres[:, :1, None]) ** 2 + (xx[None] - centres[:, 1:, None]) ** 2)
+        return (np.exp(-r / 20.0) + rng.normal(0, 0.05, (n, 16, 16)))[..., None]
+
+    def checkers(n):
+        board = (np.indices((16, 16)).sum(0) % 2).astype(float)
+        return (board[None] * 0.5 + rng.normal(0, 0.05, (n, 16, 16)))[..., None]
+
+    same = classifier_two_sample_test(blobs(40), blobs(60), blobs(30), blobs(60))
+    assert 0.3 <= same["auc"] <= 0.7
+    different = classifier_two_sample_test(blobs(40), checkers(60), blobs(30), checkers(60))
+    assert different["auc"] > 0.95 and different["ci95"][0] > 0.85

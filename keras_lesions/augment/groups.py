@@ -155,6 +155,7 @@ def build_augmentation_groups(
     path: str | os.PathLike,
     progress: Callable[[int, int], None] | None = None,
     oversample: float = 2.0,
+    train_indices: Sequence[int] | None = None,
 ) -> GroupsBuildResult:
     """Render the nested D_aug groups of one fold's training lesions to HDF5.
 
@@ -171,6 +172,9 @@ def build_augmentation_groups(
             existing file is replaced only on success).
         progress: called as ``progress(done, total)`` with images rendered.
         oversample: see ``augment_lesion``.
+        train_indices: the lesions to augment, all outside ``test_fold``
+            (a cell's fit part, its validation patients held out); default
+            every lesion outside ``test_fold``.
 
     Returns:
         A ``GroupsBuildResult``.
@@ -187,7 +191,11 @@ def build_augmentation_groups(
     if len(dataset.folds) != len(dataset):
         raise AugmentationError(
             f"the dataset has {len(dataset.folds)} fold entries for {len(dataset)} lesions")
-    train, _ = train_test_indices(dataset.folds, int(test_fold))
+    train, test = train_test_indices(dataset.folds, int(test_fold))
+    if train_indices is not None:
+        train = np.asarray(sorted(set(int(i) for i in train_indices)), np.int64)
+        if np.isin(train, test).any():
+            raise AugmentationError(f"train_indices include lesions of test fold {test_fold}")
     if len(train) == 0:
         raise AugmentationError(f"no training lesions outside fold {test_fold}")
     n_train = len(train)

@@ -9,6 +9,7 @@ dataset, so all runs share the same split.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -204,3 +205,74 @@ def validation_split(labels: Sequence[int], patient_ids: Sequence[str], fraction
         raise FoldError(f"a {fraction:.0%} validation split of {len(labels)} lesions leaves "
                         "one part empty")
     return fit_idx, validation_idx
+
+
+def repeat_folds(dataset, repeat: int, where=None) -> np.ndarray:
+    """The fold of every lesion in repeat ``repeat`` of repeated cross-validation.
+
+    Repeat 0 is the dataset's own assignment (what ``kl data folds`` or the
+    importer stored); repeat r > 0 is an independent patient-level,
+    class-stratified assignment with as many folds, drawn with the dataset's
+    fold seed + r.
+
+    Raises:
+        FoldError: the dataset has no fold assignment.
+    """
+    if dataset.folds is None:
+        raise FoldError("has no fold assignment: run `kl data folds` on it first", where)
+    if repeat == 0:
+        return np.asarray(dataset.folds)
+    return make_patient_folds(dataset.labels, dataset.patient_ids, k=int(dataset.fold_k),
+                              seed=int(dataset.fold_seed) + int(repeat),
+                              class_names=dataset.class_names)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One cell of repeated cross-validation: who is fitted, who picks, who tests.
+
+    Attributes:
+        repeat, fold: the partition and its held-out fold.
+        fit: lesions every network of the cell is fitted on (and every fitted
+            statistic comes from).
+        validation: lesions the cell's choices are made on (empty when the
+            choices are made on the test folds, ``evaluate.selection: paper``).
+        test: the held-out fold, predicted once every choice is made.
+    """
+
+    repeat: int
+    fold: int
+    fit: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+    @property
+    def training(self) -> np.ndarray:
+        """Every lesion outside the test fold (fit and validation)."""
+        return np.union1d(self.fit, self.validation)
+
+
+def cell_split(dataset, repeat: int, fold: int, validation_fraction: float | None,
+               seed: int = 0, where=None) -> Split:
+    """The split of cell (``repeat``, ``fold``).
+
+    Args:
+        dataset: a ``LesionDataset`` with a fold assignment.
+        repeat: the partition (:func:`repeat_folds`).
+        fold: the held-out fold.
+        validation_fraction: share of the training patients held out for
+            validation (:func:`validation_split`); None for no validation part.
+        seed: the validation split's seed; made distinct per cell here.
+        where: the dataset file, named in errors.
+
+    Raises:
+        FoldError: no folds, a fold out of range, or an empty part.
+    """
+    folds = repeat_folds(dataset, repeat, where)
+    train_idx, test_idx = train_test_indices(folds, fold, where=where)
+    if validation_fraction is None:
+        return Split(repeat, fold, train_idx, np.zeros(0, np.int64), test_idx)
+    fit_pos, val_pos = validation_split(dataset.labels[train_idx], dataset.patient_ids[train_idx],
+                                        validation_fraction, seed=seed + 1000 * fold
+                                        + 100_003 * repeat)
+    return Split(repeat, fold, train_idx[fit_pos], train_idx[val_pos], test_idx)

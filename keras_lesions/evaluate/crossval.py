@@ -30,29 +30,34 @@ def group_name(index: int) -> str:
     return f"D_aug{index + 1}"
 
 
-def run_record(run_dir: str | os.PathLike) -> dict:
-    """A finished classifier run's test-fold predictions and facts.
+def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) -> dict:
+    """A finished classifier run's test-fold predictions (or those of
+    ``predictions_file``, e.g. its validation patients) and facts.
 
     Returns:
-        ``{"fold", "seed", "group", "y_true", "y_pred", "probabilities",
-        "run_dir", "class_names", "dataset", "added_samples"}``.
+        ``{"repeat", "fold", "seed", "group", "y_true", "y_pred",
+        "probabilities", "lesion_ids", "run_dir", "class_names", "dataset",
+        "added_samples", "n_train", "sgd_steps"}``.
 
     Raises:
         RunError: an unfinished run, or a damaged record.
         KerasLesionsError: a done.json without fold or seed.
     """
     done = read_done(run_dir)
-    predictions = read_predictions(run_dir)
+    predictions = read_predictions(run_dir, predictions_file)
     try:
         fold, seed = int(done["fold"]), int(done["seed"])
     except (KeyError, TypeError, ValueError):
         raise KerasLesionsError("done.json names no fold and seed; delete the run folder to "
                                 "train it again", run_dir) from None
-    return {"fold": fold, "seed": seed, "group": done.get("group", "run"),
+    return {"repeat": int(done.get("repeat", 0)), "fold": fold, "seed": seed,
+            "group": done.get("group", "run"),
             "y_true": predictions["y_true"], "y_pred": predictions["y_pred"],
-            "probabilities": predictions["probabilities"], "run_dir": str(run_dir),
+            "probabilities": predictions["probabilities"],
+            "lesion_ids": predictions["lesion_ids"], "run_dir": str(run_dir),
             "class_names": done.get("class_names"), "dataset": done.get("dataset"),
-            "added_samples": done.get("added_samples")}
+            "added_samples": done.get("added_samples"), "n_train": done.get("n_train"),
+            "sgd_steps": done.get("sgd_steps")}
 
 
 def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
@@ -82,10 +87,11 @@ def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
                 raise KerasLesionsError(
                     f"runs {other['run_dir']} and {record['run_dir']} come from different "
                     "datasets or classes: evaluate one experiment's runs folder", runs_root)
-            if (other["fold"], other["seed"]) == (record["fold"], record["seed"]):
+            if (other["repeat"], other["fold"], other["seed"]) == (
+                    record["repeat"], record["fold"], record["seed"]):
                 raise KerasLesionsError(
-                    f"runs {other['run_dir']} and {record['run_dir']} are the same fold and "
-                    "seed: evaluate one experiment's runs folder", runs_root)
+                    f"runs {other['run_dir']} and {record['run_dir']} are the same repeat, fold "
+                    "and seed: evaluate one experiment's runs folder", runs_root)
         group.append(record)
     if not grouped:
         raise KerasLesionsError("holds no finished classifier runs (no done.json with "
@@ -109,9 +115,11 @@ def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | Non
     return results
 
 
-def curve_point(group: str, added: int, summary: dict) -> dict:
-    """One point of an accuracy curve, from a group's summary."""
+def curve_point(group: str, added: int, summary: dict, ci95=(float("nan"), float("nan"))) -> dict:
+    """One point of an accuracy curve, from a group's summary and the 95%
+    interval of its accuracy."""
     return {"group": group, "added_samples": added, "accuracy": summary["pooled"]["accuracy"],
+            "ci95": [float(ci95[0]), float(ci95[1])],
             "fold_mean": summary["accuracy"]["mean"], "fold_std": summary["accuracy"]["std"],
             "weighted_specificity": summary["pooled"]["weighted_specificity"]}
 
@@ -123,20 +131,24 @@ def saturation_point(curve: Sequence[dict], tolerance: float) -> dict:
     return next(c for c in curve if c["accuracy"] >= best - tolerance)
 
 
-def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], optimal: dict,
-                       report_dir: str | os.PathLike, tolerance: float) -> dict:
-    """Accuracy vs added samples (CSV + PNG) and a table per group.
+def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choices: dict,
+                       optimal_summary: dict, report_dir: str | os.PathLike, tolerance: float,
+                       selected_on: str) -> dict:
+    """Test accuracy vs added samples (CSV + PNG), a table per group, and the
+    groups the cells chose.
 
     Args:
-        curve: :func:`curve_point` per group, in group order.
+        curve: :func:`curve_point` per group, in group order (test predictions).
         summaries: group -> ``summarize_predictions`` summary.
-        optimal: the chosen point of ``curve``.
+        choices: (repeat, fold) -> that cell's D_aug optimal choice.
+        optimal_summary: the summary of every cell's runs on its own choice.
         report_dir: where the files go.
-        tolerance: the saturation tolerance the choice used.
+        tolerance: the saturation tolerance the choices used.
+        selected_on: "validation" or "test": what the choices read.
 
     Returns:
-        The curve result: optimal group, its accuracy, the curve, and the
-        optimal group's summary.
+        The curve result: the choices and how often each group was chosen,
+        the curve, and the chosen groups' summary.
     """
     report_dir = Path(report_dir)
     for point in curve:
@@ -145,35 +157,44 @@ def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], optima
                       "per fold)")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "added_samples", "accuracy", "fold_mean", "fold_std",
-                     "weighted_specificity"])
+    writer.writerow(["group", "added_samples", "accuracy", "ci95_low", "ci95_high", "fold_mean",
+                     "fold_std", "weighted_specificity"])
     for c in curve:
         writer.writerow([c["group"], c["added_samples"], f"{c['accuracy']:.4f}",
-                         f"{c['fold_mean']:.4f}", f"{c['fold_std']:.4f}",
-                         f"{c['weighted_specificity']:.4f}"])
+                         f"{c['ci95'][0]:.4f}", f"{c['ci95'][1]:.4f}", f"{c['fold_mean']:.4f}",
+                         f"{c['fold_std']:.4f}", f"{c['weighted_specificity']:.4f}"])
     write_text(report_dir / "classic_curve.csv", buffer.getvalue())
-    _write_curve_png(curve, optimal, report_dir / "classic_curve.png")
-    result = {"optimal_group": optimal["group"], "optimal_added_samples": optimal["added_samples"],
-              "optimal_accuracy": optimal["accuracy"],
-              "best_accuracy": max(c["accuracy"] for c in curve),
+    counts: dict[str, int] = {}
+    for choice in choices.values():
+        counts[choice["group"]] = counts.get(choice["group"], 0) + 1
+    counts_text = ", ".join(f"{group} in {n} of {len(choices)} cells"
+                            for group, n in sorted(counts.items()))
+    _write_curve_png(curve, counts, report_dir / "classic_curve.png")
+    result = {"selected_on": selected_on, "optimal_counts": counts_text,
+              "choices": [{"repeat": r, "fold": k, "group": c["group"],
+                           "selection_accuracy": c["accuracy"]}
+                          for (r, k), c in sorted(choices.items())],
               "saturation_tolerance": tolerance, "curve": list(curve)}
     write_json(report_dir / "optimal.json", result)
-    return {**result, "optimal_summary": summaries[optimal["group"]]}
+    return {**result, "optimal_summary": optimal_summary}
 
 
-def _write_curve_png(curve: Sequence[dict], optimal: dict, path: Path) -> None:
+def _write_curve_png(curve: Sequence[dict], chosen: dict[str, int], path: Path) -> None:
     # A bare Figure (no pyplot): no global backend switch, nothing left open.
     from matplotlib.figure import Figure
 
     x = [c["added_samples"] for c in curve]
-    y = [100 * c["fold_mean"] for c in curve]
-    err = [100 * c["fold_std"] for c in curve]
+    y = [100 * c["accuracy"] for c in curve]
+    err = [[100 * (c["accuracy"] - c["ci95"][0]) for c in curve],
+           [100 * (c["ci95"][1] - c["accuracy"]) for c in curve]]
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.errorbar(x, y, yerr=err, color="tab:red", marker="o", capsize=3,
-                label="classic augmentation (CNN-AUG), mean ± std over folds")
-    ax.axvline(optimal["added_samples"], color="gray", linestyle=":",
-               label=f"D_aug optimal = {optimal['group']}")
+                label="classic augmentation (CNN-AUG), test accuracy, 95% CI")
+    for c in curve:
+        if c["group"] in chosen:
+            ax.annotate(f"chosen ×{chosen[c['group']]}", (c["added_samples"], 100 * c["accuracy"]),
+                        textcoords="offset points", xytext=(4, -12), fontsize=7, color="gray")
     ax.set_xlabel("augmented samples added per fold")
     ax.set_ylabel("total accuracy (%)")
     ax.grid(alpha=0.3)

@@ -10,145 +10,209 @@ import numpy as np
 
 from keras_lesions.data.dataset import LesionDataset
 from keras_lesions.evaluate.report import write_summary
-from keras_lesions.evaluate.verdict import paired_differences, verdict
 from keras_lesions.io import save_figure, write_text
 
-def write_gan_report(out: Path, config, names, *, base: str, base_added: int, classic: dict,
-                     curves: dict, table5: list, baseline: dict, best: dict, best_group: str,
-                     quality: dict, sentence: str, has_extra: bool) -> None:
+def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: dict,
+                     summaries: dict, curves: dict, sizes: dict, quality: dict, sentence: str,
+                     has_extra: bool, selected_on: str) -> None:
     """Write gan_report.md, gan_curves.png and the Table 3 files into ``out``.
 
     Args:
         out: the report folder.
         config: the experiment config (named in the header).
         names: class names.
-        base: the base group's name (D_aug optimal, or the config's).
-        base_added: augmented samples of the base group.
         classic: the classic curve's result (``crossval.write_curve_report``).
-        curves: line label -> points (``point`` per size, 0 = the baseline).
-        table5: (row name, summary or None) per synthesis method.
-        baseline, best: summaries of CNN-AUG and of CNN-AUG-GAN at the chosen size.
-        best_group: the chosen CNN-AUG-GAN group's name.
-        quality: fold -> GAN kind -> quality report.
-        sentence: the verdict (``evaluate.verdict``).
+        comparisons: key -> ``verdict.compare_arms`` result.
+        summaries: arm -> ``summarize_predictions`` summary (Table 5).
+        curves: line label -> points per synthetic size, with intervals.
+        sizes: method -> cell -> its chosen synthetic size per class.
+        quality: cell -> GAN kind -> quality report.
+        sentence: the headline verdict.
         has_extra: whether the "more real data" line exists.
+        selected_on: "validation" or "test": what the choices read.
     """
-    write_summary(best, out, "gan_table3_best_synthetic", f"CNN-AUG-GAN at {best_group} (Table 3)")
-    write_text(out / "gan_report.md", _markdown(config, base, names, curves, table5, baseline, best,
-                                                quality, sentence, has_extra))
-    _write_curves_png(classic, curves, out / "gan_curves.png", base_added, len(names))
+    write_summary(summaries["DCGAN"], out, "gan_table3_best_synthetic",
+                  "CNN-AUG-GAN at each cell's chosen synthetic size (Table 3)")
+    write_text(out / "gan_report.md", _markdown(config, names, classic, comparisons, summaries,
+                                                curves, sizes, quality, sentence, has_extra,
+                                                selected_on))
+    _write_curves_png(classic, curves, out / "gan_curves.png")
 
 
-def mean_kid(quality: dict, kind: str) -> float:
-    """Mean KID over folds and classes of one GAN kind (NaN when not measured)."""
-    values = [q["kid_mean"] for by_kind in quality.values() if kind in by_kind
-              for q in by_kind[kind]["per_class"].values()]
-    return float(np.mean(values)) if values else float("nan")
+def _pct(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
 
 
-def point(summary: dict) -> dict:
-    return {"accuracy": summary["pooled"]["accuracy"],
-            "fold_mean": summary["accuracy"]["mean"], "fold_std": summary["accuracy"]["std"],
-            "weighted_specificity": summary["pooled"]["weighted_specificity"]}
+def _interval(ci) -> str:
+    return f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
 
 
-def diff_augment_verdict(best, swap, main_policy, swap_policy, quality) -> str:
-    """Whether DiffAugment helped the classifier, at the same synthetic size,
-    with the mean KID of both kinds of generators."""
-    with_policy, without = (swap, best) if main_policy == "off" else (best, swap)
-    kid = {kind: mean_kid(quality, kind) for kind in ("dcgan", "dcgan_diffaug_swap")}
-    kid_with = kid["dcgan_diffaug_swap"] if main_policy == "off" else kid["dcgan"]
-    kid_without = kid["dcgan"] if main_policy == "off" else kid["dcgan_diffaug_swap"]
-    policy = swap_policy if main_policy == "off" else main_policy
-    sentence = verdict(f"DiffAugment ({policy}) for the GANs",
-                       paired_differences(without["per_fold"], with_policy["per_fold"]),
-                       without["pooled"]["accuracy"], with_policy["pooled"]["accuracy"])
-    return (f"{sentence[:-1]}, at the same synthetic size; mean KID ×1000 "
-            f"{1000 * kid_without:.2f} without, {1000 * kid_with:.2f} with (lower is closer to "
-            "the real lesions).")
+def _p(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else (
+        "< 0.001" if value < 0.001 else f"{value:.3f}")
 
 
-def _markdown(config, base, names, curves, table5, baseline, best, quality, verdict,
-              has_extra) -> str:
-    lines = [f"# CNN-AUG-GAN on {config.data.dataset} ({config.name})", "", f"**{verdict}**", "",
-             f"Base group {base}; GANs: {config.gan.epochs} epochs, width {config.gan.width}, "
-             f"DiffAugment {config.gan.diff_augment or 'off'}; classifier "
-             f"{config.train.epochs} epochs.", ""]
-    lines += ["## Accuracy vs added samples (Fig. 8)", "",
-              "| line | added per class | accuracy | per fold mean ± std |", "|---|---|---|---|"]
+def _markdown(config, names, classic, comparisons, summaries, curves, sizes, quality, verdict,
+              has_extra, selected_on) -> str:
+    evaluate = config.evaluate
+    lines = [f"# CNN-AUG-GAN on {config.data.dataset} ({config.name})", "", f"**{verdict}**", ""]
+    if selected_on == "validation":
+        lines.append(f"Choices (each cell's D_aug optimal and each method's synthetic size) were "
+                     f"made on validation patients: {100 * evaluate.validation_fraction:.0f}% of "
+                     "each fold's training patients, stratified by class, held out from every "
+                     "network; each test fold was predicted once, after every choice.")
+    else:
+        lines.append("**Test-selected** (`evaluate.selection: paper`): D_aug optimal and the "
+                     "synthetic sizes were read off the pooled test folds, as in the paper. "
+                     "Every figure below is flattered by that choice.")
+    budget = (f"every classifier took {config.train.steps} SGD steps whatever its training-set "
+              "size (equal compute)" if config.train.steps else
+              f"every classifier took {config.train.epochs} epochs over its own set, so larger "
+              "sets got more SGD steps (the verdicts say by how much)")
+    lines += ["", f"{evaluate.repeats} repeat(s) of {len(evaluate.folds)}-fold patient-level "
+              f"cross-validation × {len(evaluate.seeds)} seed(s); {budget}. GANs: "
+              f"{config.gan.epochs} epochs, width {config.gan.width}, DiffAugment "
+              f"{config.gan.diff_augment or 'off'}.", "",
+              "## Comparisons", "",
+              "Differences are in accuracy points, proposed minus baseline, over the same "
+              "lesions. CI: 95% patient-cluster paired bootstrap; t: the Nadeau–Bengio corrected "
+              "resampled t interval over the cells; McNemar: exact, per cross-validation; AUC: "
+              "macro one-vs-rest, DeLong's paired p per cross-validation. A gain or loss is "
+              "claimed only when both intervals exclude 0.", "",
+              "| comparison | baseline | proposed | difference | 95% CI | corrected t | "
+              "McNemar p | AUC baseline → proposed | AUC diff. 95% CI | DeLong p | outcome |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons.values():
+        if not c.get("n_cells"):
+            continue
+        lines.append(
+            f"| {c['what']} | {_pct(c['accuracy']['baseline'])}% | "
+            f"{_pct(c['accuracy']['proposed'])}% | {100 * c['difference']:+.1f} | "
+            f"{_interval(c['ci95'])} | {_interval(c['corrected_t']['ci95'])} | "
+            f"{', '.join(_p(m['pvalue']) for m in c['mcnemar'])} | "
+            f"{c['auc']['baseline']:.3f} → {c['auc']['proposed']:.3f} | "
+            f"{_interval(c['auc']['ci95'])} | "
+            f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {c['outcome']} |")
+    headline = comparisons.get("DCGAN")
+    if headline and headline.get("n_cells") and np.isfinite(headline["detectable_difference"]):
+        lines += ["", f"With {headline['n_lesions']} lesions and {100 * headline['discordance']:.0f}% "
+                  "of them classified differently by the two arms, this experiment could detect "
+                  f"differences of about {100 * headline['detectable_difference']:.0f} points "
+                  "(80% power, 5% level)."]
+    lines += ["", "Verdicts:", ""] + [f"- {c['verdict']}" for c in comparisons.values()]
+    lines += ["", "## Accuracy vs synthetic lesions added (Fig. 8)", "",
+              "Every size, not only the chosen one; the difference is to CNN-AUG on the same "
+              "cells.", "", "| line | added per class | test accuracy [95% CI] | difference to "
+              "CNN-AUG [95% CI] |", "|---|---|---|---|"]
     for label, points in curves.items():
         for p in points:
-            lines.append(f"| {label} | {p['added_per_class']} | {100 * p['accuracy']:.1f}% | "
-                         f"{100 * p['fold_mean']:.1f} ± {100 * p['fold_std']:.1f} |")
+            lines.append(f"| {label} | {p['added_per_class']} | {_pct(p['accuracy'])}% "
+                         f"[{_pct(p['accuracy_ci95'][0])}, {_pct(p['accuracy_ci95'][1])}] | "
+                         f"{100 * p['difference']:+.1f} [{_interval(p['ci95'])}] |")
     if not has_extra:
         lines += ["", "No extra real pool (user dataset): the 'more real data' line is absent."]
+    lines += ["", "Chosen synthetic size per class, per cell:", "",
+              "| method | " + " | ".join(next(iter(sizes.values()), {}).keys()) + " |",
+              "|---" * (1 + len(next(iter(sizes.values()), {}))) + "|"]
+    for method, by_cell in sizes.items():
+        lines.append(f"| {method} | " + " | ".join(str(v) for v in by_cell.values()) + " |")
     lines += ["", "## Table 5: synthesis methods", "",
-              "| method | accuracy | weighted specificity | per fold mean ± std |",
+              "| method | accuracy | weighted specificity | per cell mean ± sample std |",
               "|---|---|---|---|"]
-    for name, s in table5:
-        if s is None:
-            lines.append(f"| {name} | not run | | |")
-        else:
-            lines.append(f"| {name} | {100 * s['pooled']['accuracy']:.1f}% | "
-                         f"{100 * s['pooled']['weighted_specificity']:.1f}% | "
-                         f"{100 * s['accuracy']['mean']:.1f} ± {100 * s['accuracy']['std']:.1f} |")
-    lines += ["", "## Table 7: per-class sensitivity and specificity", "",
-              "| class | CNN-AUG sensitivity | CNN-AUG specificity | CNN-AUG-GAN sensitivity | "
-              "CNN-AUG-GAN specificity |", "|---|---|---|---|---|"]
-    for name in names:
-        a, b = baseline["pooled"]["per_class"][name], best["pooled"]["per_class"][name]
-        lines.append(f"| {name} | {100 * a['sensitivity']:.1f}% | {100 * a['specificity']:.1f}% | "
-                     f"{100 * b['sensitivity']:.1f}% | {100 * b['specificity']:.1f}% |")
-    lines.append(f"| weighted average | {100 * baseline['pooled']['weighted_sensitivity']:.1f}% | "
-                 f"{100 * baseline['pooled']['weighted_specificity']:.1f}% | "
-                 f"{100 * best['pooled']['weighted_sensitivity']:.1f}% | "
-                 f"{100 * best['pooled']['weighted_specificity']:.1f}% |")
-    lines += ["", "Table 3 (confusion matrix at the best synthetic point): "
-              "gan_table3_best_synthetic.md", "", "## Generator quality", ""]
-    note = None
-    lines += ["| fold | GAN | class | FID | KID (×1000) | median distance to nearest real | share closer than real pairs |",
-              "|---|---|---|---|---|---|---|"]
-    for fold, by_kind in sorted(quality.items()):
-        for kind, report in by_kind.items():
-            note = report.get("note", note)
-            for name in names:
-                q = report["per_class"].get(name) if "per_class" in report else report.get(name)
-                if not q:
-                    continue
-                nn = q["nearest_real"]
-                lines.append(
-                    f"| {fold} | {kind} | {name} | {q['fid']:.2f} | "
-                    f"{1000 * q['kid_mean']:.2f} ± {1000 * q['kid_std']:.2f} | "
-                    f"{nn['median']:.3f} | {100 * nn['fraction_below_real_median']:.0f}% |")
-    if note:
-        lines += ["", f"Features: {note}"]
+    for name, s in summaries.items():
+        lines.append(f"| {name} | {_pct(s['pooled']['accuracy'])}% | "
+                     f"{_pct(s['pooled']['weighted_specificity'])}% | "
+                     f"{_pct(s['accuracy']['mean'])} ± {_pct(s['accuracy']['std'])} |")
+    if headline and headline.get("n_cells"):
+        lines += ["", "## Table 7: per-class sensitivity and specificity (95% Wilson intervals)",
+                  "", "| class | CNN-AUG sensitivity | CNN-AUG specificity | CNN-AUG-GAN "
+                  "sensitivity | CNN-AUG-GAN specificity |", "|---|---|---|---|---|"]
+        for name in names:
+            entry = headline["per_class"][name]
+            cells = []
+            for arm in ("baseline", "proposed"):
+                for metric in ("sensitivity", "specificity"):
+                    v = entry[arm][metric]
+                    cells.append(f"{_pct(v['value'])}% [{_pct(v['ci95'][0])}, "
+                                 f"{_pct(v['ci95'][1])}]")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Table 3 (confusion matrix of CNN-AUG-GAN): gan_table3_best_synthetic.md", ""]
+    lines += _quality_markdown(quality, names)
     return "\n".join(lines) + "\n"
 
 
-def _write_curves_png(classic: dict, curves: dict, path: Path, base_added: int,
-                      n_classes: int) -> None:
-    """Fig. 8: accuracy vs training samples added per fold, three lines."""
+def _quality_markdown(quality: dict, names) -> list[str]:
+    lines = ["## Generator quality", "",
+             "Against the test fold's real lesions, which neither the generators nor the "
+             "feature extractor (the cell's CNN-AUG classifier) trained on. 'real vs real': the "
+             "same measure between two samples of real lesions of the same sizes — what no "
+             "difference at all looks like at this sample size. Memorisation: the share of "
+             "synthetic lesions closer to a training lesion than that lesion's own nearest real "
+             "neighbour (originals / originals and their augmentations). Two-sample AUC: a small "
+             "classifier telling real from synthetic lesions it did not train on (0.5: "
+             "indistinguishable).", "",
+             "| cell | GAN | class | FID | FID real vs real | KID ×1000 [95% CI] | KID ×1000 "
+             "real vs real | memorised (orig. / +aug.) | two-sample AUC [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    flagged, note = False, None
+    for cell, by_kind in quality.items():
+        for kind, report in by_kind.items():
+            note = report.get("note", note)
+            for name in names:
+                q = report["per_class"].get(name)
+                if not q:
+                    continue
+                reliable = q.get("fid_reliable", False)
+                flagged |= not reliable
+                fid = f"{q['fid']:.1f}" + ("" if reliable else " ⚠")
+                base = q.get("baseline", {})
+                kid_ci = q.get("kid_ci95", [float("nan")] * 2)
+                mem = q.get("memorisation", {})
+                two = q.get("two_sample", {})
+                lines.append(
+                    f"| {cell} | {kind} | {name} | {fid} | {base.get('fid_mean', float('nan')):.1f} | "
+                    f"{1000 * q['kid_mean']:.2f} [{1000 * kid_ci[0]:.2f}, {1000 * kid_ci[1]:.2f}] | "
+                    f"{1000 * base.get('kid_mean', float('nan')):.2f} | "
+                    f"{_pct(_share(mem, 'originals'))}% / {_pct(_share(mem, 'augmented'))}% | "
+                    f"{two.get('auc', float('nan')):.2f} [{two.get('ci95', [float('nan')] * 2)[0]:.2f}, "
+                    f"{two.get('ci95', [float('nan')] * 2)[1]:.2f}] |")
+    if flagged:
+        lines += ["", "⚠ FID from fewer samples than it needs (see the real-vs-real column: "
+                  "FID is biased upwards at small n, so only its difference to that baseline "
+                  "means anything; prefer KID, which is unbiased)."]
+    if note:
+        lines += ["", f"Features: {note}"]
+    return lines
+
+
+def _share(memorisation: dict, reference: str) -> float:
+    entry = memorisation.get(reference) or {}
+    return entry.get("share_closer_than_own_neighbour", float("nan"))
+
+
+def _write_curves_png(classic: dict, curves: dict, path: Path) -> None:
+    """Fig. 8 as the experiment measures it: test accuracy vs synthetic (or
+    extra) lesions added per class, with 95% intervals, CNN-AUG at 0."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
-    red = classic["curve"]
-    ax.errorbar([p["added_samples"] for p in red], [100 * p["fold_mean"] for p in red],
-                yerr=[100 * p["fold_std"] for p in red], marker="o", capsize=3,
-                color="tab:red", label="classic augmentation (CNN-AUG)")
-    colors = {"synthetic (CNN-AUG-GAN, DCGAN)": "tab:blue", "more real data": "tab:green"}
+    colors = {"DCGAN": "tab:blue", "more real data": "tab:green", "classic control": "tab:red",
+              "ACGAN": "tab:purple"}
     for label, points in curves.items():
-        x = [base_added + p["added_per_class"] * n_classes for p in points]
-        ax.errorbar(x, [100 * p["fold_mean"] for p in points],
-                    yerr=[100 * p["fold_std"] for p in points], marker="s", capsize=3,
-                    color=colors.get(label), label=f"D_aug optimal + {label}")
-    ax.set_xlabel("training samples added per fold")
-    ax.set_ylabel("total accuracy (%), mean ± std over folds")
+        x = [p["added_per_class"] for p in points]
+        y = [100 * p["accuracy"] for p in points]
+        err = [[100 * (p["accuracy"] - p["accuracy_ci95"][0]) for p in points],
+               [100 * (p["accuracy_ci95"][1] - p["accuracy"]) for p in points]]
+        ax.errorbar(x, y, yerr=err, marker="s", capsize=3, color=colors.get(label), label=label)
+    ax.set_xlabel("lesions added per class to each cell's D_aug optimal")
+    ax.set_ylabel("test accuracy (%), 95% CI")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
 
-def write_synthetic_grid(real_images, real_labels, synth: LesionDataset, names, fold: int,
+
+def write_synthetic_grid(real_images, real_labels, synth: LesionDataset, names, cell: str,
                           path: Path, per_row: int = 8) -> None:
     """Real training ROIs beside synthetic ones, a pair of rows per class."""
     from matplotlib.figure import Figure
@@ -171,5 +235,5 @@ def write_synthetic_grid(real_images, real_labels, synth: LesionDataset, names, 
                     ax.imshow(images[chosen[j], :, :, 0], cmap="gray", vmin=0, vmax=1)
                 if j == 0:
                     ax.set_ylabel(f"{name}\n{label}", fontsize=8)
-    fig.suptitle(f"real training ROIs (D_aug) and DCGAN lesions, fold {fold}", fontsize=10)
+    fig.suptitle(f"real training ROIs (D_aug) and DCGAN lesions, {cell}", fontsize=10)
     save_figure(fig, path, dpi=100)

@@ -272,6 +272,186 @@ def classifier_features(model, images, layer: str = "dense", batch_size: int = 2
         for i in range(0, len(images), batch_size)]).astype(np.float32)
 
 
+# FID's covariances need clearly more samples than features: a rule of thumb
+# (Chong & Forsyth 2020, "Effectively Unbiased FID", show the bias ~ 1/n).
+FID_SAMPLES_PER_FEATURE = 2
+
+
+def fid_reliable(n_samples: int, feature_size: int) -> bool:
+    """Whether FID from ``n_samples`` (the smaller side) in ``feature_size``
+    features is more than small-sample bias (n ≥ 2 × features)."""
+    return n_samples >= FID_SAMPLES_PER_FEATURE * feature_size
+
+
+def kid_bootstrap(features_a, features_b, *, n_boot: int = 200, seed: int = 0,
+                  degree: int = 3) -> dict:
+    """KID on the full sets with a 95% bootstrap percentile interval.
+
+    Each resample draws both sets with replacement; a drawn row may repeat,
+    and k(x, x) of a repeated row would bias the unbiased MMD² upwards, so
+    pairs of the same original row are left out of the within-set sums
+    (the kernel matrices are computed once).
+
+    Returns:
+        {"kid", "ci95", "n_a", "n_b", "n_boot"}.
+    """
+    a, b = _pair(features_a, features_b, min_samples=2)
+    k_aa, k_bb, k_ab = (polynomial_kernel(a, a, degree), polynomial_kernel(b, b, degree),
+                        polynomial_kernel(a, b, degree))
+
+    def mmd(ia, ib):
+        within = 0.0
+        for kernel, index in ((k_aa, ia), (k_bb, ib)):
+            distinct = index[:, None] != index[None, :]
+            within += kernel[np.ix_(index, index)][distinct].mean()
+        return within - 2.0 * k_ab[np.ix_(ia, ib)].mean()
+
+    kid = mmd(np.arange(len(a)), np.arange(len(b)))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        ia, ib = rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))
+        if len(np.unique(ia)) > 1 and len(np.unique(ib)) > 1:  # a within-set pair exists
+            values.append(mmd(ia, ib))
+    low, high = np.percentile(values, [2.5, 97.5]) if values else (np.nan, np.nan)
+    return {"kid": float(kid), "ci95": [float(low), float(high)], "n_a": int(len(a)),
+            "n_b": int(len(b)), "n_boot": int(n_boot)}
+
+
+def real_vs_real_baseline(reference, pool, n_draw: int, *, seed: int = 0,
+                          repeats: int = 20) -> dict:
+    """FID and KID between ``reference`` and ``n_draw`` rows drawn from another
+    real ``pool``, averaged over draws: what the measures give at these sample
+    sizes for real lesions (a generator that reproduced its training lesions
+    exactly would score about this against held-out ones).
+
+    Returns:
+        {"fid_mean", "fid_std", "kid_mean", "kid_std", "n_reference", "n_other",
+        "repeats"}; ``n_other`` is ``n_draw`` capped at the pool's size (one
+        draw then: the whole pool).
+    """
+    reference = _as_features(reference, "reference")
+    pool = _as_features(pool, "pool")
+    n = min(int(n_draw), len(pool))
+    draws = repeats if n < len(pool) else 1
+    rng = np.random.default_rng(seed)
+    fids, kids = [], []
+    for _ in range(draws):
+        other = pool[rng.choice(len(pool), n, replace=False)]
+        fids.append(frechet_distance(reference, other))
+        kids.append(kernel_distance(reference, other, subsets=20, seed=int(rng.integers(1 << 30)))
+                    ["mean"])
+    return {"fid_mean": float(np.mean(fids)), "fid_std": float(np.std(fids)),
+            "kid_mean": float(np.mean(kids)), "kid_std": float(np.std(kids)),
+            "n_reference": int(len(reference)), "n_other": int(n), "repeats": int(draws)}
+
+
+def memorisation_share(synthetic_features, training_features, *, augmented_features=None,
+                       augmented_sources=None) -> dict:
+    """How many synthetic lesions sit closer to a training lesion than real
+    lesions sit to each other.
+
+    For each synthetic lesion s with nearest training image t*: is d(s, t*)
+    below the distance of t*'s original to its own nearest other original?
+    A generator that copies (or nearly copies) its training images scores
+    near 1; one that generalises, low.
+
+    Args:
+        synthetic_features: [n, d].
+        training_features: [m, d], the original training lesions, m ≥ 2.
+        augmented_features: [p, d], their augmented copies the GAN also
+            trained on (optional).
+        augmented_sources: [p] the row of ``training_features`` each
+            augmented copy came from.
+
+    Returns:
+        {"originals": {...}, "augmented": {...} (when given)}, each with
+        "share_closer_than_own_neighbour", "median_distance", "copies"
+        (distance ≤ 1e-6), "n_synthetic", "n_reference".
+    """
+    synthetic = _as_features(synthetic_features, "synthetic_features")
+    originals = _as_features(training_features, "training_features")
+    if len(originals) < 2:
+        raise KerasLesionsError(f"needs ≥ 2 training lesions, got {len(originals)}")
+    own_neighbour, _ = _nearest(originals, originals, exclude_self=True)
+
+    def against(reference, source_of_row):
+        distances, rows = _nearest(synthetic, reference)
+        closer = distances < own_neighbour[source_of_row[rows]]
+        return {"share_closer_than_own_neighbour": float(closer.mean()),
+                "median_distance": float(np.median(distances)),
+                "copies": int((distances <= COPY_TOLERANCE).sum()),
+                "n_synthetic": int(len(synthetic)), "n_reference": int(len(reference))}
+
+    result = {"originals": against(originals, np.arange(len(originals)))}
+    if augmented_features is not None and len(augmented_features):
+        augmented = _as_features(augmented_features, "augmented_features")
+        sources = np.asarray(augmented_sources, np.int64)
+        if sources.shape != (len(augmented),) or sources.min() < 0 \
+                or sources.max() >= len(originals):
+            raise KerasLesionsError("augmented_sources must give, for every augmented row, "
+                                    "the row of its original in training_features")
+        result["augmented"] = against(np.concatenate([originals, augmented]),
+                                      np.concatenate([np.arange(len(originals)), sources]))
+    return result
+
+
+def _downsampled_pixels(images) -> np.ndarray:
+    array = np.asarray(images, np.float64)
+    if array.ndim == 2:
+        return array
+    if array.ndim != 4:
+        raise KerasLesionsError(f"images must be [n, S, S, 1] or features [n, d], got "
+                                f"{array.shape}")
+    side = array.shape[1] // 2 * 2
+    pooled = array[:, :side, :side, 0].reshape(len(array), side // 2, 2, side // 2, 2).mean((2, 4))
+    return pooled.reshape(len(array), -1)
+
+
+def classifier_two_sample_test(real_train, synthetic_train, real_test, synthetic_test, *,
+                               seed: int = 0) -> dict:
+    """Classifier two-sample test (Lopez-Paz & Oquab 2017): can a small
+    classifier tell real from synthetic lesions it did not train on?
+
+    An L2-regularised logistic regression (scikit-learn) on standardised,
+    2×-downsampled pixels: pixels rather than the classifier features, which
+    were fitted to the real training lesions; linear and regularised so that
+    a few dozen real lesions suffice; classes weighted by their counts.
+
+    Returns:
+        {"auc" (ROC AUC on the test rows, real = 1), "ci95" (Hanley & McNeil
+        1982 standard error, normal interval), "n_train", "n_test", "reading"}.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    parts = [_downsampled_pixels(x) for x in (real_train, synthetic_train, real_test,
+                                              synthetic_test)]
+    if min(len(p) for p in parts) < 1:
+        raise KerasLesionsError("the two-sample test needs real and synthetic lesions on both "
+                                "the training and the test side")
+    x_train = np.concatenate(parts[:2])
+    y_train = np.r_[np.ones(len(parts[0])), np.zeros(len(parts[1]))]
+    x_test = np.concatenate(parts[2:])
+    y_test = np.r_[np.ones(len(parts[2])), np.zeros(len(parts[3]))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(
+        C=0.1, max_iter=2000, class_weight="balanced", random_state=seed))
+    model.fit(x_train, y_train)
+    auc = float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
+    n1, n0 = len(parts[2]), len(parts[3])
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    se = float(np.sqrt(max(auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc)
+                           + (n0 - 1) * (q2 - auc * auc), 0.0) / (n1 * n0)))
+    reading = ("indistinguishable from real lesions" if auc < 0.6 else
+               "told apart from real lesions at once: the generator has not learned them"
+               if auc > 0.9 else "partly told apart from real lesions")
+    return {"auc": auc, "ci95": [max(0.0, auc - 1.96 * se), min(1.0, auc + 1.96 * se)],
+            "n_train": int(len(x_train)), "n_test": int(len(x_test)),
+            "reading": f"AUC {auc:.2f}: {reading} (0.5: indistinguishable)"}
+
+
 def generator_quality_report(
     real_images_by_class: Mapping[str, np.ndarray],
     synth_images_by_class: Mapping[str, np.ndarray],
@@ -281,6 +461,9 @@ def generator_quality_report(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     seed: int = 0,
+    heldout_images_by_class: Mapping[str, np.ndarray] | None = None,
+    augmented_images_by_class: Mapping[str, np.ndarray] | None = None,
+    augmented_sources_by_class: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """FID, KID and nearest-real-neighbour summaries per class.
 
@@ -292,7 +475,19 @@ def generator_quality_report(
         classifier_model: a trained lesion classifier (feature extractor).
         layer: its hidden layer used as features.
         kid_subsets, kid_subset_size: KID subset draws (see ``kernel_distance``).
-        seed: seed of the KID subsets.
+        seed: seed of the KID subsets, bootstraps and draws.
+        heldout_images_by_class: real lesions of patients neither the
+            generator nor the feature extractor trained on (a test fold).
+            Given, FID and KID compare the synthetic lesions with these, and
+            each class also gets "kid_ci95", "fid_reliable", "baseline"
+            (``real_vs_real_baseline``: the held-out lesions against as many
+            real training lesions), "memorisation" (``memorisation_share``)
+            and "two_sample" (``classifier_two_sample_test``: the real
+            training lesions and half the synthetic ones against the
+            held-out lesions and the other half).
+        augmented_images_by_class, augmented_sources_by_class: the augmented
+            training images and the row of their original in the real
+            training images of their class, for the memorisation check.
 
     Returns:
         JSON-able dict: "note" (which features were used), "layer",
@@ -322,12 +517,17 @@ def generator_quality_report(
         real_features = classifier_features(classifier_model, real, layer)
         synth_features = classifier_features(classifier_model, synth, layer)
         feature_size = real_features.shape[1]
-        kid = kernel_distance(real_features, synth_features, subsets=kid_subsets,
+        heldout = None if heldout_images_by_class is None else np.asarray(
+            heldout_images_by_class.get(name, np.zeros((0,) + real.shape[1:])), np.float32)
+        compared = real_features if heldout is None or len(heldout) < 2 else \
+            classifier_features(classifier_model, heldout, layer)
+        kid = kernel_distance(compared, synth_features, subsets=kid_subsets,
                               subset_size=kid_subset_size, seed=seed)
         entry = {
-            "n_real": int(len(real)),
+            "n_real": int(len(compared)),
+            "real_reference": "training" if compared is real_features else "held-out",
             "n_synthetic": int(len(synth)),
-            "fid": frechet_distance(real_features, synth_features),
+            "fid": frechet_distance(compared, synth_features),
             "kid_mean": kid["mean"],
             "kid_std": kid["std"],
             "kid": kid,
@@ -335,8 +535,22 @@ def generator_quality_report(
             "nearest_real_pixels": nearest_real_distances(synth.reshape(len(synth), -1),
                                                           real.reshape(len(real), -1)).summary,
         }
-        if min(len(real), len(synth)) <= feature_size:
-            entry["warning"] = (f"{min(len(real), len(synth))} samples for {feature_size} "
+        if compared is not real_features:
+            entry["kid_ci95"] = kid_bootstrap(compared, synth_features, seed=seed)["ci95"]
+            entry["fid_reliable"] = fid_reliable(min(len(compared), len(synth)), feature_size)
+            entry["baseline"] = real_vs_real_baseline(compared, real_features, len(synth),
+                                                      seed=seed)
+            augmented = (augmented_images_by_class or {}).get(name)
+            entry["memorisation"] = memorisation_share(
+                synth_features, real_features,
+                augmented_features=None if augmented is None or not len(augmented) else
+                classifier_features(classifier_model, augmented, layer),
+                augmented_sources=(augmented_sources_by_class or {}).get(name))
+            half = len(synth) // 2
+            entry["two_sample"] = classifier_two_sample_test(real, synth[:half], heldout,
+                                                             synth[half:], seed=seed)
+        if min(len(compared), len(synth)) <= feature_size:
+            entry["warning"] = (f"{min(len(compared), len(synth))} samples for {feature_size} "
                                 "features: singular covariances, FID dominated by "
                                 "small-sample bias; prefer KID")
         report_classes[name] = entry

@@ -22,37 +22,43 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -
     """Cross-validated metrics of one configuration from its test-fold predictions.
 
     Args:
-        records: one per (fold, seed) run, each with "fold", "seed",
-            "y_true" (int [n]) and "y_pred" (int [n]).
+        records: one per (repeat, fold, seed) run, each with "fold", "seed",
+            optionally "repeat" (default 0), "y_true" (int [n]) and "y_pred"
+            (int [n]).
         class_names: class order of the labels.
 
     Returns:
-        dict: "pooled" (metrics of the confusion matrix summed over folds and
-        seeds), "confusion" (summed over folds, averaged over seeds, as counts
-        per test set), "per_fold" (accuracy of every fold and seed),
-        "accuracy" (mean/std/ci95 over folds×seeds), "accuracy_by_seed"
-        (pooled accuracy per seed with its CI over seeds).
+        dict: "pooled" (metrics of the confusion matrix summed over every
+        run), "confusion" (summed over folds, averaged over repeats and
+        seeds, as counts per test set), "per_fold" (accuracy of every run),
+        "accuracy" (mean, sample std (ddof = 1) and t interval over the
+        runs), "accuracy_by_seed" (pooled accuracy of each whole
+        cross-validation, one per (repeat, seed), with its spread).
     """
     k = len(class_names)
     total = np.zeros((k, k), np.int64)
-    per_fold, by_seed = [], {}
+    per_fold, by_run = [], {}
     for record in records:
         matrix = confusion_matrix(record["y_true"], record["y_pred"], k)
         total += matrix
         accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
-        per_fold.append({"fold": int(record["fold"]), "seed": int(record["seed"]),
-                         "accuracy": accuracy, "n": int(matrix.sum())})
-        by_seed.setdefault(int(record["seed"]), np.zeros((k, k), np.int64))
-        by_seed[int(record["seed"])] += matrix
-    seed_accuracy = {s: float(np.trace(m) / max(m.sum(), 1)) for s, m in sorted(by_seed.items())}
+        repeat = int(record.get("repeat", 0))
+        per_fold.append({"repeat": repeat, "fold": int(record["fold"]),
+                         "seed": int(record["seed"]), "accuracy": accuracy,
+                         "n": int(matrix.sum())})
+        key = (repeat, int(record["seed"]))
+        by_run.setdefault(key, np.zeros((k, k), np.int64))
+        by_run[key] += matrix
+    run_accuracy = {f"repeat{r}/seed{s}": float(np.trace(m) / max(m.sum(), 1))
+                    for (r, s), m in sorted(by_run.items())}
     return {
         "class_names": list(class_names),
         "pooled": metrics_from_confusion(total, class_names),
-        "confusion": (total / max(len(by_seed), 1)).tolist(),
-        "per_fold": sorted(per_fold, key=lambda r: (r["seed"], r["fold"])),
+        "confusion": (total / max(len(by_run), 1)).tolist(),
+        "per_fold": sorted(per_fold, key=lambda r: (r["repeat"], r["seed"], r["fold"])),
         "accuracy": mean_std_ci([r["accuracy"] for r in per_fold]),
-        "accuracy_by_seed": {"values": seed_accuracy,
-                             **mean_std_ci(list(seed_accuracy.values()))},
+        "accuracy_by_seed": {"values": run_accuracy,
+                             **mean_std_ci(list(run_accuracy.values()))},
     }
 
 
@@ -68,12 +74,12 @@ def markdown_tables(summary: dict, title: str) -> str:
     lines = [f"### {title}", ""]
     spread = f" ± {100 * acc['std']:.1f}" if acc["n"] > 1 else ""
     lines.append(f"Total accuracy {_pct(pooled['accuracy'])} over {pooled['n']} test predictions; "
-                 f"per fold {100 * acc['mean']:.1f}%{spread} (mean ± std, n = {acc['n']}).")
+                 f"per fold {100 * acc['mean']:.1f}%{spread} (mean ± sample std, ddof = 1, "
+                 f"n = {acc['n']}).")
     seeds = summary["accuracy_by_seed"]
     if seeds["n"] > 1:
-        low, high = seeds["ci95"]
-        lines.append(f"Over {seeds['n']} seeds: {100 * seeds['mean']:.1f}%, "
-                     f"95% CI [{100 * low:.1f}, {100 * high:.1f}].")
+        lines.append(f"Over {seeds['n']} whole cross-validations (repeats × seeds): "
+                     f"{100 * seeds['mean']:.1f}% ± {100 * seeds['std']:.1f} (sample std).")
     lines += ["", "Confusion matrix (rows: true class, columns: predicted), summed over test folds:",
               "", "| true \\ predicted | " + " | ".join(names) + " |",
               "|---" * (len(names) + 1) + "|"]
@@ -86,9 +92,10 @@ def markdown_tables(summary: dict, title: str) -> str:
                      f"{c['support']} |")
     lines.append(f"| weighted average | {_pct(pooled['weighted_sensitivity'])} | "
                  f"{_pct(pooled['weighted_specificity'])} | {pooled['n']} |")
-    lines += ["", "| fold | seed | accuracy | n |", "|---|---|---|---|"]
+    lines += ["", "| repeat | fold | seed | accuracy | n |", "|---|---|---|---|---|"]
     for r in summary["per_fold"]:
-        lines.append(f"| {r['fold']} | {r['seed']} | {_pct(r['accuracy'])} | {r['n']} |")
+        lines.append(f"| {r.get('repeat', 0)} | {r['fold']} | {r['seed']} | "
+                     f"{_pct(r['accuracy'])} | {r['n']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,18 @@
 """The classic-augmentation curve, CNN-AUG (Frid-Adar et al. 2018 §4.2.1, Fig. 8 red).
 
-The plan, per test fold: build the augmentation groups from its training
-folds (``fold<k>/augment``), train and test the classifier on every group
-and seed (``fold<k>/classifier/D_aug<i>/seed<s>``); then pick D_aug^optimal
-(``choose/D_aug-optimal``) and write the report. The classifier steps here
-are shared with the GAN experiment, whose classifiers train on D_aug^optimal
-plus synthetic or extra real lesions.
+The plan, per cell (repeat r, test fold k) of the repeated cross-validation:
+split the training folds' patients into a fit part and validation patients
+(``evaluate.validation_fraction``); build the augmentation groups from the
+fit part (``<cell>/augment``); train the classifier on every group and seed
+(``<cell>/classifier/D_aug<i>/seed<s>``), predicting the validation and the
+test lesions; pick the cell's D_aug^optimal on its validation predictions
+(``choose/<cell>/D_aug-optimal``); then write the report. The test fold is
+predicted once and read only by the report. With ``evaluate.selection:
+paper`` there are no validation patients and D_aug optimal is read off the
+pooled test folds of the repeat, as in the paper; the report labels every
+number it gives as test-selected. The classifier steps here are shared with
+the GAN experiment, whose classifiers train on D_aug^optimal plus synthetic
+or extra real lesions.
 """
 from __future__ import annotations
 
@@ -16,19 +23,20 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import LesionDataset, read_dataset
-from keras_lesions.data.folds import train_test_indices
+from keras_lesions.data.folds import Split
 from keras_lesions.errors import DatasetError, KerasLesionsError
 from keras_lesions.evaluate.crossval import (
     curve_point, group_name, run_record, saturation_point, write_curve_report)
 from keras_lesions.evaluate.report import summarize_predictions, text_table
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
+from keras_lesions.experiments.layout import cell_tag
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
 from keras_lesions.io import write_json
 from keras_lesions.runs.folder import finish_run
+from keras_lesions.runs.predictions import PREDICTIONS, VALIDATION_PREDICTIONS
 
 OPTIMAL_CHOICE = "D_aug-optimal"
-CHOOSE_OPTIMAL = f"choose/{OPTIMAL_CHOICE}"
 # A classifier run at paper size uses about a quarter of a 16 GB GPU.
 CLASSIFIER_NEEDS = Resources(cpus=1, gpus=0.25)
 
@@ -36,51 +44,83 @@ CLASSIFIER_NEEDS = Resources(cpus=1, gpus=0.25)
 # --------------------------------------------------------------------------- plan
 
 
-def augment_id(fold: int) -> str:
-    return f"fold{fold}/augment"
+def augment_id(repeat: int, fold: int) -> str:
+    return f"{cell_tag(repeat, fold)}/augment"
 
 
-def classifier_id(fold: int, group: str, seed: int) -> str:
-    return f"fold{fold}/classifier/{group}/seed{seed}"
+def classifier_id(repeat: int, fold: int, group: str, seed: int) -> str:
+    return f"{cell_tag(repeat, fold)}/classifier/{group}/seed{seed}"
 
 
-def augment_spec(exp: Experiment, fold: int) -> RunSpec:
-    return RunSpec(id=augment_id(fold), step="augment", params={"fold": fold},
-                   output=exp.layout.relative(exp.layout.augment_groups(fold)),
-                   title=f"augmentation groups of fold {fold}'s training folds")
+def optimal_choice(repeat: int, fold: int) -> str:
+    """The choice file's name of a cell's D_aug optimal."""
+    return f"{cell_tag(repeat, fold)}/{OPTIMAL_CHOICE}"
 
 
-def classifier_spec(exp: Experiment, fold: int, group_index: int, seed: int, *,
+def choose_optimal_id(repeat: int, fold: int) -> str:
+    return f"choose/{optimal_choice(repeat, fold)}"
+
+
+def selected_on(config: ExperimentConfig) -> str:
+    """What the experiment's choices read: "validation" patients or the "test" folds."""
+    return "test" if config.evaluate.selection == "paper" else "validation"
+
+
+def augment_spec(exp: Experiment, repeat: int, fold: int) -> RunSpec:
+    return RunSpec(id=augment_id(repeat, fold), step="augment",
+                   params={"repeat": repeat, "fold": fold},
+                   output=exp.layout.relative(exp.layout.augment_groups(cell_tag(repeat, fold))),
+                   title=f"augmentation groups of {cell_tag(repeat, fold)}'s fit patients")
+
+
+def classifier_spec(exp: Experiment, repeat: int, fold: int, group_index: int, seed: int, *,
                     group: str | None = None, additions: tuple[dict, ...] = (),
+                    base_added: int | None = None,
                     depends_on: tuple[str, ...] = ()) -> RunSpec:
-    """A classifier trained on D_aug^(group_index+1) of the fold's training
-    folds plus ``additions`` ({"source": "synthetic", "data": run id,
-    "per_class": n}, {"source": "real-extra", "per_class": n} or {"source":
-    "file", "path": dataset}), tested on the fold."""
+    """A classifier trained on D_aug^(group_index+1) of a cell's fit patients
+    (or on the first ``base_added`` augmented samples: the classic control)
+    plus ``additions`` ({"source": "synthetic", "data": run id, "per_class":
+    n}, {"source": "real-extra", "per_class": n} or {"source": "file",
+    "path": dataset}), predicting the cell's validation and test lesions."""
     group = group or group_name(group_index)
-    run_id = classifier_id(fold, group, seed)
+    run_id = classifier_id(repeat, fold, group, seed)
+    added = exp.config.augment.group_sizes[group_index] if base_added is None else base_added
     return RunSpec(id=run_id, step="classifier",
-                   params={"fold": fold, "seed": seed, "group_index": group_index,
-                           "group": group, "additions": list(additions)},
-                   depends_on=(augment_id(fold),) + tuple(depends_on), needs=CLASSIFIER_NEEDS,
-                   output=exp.layout.run_output(run_id),
-                   title=f"classifier on {group}, fold {fold}, seed {seed}")
+                   params={"repeat": repeat, "fold": fold, "seed": seed,
+                           "group_index": group_index, "group": group, "base_added": added,
+                           "additions": list(additions)},
+                   depends_on=(augment_id(repeat, fold),) + tuple(depends_on),
+                   needs=CLASSIFIER_NEEDS, output=exp.layout.run_output(run_id),
+                   title=f"classifier on {group}, {cell_tag(repeat, fold)}, seed {seed}")
 
 
 def classic_specs(exp: Experiment) -> list[RunSpec]:
-    """The augmentation and classifier runs of the curve, and the choice of D_aug optimal."""
+    """The augmentation and classifier runs of the curve, and each cell's
+    choice of D_aug optimal."""
     config = exp.config
-    specs, classifiers = [], []
-    for fold in config.evaluate.folds:
-        specs.append(augment_spec(exp, fold))
-        for index in range(len(config.augment.group_sizes)):
-            for seed in config.evaluate.seeds:
-                classifiers.append(classifier_spec(exp, fold, index, seed))
-    choose = RunSpec(id=CHOOSE_OPTIMAL, step="choose-optimal",
-                     depends_on=tuple(s.id for s in classifiers), needs=Resources(cpus=1),
-                     output=exp.layout.relative(exp.layout.choice(OPTIMAL_CHOICE)),
-                     title="D_aug optimal: the smallest group at saturation", light=True)
-    return specs + classifiers + [choose]
+    specs, choices = [], []
+    for repeat in range(config.evaluate.repeats):
+        repeat_classifiers = []
+        for fold in config.evaluate.folds:
+            specs.append(augment_spec(exp, repeat, fold))
+            cell = [classifier_spec(exp, repeat, fold, index, seed)
+                    for index in range(len(config.augment.group_sizes))
+                    for seed in config.evaluate.seeds]
+            specs += cell
+            repeat_classifiers.append(cell)
+        for fold, cell in zip(config.evaluate.folds, repeat_classifiers):
+            # On validation a cell's choice reads its own runs; on the test
+            # folds (the paper), every fold of the repeat.
+            reads = cell if selected_on(config) == "validation" else \
+                [s for runs in repeat_classifiers for s in runs]
+            choices.append(RunSpec(
+                id=choose_optimal_id(repeat, fold), step="choose-optimal",
+                params={"repeat": repeat, "fold": fold, "reads": [s.id for s in reads]},
+                depends_on=tuple(s.id for s in reads), needs=Resources(cpus=1),
+                output=exp.layout.relative(exp.layout.choice(optimal_choice(repeat, fold))),
+                title=f"D_aug optimal of {cell_tag(repeat, fold)}: the smallest group at "
+                      f"saturation on the {selected_on(config)} predictions", light=True))
+    return specs + choices
 
 
 def report_spec(exp: Experiment, depends_on) -> RunSpec:
@@ -97,21 +137,45 @@ def plan(exp: Experiment) -> Plan:
 # --------------------------------------------------------------------------- inputs
 
 
-def build_augmentation(exp: Experiment, fold: int, ctx: StepContext) -> Path:
-    """The fold's augmentation-group file, built once from its training folds."""
+def augment_sizes(config: ExperimentConfig, n_classes: int) -> list[int]:
+    """Augmented samples of every group the augmentation file holds: the
+    config's D_aug groups and, for the GAN experiment's classic control, each
+    group's size plus each synthetic size (groups nest, so each is a prefix)."""
+    sizes = set(config.augment.group_sizes)
+    if config.kind == "gan-curve" and config.synth.classic_control:
+        sizes |= {g + n * n_classes for g in config.augment.group_sizes
+                  for n in config.synth.per_class_sizes}
+    return sorted(sizes)
+
+
+def build_augmentation(exp: Experiment, repeat: int, fold: int, ctx: StepContext) -> Path:
+    """The cell's augmentation-group file, built once from its fit lesions."""
     from keras_lesions.augment import build_augmentation_groups
 
     config, aug = exp.config, exp.config.augment
-    path = exp.layout.augment_groups(fold)
+    path = exp.layout.augment_groups(cell_tag(repeat, fold))
     if not path.exists():
-        train_idx, _ = train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)
-        ctx.log(f"fold {fold}: building augmentation groups from {len(train_idx)} training "
-                f"lesions -> {path}")
+        from keras_lesions.augment.classic import n_offline_augmentations
+
+        split = exp.split(repeat, fold)
+        sizes = augment_sizes(config, len(exp.class_names))
+        capacity = len(split.fit) * n_offline_augmentations(aug.n_rot, aug.n_flip, aug.n_trans,
+                                                            aug.n_scale)
+        if max(aug.group_sizes) <= capacity < max(sizes):
+            raise KerasLesionsError(
+                f"{cell_tag(repeat, fold)}: the equal-size classic control needs {max(sizes)} "
+                f"augmented samples, but its {len(split.fit)} fit lesions give {capacity}: set "
+                "synth.classic_control: false, or raise augment.n_rot (or the other counts)",
+                exp.dataset_path)
+        ctx.log(f"{cell_tag(repeat, fold)}: building augmentation groups from {len(split.fit)} "
+                f"fit lesions ({len(split.validation)} validation lesions held out) -> {path}")
         build_augmentation_groups(
-            exp.dataset, test_fold=fold, path=path, group_sizes=aug.group_sizes,
-            n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans, n_scale=aug.n_scale,
-            seed=aug.seed + fold, size=config.classifier.input_size, log=ctx.log,
-            progress=ctx.bar(f"augmenting fold {fold}"))
+            exp.repeat_dataset(repeat), test_fold=fold, path=path,
+            group_sizes=sizes, n_rot=aug.n_rot,
+            n_flip=aug.n_flip, n_trans=aug.n_trans, n_scale=aug.n_scale,
+            seed=aug.seed + fold + 1000 * repeat, size=config.classifier.input_size,
+            log=ctx.log, progress=ctx.bar(f"augmenting {cell_tag(repeat, fold)}"),
+            train_indices=split.fit)
     return path
 
 
@@ -124,61 +188,76 @@ def check_group(config: ExperimentConfig, group_index: int) -> None:
                                 f"{group_name(0)}..{group_name(len(sizes) - 1)}")
 
 
-def base_group(exp: Experiment, fold: int, group_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images float32 [n, S, S, 1] in [0, 1] and labels of D_aug^(group_index+1)
-    of the fold's training folds (augmentation file built by ``fold<k>/augment``)."""
-    from keras_lesions.augment import read_augmentation_group
+def augmented_group(exp: Experiment, repeat: int, fold: int, n_added: int):
+    """Images float32 [n, S, S, 1] in [0, 1], labels and meta of the cell's fit
+    originals plus their first ``n_added`` augmented samples (a D_aug group,
+    or the classic control), from the file ``<cell>/augment`` built."""
+    from keras_lesions.augment import read_augmentation_group, read_augmentation_sources
 
+    path = exp.layout.augment_groups(cell_tag(repeat, fold))
+    sizes = list(read_augmentation_sources(path)["attrs"]["group_sizes"])
+    if n_added not in sizes:
+        raise KerasLesionsError(f"holds no group of {n_added} augmented samples (it has "
+                                f"{sizes}): delete it to build it again", path)
+    return read_augmentation_group(path, sizes.index(n_added))
+
+
+def base_group(exp: Experiment, repeat: int, fold: int,
+               group_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of D_aug^(group_index+1) of the cell's fit lesions."""
     check_group(exp.config, group_index)
-    images, labels, _ = read_augmentation_group(exp.layout.augment_groups(fold), group_index)
+    images, labels, _ = augmented_group(exp, repeat, fold,
+                                        exp.config.augment.group_sizes[group_index])
     return images, labels
 
 
-def test_set(exp: Experiment, fold: int, size: int | None = None):
-    """(images [n, S, S, 1] in [0, 1], labels [n], lesion ids [n]) of the test fold."""
+def lesion_set(exp: Experiment, indices: np.ndarray, size: int | None = None):
+    """(images [n, S, S, 1] in [0, 1], labels [n], lesion ids [n]) of the lesions."""
     from keras_lesions.pipeline import roi_inputs
 
-    _, test_idx = train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)
     size = size or exp.config.classifier.input_size
-    return (roi_inputs(exp.dataset, test_idx, size), exp.dataset.labels[test_idx],
-            exp.dataset.lesion_ids[test_idx])
+    return (roi_inputs(exp.dataset, indices, size), exp.dataset.labels[indices],
+            exp.dataset.lesion_ids[indices])
 
 
-def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, test_fold: int,
-                       size: int) -> tuple[np.ndarray, np.ndarray]:
+def extra_training_set(path: str | os.PathLike, dataset: LesionDataset, split: Split,
+                       size: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Images and targets of an extra training dataset (synthetic or more real lesions).
 
     Returns:
         (images float32 [n, size, size, 1], targets float32 [n, classes] in
         the main dataset's class order: one-hot, or the extra set's soft
-        labels, e.g. mixtures of specified factors).
+        labels, e.g. mixtures of specified factors; whether it holds lesions
+        of the cell's validation patients: a run trained on it then predicts
+        no validation lesions, and no choice can read it).
 
     Raises:
-        DatasetError: a class the main dataset lacks, a patient of the test
-            fold among its lesions, or synthetic lesions from generators of
-            another fold (all would leak the test set into training).
+        DatasetError: a class the main dataset lacks, a patient of the cell's
+            test fold among its lesions, or synthetic lesions from generators
+            of another fold (both would leak the test fold into training).
     """
     from keras_lesions.pipeline import roi_inputs
 
     extra = read_dataset(path)
     made_for = extra.extra.get("fold")
-    if made_for is not None and int(made_for) != test_fold:
+    if made_for is not None and int(made_for) != split.fold:
         raise DatasetError(f"was synthesized by generators of fold {made_for}, which learned "
-                           f"from fold {test_fold}'s lesions: it may only augment fold "
+                           f"from fold {split.fold}'s lesions: it may only augment fold "
                            f"{made_for}", path)
     unknown = [c for c in extra.class_names if c not in dataset.class_names]
     if unknown:
         raise DatasetError(f"has class {unknown[0]!r}, which the experiment's dataset "
                            f"({', '.join(dataset.class_names)}) lacks", path)
-    test_patients = set(dataset.patient_ids[dataset.folds == test_fold].tolist())
-    leaked = sorted(test_patients & set(extra.patient_ids.tolist()))
+    patients = set(extra.patient_ids.tolist())
+    leaked = sorted(set(dataset.patient_ids[split.test].tolist()) & patients)
     if leaked:
         raise DatasetError(f"holds lesions of test-fold patient {leaked[0]!r}: training on them "
                            "would leak the test set", path)
+    holds_validation = bool(set(dataset.patient_ids[split.validation].tolist()) & patients)
     remap = np.array([dataset.class_names.index(c) for c in extra.class_names])
     targets = np.zeros((len(extra), len(dataset.class_names)), np.float32)
     targets[:, remap] = extra.targets()
-    return roi_inputs(extra, None, size), targets
+    return roi_inputs(extra, None, size), targets, holds_validation
 
 
 def take_per_class(dataset: LesionDataset, per_class: int, n_classes: int):
@@ -198,8 +277,10 @@ def take_per_class(dataset: LesionDataset, per_class: int, n_classes: int):
     return roi_inputs(dataset, chosen), labels[chosen]
 
 
-def _addition(exp: Experiment, fold: int, addition: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The images and targets one addition of a classifier spec contributes."""
+def _addition(exp: Experiment, split: Split, addition: dict
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The images and targets one addition of a classifier spec contributes,
+    and whether they hold lesions of the cell's validation patients."""
     from keras_lesions.pipeline import one_hot
 
     names = exp.class_names
@@ -207,14 +288,14 @@ def _addition(exp: Experiment, fold: int, addition: dict) -> tuple[np.ndarray, n
     if source == "synthetic":
         synthetic = read_dataset(exp.layout.data_file(addition["data"]))
         images, labels = take_per_class(synthetic, addition["per_class"], len(names))
-        return images, one_hot(labels, len(names))
+        return images, one_hot(labels, len(names)), False
     if source == "real-extra":
         from keras_lesions.experiments.extra_pool import extra_pool
 
         images, labels = extra_pool(exp, addition["per_class"] * len(names))
-        return images, one_hot(labels, len(names))
+        return images, one_hot(labels, len(names)), False
     if source == "file":
-        return extra_training_set(addition["path"], exp.dataset, fold,
+        return extra_training_set(addition["path"], exp.dataset, split,
                                   exp.config.classifier.input_size)
     raise ValueError(f"unknown addition source {source!r}")
 
@@ -223,25 +304,36 @@ def _addition(exp: Experiment, fold: int, addition: dict) -> tuple[np.ndarray, n
 
 
 def augment_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    build_augmentation(exp, spec.params["fold"], ctx)
+    build_augmentation(exp, spec.params["repeat"], spec.params["fold"], ctx)
 
 
 def train_and_test(exp: Experiment, run_dir: Path, images: np.ndarray, targets: np.ndarray,
-                   fold: int, seed: int, run_info: dict, ctx: StepContext) -> float:
-    """One classifier run: train (resuming if interrupted), test on the fold, finish.
+                   split: Split, seed: int, run_info: dict, ctx: StepContext) -> float:
+    """One classifier run: train (resuming if interrupted), predict the cell's
+    validation lesions (what choices read) and its test fold (what only the
+    report reads), finish.
 
     Returns:
         The test accuracy.
     """
     from keras_lesions.runs.predictions import predict_and_record
-    from keras_lesions.train.classifier import train_classifier
+    from keras_lesions.train.classifier import sgd_steps, train_classifier
 
+    validation = split.validation if run_info.get("validation_held_out", True) else []
     model = train_classifier(images, targets, exp.config, run_dir, seed=seed,
                              resume=ctx.resume, run_info=run_info, verbose=ctx.verbose,
-                             progress=ctx.bar(f"training {run_info['group']} fold {fold}"))
-    accuracy = predict_and_record(model, run_dir, *test_set(exp, fold))
+                             progress=ctx.bar(f"training {run_info['group']} "
+                                              f"{cell_tag(split.repeat, split.fold)}"))
+    validation_accuracy = None
+    if len(validation):
+        validation_accuracy = predict_and_record(model, run_dir, *lesion_set(exp, validation),
+                                                 name=VALIDATION_PREDICTIONS)
+    accuracy = predict_and_record(model, run_dir, *lesion_set(exp, split.test))
     finish_run(run_dir, {**run_info, "seed": seed, "test_accuracy": accuracy,
-                         "n_test": int(np.sum(exp.dataset.folds == fold))})
+                         "validation_accuracy": validation_accuracy,
+                         "n_test": int(len(split.test)), "n_validation": int(len(split.validation)),
+                         "n_train": int(len(images)),
+                         "sgd_steps": sgd_steps(exp.config.train, len(images))})
     return accuracy
 
 
@@ -252,66 +344,129 @@ def classifier_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
 def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
                    run_dir: Path | None = None) -> float:
     """Train a classifier spec's run (into ``run_dir``, default its plan folder)
-    and test it on its fold; returns the test accuracy."""
+    and test it on its cell; returns the test accuracy."""
     from keras_lesions.pipeline import one_hot
 
     p = spec.params
-    fold, group_index = p["fold"], p["group_index"]
-    images, labels = base_group(exp, fold, group_index)
+    repeat, fold, group_index = p["repeat"], p["fold"], p["group_index"]
+    split = exp.split(repeat, fold)
+    images, labels, _ = augmented_group(exp, repeat, fold, p["base_added"])
     parts_images, parts_targets = [images], [one_hot(labels, len(exp.class_names))]
+    held_out = True
     for addition in p["additions"]:
-        extra_images, extra_targets = _addition(exp, fold, addition)
+        extra_images, extra_targets, holds_validation = _addition(exp, split, addition)
         parts_images.append(extra_images)
         parts_targets.append(extra_targets)
+        held_out &= not holds_validation
+    if not held_out:
+        ctx.log(f"{spec.id}: the extra data hold lesions of validation patients: no validation "
+                "predictions (no choice reads this run)")
     images, targets = np.concatenate(parts_images), np.concatenate(parts_targets)
     n_added = int(len(images) - len(labels))
     ctx.log(f"{spec.id}: training on {len(images)} images"
             + (f" ({n_added} added)" if n_added else "")
-            + f", testing on fold {fold}")
-    run_info = {"fold": fold, "group": p["group"], "base_group": group_name(group_index),
-                "added_samples": exp.config.augment.group_sizes[group_index],
-                "n_added": n_added, "additions": p["additions"],
+            + f", testing on {cell_tag(repeat, fold)}")
+    run_info = {"repeat": repeat, "fold": fold, "group": p["group"], "n_fit": int(len(split.fit)),
+                "base_group": group_name(group_index), "added_samples": p["base_added"],
+                "n_added": n_added, "additions": p["additions"], "validation_held_out": held_out,
                 "class_names": exp.class_names, "dataset": str(exp.dataset_path)}
-    return train_and_test(exp, run_dir or exp.layout.run_dir(spec.id), images, targets, fold,
+    return train_and_test(exp, run_dir or exp.layout.run_dir(spec.id), images, targets, split,
                           p["seed"], run_info, ctx)
 
 
-def arm_records(exp: Experiment, plan_: Plan, group: str) -> list[dict]:
-    """The finished classifier runs of one arm (group) of the plan."""
+def arm_records(exp: Experiment, plan_: Plan, group: str, cell=None) -> list[dict]:
+    """The finished classifier runs of one arm (group) of the plan, of one
+    cell (repeat, fold) or of all; test predictions."""
     return [run_record(exp.layout.run_dir(s.id)) for s in plan_
-            if s.step == "classifier" and s.params["group"] == group and s.is_done(exp.layout.root)]
+            if s.step == "classifier" and s.params["group"] == group
+            and (cell is None or (s.params["repeat"], s.params["fold"]) == cell)
+            and s.is_done(exp.layout.root)]
 
 
-def classic_curve(exp: Experiment, plan_: Plan) -> tuple[list[dict], dict[str, dict]]:
-    """The curve's points and each group's summary, from finished runs."""
-    curve, summaries = [], {}
-    for index, added in enumerate(exp.config.augment.group_sizes):
-        records = arm_records(exp, plan_, group_name(index))
-        if records:
-            summaries[group_name(index)] = summarize_predictions(records, exp.class_names)
-            curve.append(curve_point(group_name(index), added, summaries[group_name(index)]))
-    return curve, summaries
+def choice_records(exp: Experiment, run_ids) -> list[dict]:
+    """What a choice reads of the runs it depends on: their validation
+    predictions, or their test predictions with ``evaluate.selection: paper``.
+    Every choice of the project reads predictions through this function."""
+    name = PREDICTIONS if selected_on(exp.config) == "test" else VALIDATION_PREDICTIONS
+    return [run_record(exp.layout.run_dir(run_id), name) for run_id in run_ids]
+
+
+def selection_accuracy(exp: Experiment, run_ids, group_of) -> dict[str, float]:
+    """Pooled accuracy per group over the runs a choice reads (validation or,
+    for ``selection: paper``, test predictions)."""
+    by_group: dict[str, list[int]] = {}
+    for spec_id, record in zip(run_ids, choice_records(exp, run_ids)):
+        by_group.setdefault(group_of[spec_id], []).extend(
+            (np.asarray(record["y_true"]) == np.asarray(record["y_pred"])).tolist())
+    return {group: float(np.mean(hits)) for group, hits in by_group.items()}
 
 
 def choose_optimal_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    """D_aug optimal on the pooled accuracy of the curve (as in the paper: read
-    off the test folds, which flatters it; the report says so)."""
-    curve, _ = classic_curve(exp, Plan(classic_specs(exp)))
+    """A cell's D_aug optimal: the smallest group at saturation of the pooled
+    accuracy on the cell's validation patients (§4.2.1's rule; the paper reads
+    it off the test folds, which ``selection: paper`` keeps)."""
+    the_plan = Plan(classic_specs(exp))
+    reads = spec.params["reads"]
+    group_of = {run_id: the_plan.get(run_id).params["group"] for run_id in reads}
+    accuracy = selection_accuracy(exp, reads, group_of)
+    sizes = exp.config.augment.group_sizes
+    curve = [{"group": group_name(i), "added_samples": added, "accuracy": accuracy[group_name(i)]}
+             for i, added in enumerate(sizes) if group_name(i) in accuracy]
     optimal = saturation_point(curve, exp.config.evaluate.saturation_tolerance)
     index = [c["group"] for c in curve].index(optimal["group"])
-    ctx.log(f"D_aug optimal: {optimal['group']} ({100 * optimal['accuracy']:.1f}%)")
-    write_json(exp.layout.choice(OPTIMAL_CHOICE),
+    where = selected_on(exp.config)
+    ctx.log(f"{cell_tag(spec.params['repeat'], spec.params['fold'])}: D_aug optimal "
+            f"{optimal['group']} ({100 * optimal['accuracy']:.1f}% on the {where} predictions)")
+    write_json(exp.layout.choice(optimal_choice(spec.params["repeat"], spec.params["fold"])),
                {"group": optimal["group"], "group_index": index,
-                "accuracy": optimal["accuracy"],
+                "accuracy": optimal["accuracy"], "selected_on": where,
                 "saturation_tolerance": exp.config.evaluate.saturation_tolerance,
                 "curve": curve})
 
 
+def classic_curve(exp: Experiment, plan_: Plan) -> tuple[list[dict], dict[str, dict]]:
+    """The curve's points (test accuracy of every group) and each group's
+    summary, from finished runs."""
+    from keras_lesions.evaluate.verdict import accuracy_interval
+
+    curve, summaries = [], {}
+    patient_of = exp.patient_of()
+    for index, added in enumerate(exp.config.augment.group_sizes):
+        records = arm_records(exp, plan_, group_name(index))
+        if records:
+            summaries[group_name(index)] = summarize_predictions(records, exp.class_names)
+            curve.append(curve_point(group_name(index), added, summaries[group_name(index)],
+                                     accuracy_interval(records, patient_of)))
+    return curve, summaries
+
+
+def cell_choices(exp: Experiment) -> dict[tuple[int, int], dict]:
+    """Every cell's D_aug optimal choice that is made: (repeat, fold) -> choice."""
+    from keras_lesions.runs.folder import read_json_record
+
+    made = {}
+    for repeat, fold in exp.cells():
+        path = exp.layout.choice(optimal_choice(repeat, fold))
+        if path.is_file():
+            made[(repeat, fold)] = read_json_record(path)
+    return made
+
+
+def optimal_records(exp: Experiment, plan_: Plan, choices: dict) -> list[dict]:
+    """CNN-AUG as the experiment runs it: each cell's classifiers on that
+    cell's D_aug optimal (test predictions)."""
+    return [record for cell, choice in sorted(choices.items())
+            for record in arm_records(exp, plan_, choice["group"], cell)]
+
+
 def classic_report(exp: Experiment, plan_: Plan) -> dict:
     curve, summaries = classic_curve(exp, plan_)
-    optimal = saturation_point(curve, exp.config.evaluate.saturation_tolerance)
-    return write_curve_report(curve, summaries, optimal, exp.layout.report,
-                              exp.config.evaluate.saturation_tolerance)
+    choices = cell_choices(exp)
+    optimal = optimal_records(exp, plan_, choices)
+    return write_curve_report(curve, summaries, choices,
+                              summarize_predictions(optimal, exp.class_names),
+                              exp.layout.report, exp.config.evaluate.saturation_tolerance,
+                              selected_on(exp.config))
 
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
@@ -322,13 +477,14 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
 
 
 def summary(result: dict) -> str:
-    """The curve and the optimal group's table, for a terminal."""
-    lines = ["added samples  accuracy"]
+    """The curve and the chosen groups' table, for a terminal."""
+    lines = ["added samples  test accuracy (95% CI, patient bootstrap)"]
     for point in result["curve"]:
+        low, high = point["ci95"]
         lines.append(f"{point['added_samples']:>13}  {100 * point['accuracy']:.1f}% "
-                     f"(folds {100 * point['fold_mean']:.1f} ± {100 * point['fold_std']:.1f})")
-    lines += ["", f"D_aug optimal: {result['optimal_group']} "
-              f"(+{result['optimal_added_samples']} samples)", "",
+                     f"[{100 * low:.1f}, {100 * high:.1f}]")
+    lines += ["", f"D_aug optimal per cell, chosen on the {result['selected_on']} "
+              f"predictions: {result['optimal_counts']}", "",
               text_table(result["optimal_summary"]), "",
               f"report: {result.get('report', '')}"]
     return "\n".join(lines)

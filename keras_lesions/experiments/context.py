@@ -2,6 +2,7 @@
 keeps results of other settings out of its folder."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import numpy as np
 
 from keras_lesions.config import ConfigError, ExperimentConfig, save_config
 from keras_lesions.data.dataset import LesionDataset, read_dataset, write_dataset
+from keras_lesions.data.folds import Split, cell_split, repeat_folds
 from keras_lesions.errors import DatasetError
 from keras_lesions.experiments.layout import LAYOUT_VERSION, ExperimentLayout
 from keras_lesions.io import write_json
@@ -39,6 +41,8 @@ class Experiment:
     _dataset: LesionDataset | None = field(default=None, repr=False)
     _header: LesionDataset | None = field(default=None, repr=False)
     _unrecorded: dict | None = field(default=None, repr=False)
+    _splits: dict = field(default_factory=dict, repr=False)
+    _views: dict = field(default_factory=dict, repr=False)
 
     def record(self) -> None:
         """Write ``experiment.json`` and ``config.yaml`` if this folder has no
@@ -55,6 +59,37 @@ class Experiment:
         if self._dataset is None:
             self._dataset = read_dataset(self.dataset_path)
         return self._dataset
+
+    def cells(self) -> list[tuple[int, int]]:
+        """(repeat, fold) of every cell of the repeated cross-validation."""
+        return [(r, k) for r in range(self.config.evaluate.repeats)
+                for k in self.config.evaluate.folds]
+
+    def split(self, repeat: int, fold: int) -> Split:
+        """Fit, validation and test lesions of a cell: validation patients are
+        carved from the training folds unless choices are made on the test
+        folds (``evaluate.selection: paper``)."""
+        key = (repeat, fold)
+        if key not in self._splits:
+            evaluate = self.config.evaluate
+            fraction = None if evaluate.selection == "paper" else evaluate.validation_fraction
+            self._splits[key] = cell_split(self.dataset, repeat, fold, fraction,
+                                           seed=self.config.data.fold_seed, where=self.dataset_path)
+        return self._splits[key]
+
+    def patient_of(self) -> dict[str, str]:
+        """Lesion id -> patient id (the unit the statistics resample)."""
+        return dict(zip(self.dataset.lesion_ids.tolist(), self.dataset.patient_ids.tolist()))
+
+    def repeat_dataset(self, repeat: int) -> LesionDataset:
+        """The dataset with the folds of ``repeat`` (repeat 0: the dataset itself),
+        for code that reads a dataset's folds."""
+        if repeat == 0:
+            return self.dataset
+        if repeat not in self._views:
+            self._views[repeat] = dataclasses.replace(
+                self.dataset, folds=repeat_folds(self.dataset, repeat, self.dataset_path))
+        return self._views[repeat]
 
     @property
     def class_names(self) -> list[str]:
@@ -158,8 +193,8 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
                               record_path) from None
         if not isinstance(previous, dict) or previous.get("layout") != LAYOUT_VERSION:
             raise ConfigError(
-                "was made by an earlier keras-lesions, before experiments became plans of "
-                "runs (runs/<group>/fold<k>/seed<s> layout); its runs cannot be resumed: use "
+                "was made by an earlier keras-lesions (before choices moved to validation "
+                "patients and cross-validation was repeated); its runs cannot be resumed: use "
                 "another name or output_dir, or delete the folder", layout.root)
     dataset_path = prepare_dataset(config, layout, log)
     header = read_dataset(dataset_path, images=False)

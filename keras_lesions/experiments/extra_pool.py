@@ -1,9 +1,10 @@
 """The extra real lesions of Fig. 8's green line ("more real data", Frid-Adar §4.2.2).
 
 Phantom experiments only: the preset's extra patient pool (patients never in
-the main dataset), augmented like the training folds. Their augmentations are
-dealt round-robin over lesions (equal lesions per class), so every prefix is
-balanced per class. User datasets have no extra pool: the green line is then
+the main dataset), augmented like the training folds. "More real data" means
+the extra lesions themselves first, then their augmentations: the originals
+interleaved by class, the augmentations dealt round-robin over lesions (equal
+lesions per class), so every prefix is balanced per class. User datasets have no extra pool: the green line is then
 left out, and the report says so.
 """
 from __future__ import annotations
@@ -53,7 +54,8 @@ def extra_pool_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
 
 
 def extra_pool(exp: Experiment, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` augmented extra real lesions: images [n, S, S, 1], labels [n].
+    """The first ``n`` extra real images (the lesions, then their augmentations):
+    images [n, S, S, 1], labels [n].
 
     Raises:
         KerasLesionsError: the pool holds fewer.
@@ -62,9 +64,16 @@ def extra_pool(exp: Experiment, n: int) -> tuple[np.ndarray, np.ndarray]:
 
     images, labels, meta = read_augmentation_group(
         exp.layout.data_file(f"{EXTRA_POOL}/augment"), 0)
-    augmented = ~np.asarray(meta["is_original"])
-    images, labels = images[augmented], labels[augmented]
-    if n > len(images):
-        raise KerasLesionsError(f"the extra real pool has {len(images)} augmented samples, "
-                                f"{n} asked for")
-    return images[:n], labels[:n]
+    original = np.asarray(meta["is_original"])
+    originals = np.flatnonzero(original)
+    # originals class by class in turn: the k-th of each class, then the (k+1)-th
+    rank = np.zeros(len(originals), np.int64)
+    for c in np.unique(labels[originals]):
+        of_class = labels[originals] == c
+        rank[of_class] = np.arange(of_class.sum())
+    originals = originals[np.lexsort((labels[originals], rank))]
+    order = np.concatenate([originals, np.flatnonzero(~original)])
+    if n > len(order):
+        raise KerasLesionsError(f"the extra real pool has {len(order)} lesions and "
+                                f"augmentations, {n} asked for")
+    return images[order[:n]], labels[order[:n]]

@@ -1,23 +1,27 @@
 """The CNN-AUG-GAN experiment of Frid-Adar et al. 2018 (Fig. 7, Fig. 8, Tables 3, 5, 7).
 
-The plan extends the classic curve's. Per test fold, everything from its
-training folds only, starting from the base group B (D_aug^optimal, or the
+The plan extends the classic curve's. Per cell (repeat r, test fold k),
+everything from the cell's fit patients only, starting from the cell's base
+group B (its D_aug^optimal, chosen on its validation patients, or the
 config's ``synth.base_group``); every GAN and synthetic set is keyed by B:
 
-1. ``fold<k>/gan/dcgan-<class>/base-B/seed<g>``: one DCGAN per class, and
-   ``fold<k>/gan/acgan/base-B/seed<g>``, trained on B (§4.2.2: "we
+1. ``<cell>/gan/dcgan-<class>/base-B/seed<g>``: one DCGAN per class, and
+   ``<cell>/gan/acgan/base-B/seed<g>``, trained on B (§4.2.2: "we
    incorporated classic augmentation for the training process");
-2. ``fold<k>/synth/<kind>/base-B``: their synthetic lesions (the largest
+2. ``<cell>/synth/<kind>/base-B``: their synthetic lesions (the largest
    group; groups nest);
-3. ``fold<k>/classifier/B+D_synth<n>x<C>/seed<s>``: the classifier on B plus
-   n synthetic lesions per class (Fig. 8, blue), and ``B+real<n>x<C>``, the
-   same sizes of extra real lesions (phantoms only; Fig. 8, green);
-4. ``fold<k>/quality/base-B``: Fréchet and kernel distances in the fold's
-   CNN-AUG classifier features, nearest-real distances;
-5. ``choose/synthetic-size/base-B``: the best synthetic size, then at that
-   size the ACGAN (and DiffAugment) rows of Table 5, and the ACGAN
-   discriminator used directly as the classifier;
-6. ``report``.
+3. ``<cell>/classifier/B+D_synth<n>x<C>/seed<s>``: the classifier on B plus
+   n synthetic lesions per class (Fig. 8, blue), at every size and for every
+   synthesis method (DCGAN, ACGAN, DiffAugment swap: Table 5); ``B+real<n>x<C>``,
+   the original extra real lesions and their augmentations (phantoms only;
+   Fig. 8, green); ``B+classic<n>x<C>``, as many more classic augmentations
+   (the control of equal size);
+4. ``<cell>/quality/base-B``: generator quality against the test fold's real
+   lesions, which neither the generators nor the feature extractor saw;
+5. ``choose/<cell>/size-<method>``: each method's synthetic size, on the
+   cell's validation predictions (the paper: the pooled test folds, which
+   ``evaluate.selection: paper`` keeps);
+6. ``report``: every comparison with its interval (``evaluate.verdict``).
 """
 from __future__ import annotations
 
@@ -27,18 +31,17 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import read_dataset, write_dataset
-from keras_lesions.data.folds import train_test_indices
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.evaluate.crossval import group_name, run_record
-from keras_lesions.evaluate.gan_report import (
-    diff_augment_verdict, point, write_gan_report, write_synthetic_grid)
+from keras_lesions.evaluate.gan_report import write_gan_report, write_synthetic_grid
 from keras_lesions.evaluate.report import summarize_predictions, text_table
-from keras_lesions.evaluate.verdict import paired_differences, verdict
+from keras_lesions.evaluate.verdict import accuracy_interval, compare_arms
 from keras_lesions.experiments import classic_curve as classic
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.extra_pool import (
     EXTRA_POOL, extra_pool_spec, extra_pool_step, has_extra_pool)
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
+from keras_lesions.experiments.layout import cell_tag
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
 from keras_lesions.io import write_json
 from keras_lesions.runs.folder import RunError, finish_run, read_json_record
@@ -50,6 +53,27 @@ DEFAULT_DIFF_AUGMENT = "translation,cutout,color"
 GAN_NEEDS = Resources(cpus=1, gpus=0.5)
 
 
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One synthesis method of Table 5: its synthetic set and its groups' tag."""
+
+    name: str  # "dcgan", "acgan", "dcgan-diffaug-swap"
+    tag: str  # group tag: B+<tag><n>x<C>
+    title: str
+
+
+DCGAN = Method("dcgan", "D_synth", "DCGAN")
+ACGAN = Method("acgan", "ACGAN_synth", "ACGAN")
+SWAP = Method(f"dcgan-{DIFFAUG_SWAP}", "DiffAugSwap_synth", "DCGAN, DiffAugment swapped")
+REAL_TAG, CLASSIC_TAG = "real", "classic"
+
+
+def methods(config: ExperimentConfig) -> list[Method]:
+    """The synthesis methods the config runs, the DCGAN first."""
+    return [DCGAN] + ([ACGAN] if config.synth.acgan else []) + (
+        [SWAP] if config.synth.compare_diff_augment else [])
+
+
 def diff_augment_counterpart(config: ExperimentConfig) -> ExperimentConfig:
     """The config with DiffAugment switched the other way, for the comparison."""
     policy = "" if config.gan.diff_augment else DEFAULT_DIFF_AUGMENT
@@ -59,33 +83,36 @@ def diff_augment_counterpart(config: ExperimentConfig) -> ExperimentConfig:
 # --------------------------------------------------------------------------- ids
 
 
-def gan_id(fold: int, name: str, base: str, seed: int) -> str:
-    return f"fold{fold}/gan/{name}/base-{base}/seed{seed}"
+def gan_id(repeat: int, fold: int, name: str, base: str, seed: int) -> str:
+    return f"{cell_tag(repeat, fold)}/gan/{name}/base-{base}/seed{seed}"
 
 
-def synth_id(fold: int, kind: str, base: str) -> str:
-    return f"fold{fold}/synth/{kind}/base-{base}"
+def synth_id(repeat: int, fold: int, kind: str, base: str) -> str:
+    return f"{cell_tag(repeat, fold)}/synth/{kind}/base-{base}"
 
 
-def discriminator_id(fold: int, base: str) -> str:
-    return f"fold{fold}/acgan-discriminator/base-{base}"
+def discriminator_id(repeat: int, fold: int, base: str) -> str:
+    return f"{cell_tag(repeat, fold)}/acgan-discriminator/base-{base}"
 
 
-def size_choice(base: str) -> str:
-    return f"synthetic-size-base-{base}"
+def size_choice(repeat: int, fold: int, method: Method) -> str:
+    return f"{cell_tag(repeat, fold)}/size-{method.name}"
 
 
-def base_index(exp: Experiment) -> int | None:
-    """0-based index of the group the GANs start from: ``synth.base_group``, or
-    D_aug optimal once it is chosen; None before."""
+def arm_group(base: str, tag: str, per_class: int, n_classes: int) -> str:
+    return f"{base}+{tag}{per_class}x{n_classes}"
+
+
+def base_index(exp: Experiment, repeat: int, fold: int) -> int | None:
+    """0-based index of the group a cell's GANs start from: ``synth.base_group``,
+    or the cell's D_aug optimal once it is chosen; None before."""
     if exp.config.synth.base_group:
         return exp.config.synth.base_group - 1
-    path = exp.layout.choice(classic.OPTIMAL_CHOICE)
-    return _choice_value(path, "group_index")
+    return _choice_value(exp.layout.choice(classic.optimal_choice(repeat, fold)), "group_index")
 
 
-def best_size(exp: Experiment, base: str) -> int | None:
-    return _choice_value(exp.layout.choice(size_choice(base)), "per_class")
+def chosen_size(exp: Experiment, repeat: int, fold: int, method: Method) -> int | None:
+    return _choice_value(exp.layout.choice(size_choice(repeat, fold, method)), "per_class")
 
 
 def _choice_value(path, key: str) -> int | None:
@@ -105,120 +132,128 @@ def _choice_value(path, key: str) -> int | None:
 # --------------------------------------------------------------------------- plan
 
 
-def _gan_spec(exp, fold, kind, class_name, base, b, *, swap=False) -> RunSpec:
+def _gan_spec(exp, repeat, fold, kind, class_name, base, b, *, swap=False) -> RunSpec:
     name = (f"dcgan-{class_name}" if kind == "dcgan" else "acgan") + \
         (f"-{DIFFAUG_SWAP}" if swap else "")
-    run_id = gan_id(fold, name, base, exp.config.gan.seed)
+    run_id = gan_id(repeat, fold, name, base, exp.config.gan.seed)
     return RunSpec(id=run_id, step="gan",
-                   params={"fold": fold, "kind": kind, "class_name": class_name,
-                           "base_index": b, "swap_diff_augment": swap},
-                   depends_on=(classic.augment_id(fold),), needs=GAN_NEEDS,
+                   params={"repeat": repeat, "fold": fold, "kind": kind,
+                           "class_name": class_name, "base_index": b, "swap_diff_augment": swap},
+                   depends_on=(classic.augment_id(repeat, fold),), needs=GAN_NEEDS,
                    output=exp.layout.run_output(run_id),
-                   title=f"{kind.upper()} {class_name or 'all classes'} on {base}, fold {fold}")
+                   title=f"{kind.upper()} {class_name or 'all classes'} on {base}, "
+                         f"{cell_tag(repeat, fold)}")
 
 
-def _synth_spec(exp, fold, kind, base, gans: list[RunSpec]) -> RunSpec:
-    run_id = synth_id(fold, kind, base)
+def _synth_spec(exp, repeat, fold, kind, base, gans: list[RunSpec]) -> RunSpec:
+    run_id = synth_id(repeat, fold, kind, base)
     return RunSpec(id=run_id, step="synthesize",
-                   params={"fold": fold, "generators": [g.id for g in gans],
+                   params={"repeat": repeat, "fold": fold, "generators": [g.id for g in gans],
                            "per_class": max(exp.config.synth.per_class_sizes)},
                    depends_on=tuple(g.id for g in gans), needs=Resources(cpus=1, gpus=0.25),
                    output=exp.layout.relative(exp.layout.data_file(run_id)),
-                   title=f"{kind} synthetic lesions of fold {fold}")
+                   title=f"{kind} synthetic lesions of {cell_tag(repeat, fold)}")
 
 
-def gan_specs(exp: Experiment, b: int) -> tuple[list[RunSpec], list[str]]:
-    """The runs that start from base group index ``b``; and the stages that wait
-    for the best synthetic size."""
+def cell_specs(exp: Experiment, repeat: int, fold: int,
+               b: int) -> tuple[list[RunSpec], dict[str, list[RunSpec]]]:
+    """The GAN, synthesis, classifier and quality runs of one cell that start
+    from base group index ``b``, and its synthetic arms by method."""
     config, names = exp.config, exp.class_names
-    base, n_classes = group_name(b), len(exp.class_names)
-    synth_cfg, seeds = config.synth, config.evaluate.seeds
+    base, n_classes, seeds = group_name(b), len(names), config.evaluate.seeds
+    base_added = config.augment.group_sizes[b]
     specs: list[RunSpec] = []
-    extra = has_extra_pool(exp)
-    if extra:
-        specs.append(extra_pool_spec(exp))
-    synthetic_arms = []
-    for fold in config.evaluate.folds:
-        dcgans = [_gan_spec(exp, fold, "dcgan", c, base, b) for c in names]
-        sets = {"dcgan": _synth_spec(exp, fold, "dcgan", base, dcgans)}
-        specs += dcgans
-        if synth_cfg.acgan:
-            acgan = _gan_spec(exp, fold, "acgan", None, base, b)
-            sets["acgan"] = _synth_spec(exp, fold, "acgan", base, [acgan])
-            disc_id = discriminator_id(fold, base)
-            specs += [acgan, RunSpec(
-                id=disc_id, step="acgan-discriminator", params={"fold": fold, "gan": acgan.id},
-                depends_on=(acgan.id,), output=exp.layout.run_output(disc_id),
-                title=f"the ACGAN discriminator as the classifier, fold {fold}")]
-        if synth_cfg.compare_diff_augment:
-            swapped = [_gan_spec(exp, fold, "dcgan", c, base, b, swap=True) for c in names]
-            sets["dcgan_diffaug_swap"] = _synth_spec(exp, fold, f"dcgan-{DIFFAUG_SWAP}", base,
-                                                     swapped)
-            specs += swapped
-        specs += list(sets.values())
-        for per_class in synth_cfg.per_class_sizes:
-            for seed in seeds:
-                arm = classic.classifier_spec(
-                    exp, fold, b, seed, group=f"{base}+D_synth{per_class}x{n_classes}",
-                    additions=({"source": "synthetic", "data": sets["dcgan"].id,
-                                "per_class": per_class},), depends_on=(sets["dcgan"].id,))
-                synthetic_arms.append(arm)
-                specs.append(arm)
-                if extra:
-                    specs.append(classic.classifier_spec(
-                        exp, fold, b, seed, group=f"{base}+real{per_class}x{n_classes}",
-                        additions=({"source": "real-extra", "per_class": per_class},),
-                        depends_on=(EXTRA_POOL,)))
-        quality_id = f"fold{fold}/quality/base-{base}"
+    gans = {DCGAN.name: [_gan_spec(exp, repeat, fold, "dcgan", c, base, b) for c in names]}
+    if config.synth.acgan:
+        gans[ACGAN.name] = [_gan_spec(exp, repeat, fold, "acgan", None, base, b)]
+        disc_id = discriminator_id(repeat, fold, base)
         specs.append(RunSpec(
-            id=quality_id, step="quality",
-            params={"fold": fold, "base_index": b, "sets": {k: s.id for k, s in sets.items()}},
-            depends_on=tuple(s.id for s in sets.values())
-            + (classic.classifier_id(fold, base, seeds[0]),),
-            output=exp.layout.relative(exp.layout.data_file(quality_id, ".json")),
-            title=f"generator quality of fold {fold}"))
-    choose = RunSpec(id=f"choose/synthetic-size/base-{base}", step="choose-size",
-                     params={"base": base}, depends_on=tuple(s.id for s in synthetic_arms),
-                     output=exp.layout.relative(exp.layout.choice(size_choice(base))),
-                     title="the best synthetic size (pooled test accuracy, as in the paper)",
-                     light=True)
-    specs.append(choose)
-    later: list[str] = []
-    others = _table5_methods(config)
-    size = best_size(exp, base)
-    if others and size is None:
-        later.append(f"Table 5's {' and '.join(tag for _, tag in others)} classifiers: planned "
-                     f"once {choose.id} has picked the synthetic size")
-    elif others:
-        for fold in config.evaluate.folds:
-            for kind, tag in others:
-                data = synth_id(fold, kind, base)
-                for seed in seeds:
-                    specs.append(classic.classifier_spec(
-                        exp, fold, b, seed, group=f"{base}+{tag}{size}x{n_classes}",
-                        additions=({"source": "synthetic", "data": data, "per_class": size},),
-                        depends_on=(data, choose.id)))
-    return specs, later
+            id=disc_id, step="acgan-discriminator",
+            params={"repeat": repeat, "fold": fold, "gan": gans[ACGAN.name][0].id},
+            depends_on=(gans[ACGAN.name][0].id,), output=exp.layout.run_output(disc_id),
+            title=f"the ACGAN discriminator as the classifier, {cell_tag(repeat, fold)}"))
+    if config.synth.compare_diff_augment:
+        gans[SWAP.name] = [_gan_spec(exp, repeat, fold, "dcgan", c, base, b, swap=True)
+                           for c in names]
+    sets = {m.name: _synth_spec(exp, repeat, fold, m.name, base, gans[m.name])
+            for m in methods(config)}
+    specs += [g for group in gans.values() for g in group] + list(sets.values())
+
+    def arm(tag, per_class, seed, additions=(), depends_on=(), added=base_added):
+        return classic.classifier_spec(exp, repeat, fold, b, seed,
+                                       group=arm_group(base, tag, per_class, n_classes),
+                                       additions=additions, depends_on=depends_on,
+                                       base_added=added)
+
+    by_method: dict[str, list[RunSpec]] = {}
+    for method in methods(config):
+        data = sets[method.name]
+        by_method[method.name] = [
+            arm(method.tag, n, seed, ({"source": "synthetic", "data": data.id, "per_class": n},),
+                (data.id,)) for n in config.synth.per_class_sizes for seed in seeds]
+        specs += by_method[method.name]
+    for n in config.synth.per_class_sizes:
+        for seed in seeds:
+            if has_extra_pool(exp):
+                specs.append(arm(REAL_TAG, n, seed, ({"source": "real-extra", "per_class": n},),
+                                 (EXTRA_POOL,)))
+            if config.synth.classic_control:
+                specs.append(arm(CLASSIC_TAG, n, seed, added=base_added + n * n_classes))
+    quality_id = f"{cell_tag(repeat, fold)}/quality/base-{base}"
+    specs.append(RunSpec(
+        id=quality_id, step="quality",
+        params={"repeat": repeat, "fold": fold, "base_index": b,
+                "sets": {m.name: sets[m.name].id for m in methods(config)}},
+        depends_on=tuple(s.id for s in sets.values())
+        + (classic.classifier_id(repeat, fold, base, seeds[0]),),
+        output=exp.layout.relative(exp.layout.data_file(quality_id, ".json")),
+        title=f"generator quality of {cell_tag(repeat, fold)}"))
+    return specs, by_method
 
 
-def _table5_methods(config: ExperimentConfig) -> list[tuple[str, str]]:
-    """(synthetic set kind, group tag) of Table 5's rows beside the DCGAN's."""
-    return ([("acgan", "ACGAN_synth")] if config.synth.acgan else []) + (
-        [(f"dcgan-{DIFFAUG_SWAP}", "DiffAugSwap_synth")] if config.synth.compare_diff_augment
-        else [])
+def _size_choices(exp: Experiment, cell_arms: dict) -> list[RunSpec]:
+    """Each planned cell's choice of each method's size: on the cell's own
+    validation predictions, or (``selection: paper``) on the test predictions
+    of every fold of its repeat, once every fold of it is planned."""
+    config, specs = exp.config, []
+    for (repeat, fold), by_method in cell_arms.items():
+        for method in methods(config):
+            if classic.selected_on(config) == "validation":
+                reads = by_method[method.name]
+            else:
+                folds = [cell_arms.get((repeat, k)) for k in config.evaluate.folds]
+                if any(f is None for f in folds):
+                    continue
+                reads = [s for f in folds for s in f[method.name]]
+            specs.append(RunSpec(
+                id=f"choose/{size_choice(repeat, fold, method)}", step="choose-size",
+                params={"repeat": repeat, "fold": fold, "method": method.name,
+                        "reads": [s.id for s in reads]},
+                depends_on=tuple(s.id for s in reads),
+                output=exp.layout.relative(exp.layout.choice(size_choice(repeat, fold, method))),
+                title=f"the {method.title} synthetic size of {cell_tag(repeat, fold)} "
+                      f"({classic.selected_on(config)} predictions)", light=True))
+    return specs
 
 
 def plan(exp: Experiment) -> Plan:
     specs = classic.classic_specs(exp)
-    b = base_index(exp)
-    later = []
-    if b is None:
-        later.append(f"the CNN-AUG-GAN runs (GANs, synthetic sets, classifiers): planned once "
-                     f"{classic.CHOOSE_OPTIMAL} has picked the group the GANs train on")
-    else:
+    waiting, cell_arms = [], {}
+    more: list[RunSpec] = [extra_pool_spec(exp)] if has_extra_pool(exp) else []
+    for repeat, fold in exp.cells():
+        b = base_index(exp, repeat, fold)
+        if b is None:
+            waiting.append(cell_tag(repeat, fold))
+            continue
         classic.check_group(exp.config, b)
-        more, later = gan_specs(exp, b)
-        specs += more
+        cell, by_method = cell_specs(exp, repeat, fold, b)
+        more += cell
+        cell_arms[(repeat, fold)] = by_method
+    more += _size_choices(exp, cell_arms)
+    specs += more
+    later = [f"the CNN-AUG-GAN runs of {len(waiting)} cell(s) ({', '.join(waiting[:3])}"
+             f"{' ...' if len(waiting) > 3 else ''}): planned once their D_aug optimal is "
+             "chosen"] if waiting else []
     report = classic.report_spec(exp, [s.id for s in specs])
     return Plan(specs + ([] if later else [report]), later)
 
@@ -230,9 +265,9 @@ def gan_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     from keras_lesions.train.gan import train_gan
 
     p = spec.params
-    fold, kind, names = p["fold"], p["kind"], exp.class_names
+    repeat, fold, kind, names = p["repeat"], p["fold"], p["kind"], exp.class_names
     config = diff_augment_counterpart(exp.config) if p["swap_diff_augment"] else exp.config
-    images, labels = classic.base_group(exp, fold, p["base_index"])
+    images, labels = classic.base_group(exp, repeat, fold, p["base_index"])
     selected = labels == names.index(p["class_name"]) if kind == "dcgan" else np.ones(len(labels),
                                                                                        bool)
     what = (f"DCGAN {p['class_name']}" if kind == "dcgan" else "ACGAN") + (
@@ -241,10 +276,11 @@ def gan_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
             f"({config.gan.epochs} epochs)")
     train_gan(kind, images[selected], config, exp.layout.run_dir(spec.id),
               class_ids=None if kind == "dcgan" else labels[selected], class_names=names,
-              run_info={"fold": fold, "class_name": p["class_name"],
+              run_info={"repeat": repeat, "fold": fold, "class_name": p["class_name"],
                         "base_group": group_name(p["base_index"]),
                         "dataset": str(exp.dataset_path)},
-              resume=ctx.resume, progress=ctx.bar(f"{what} fold {fold}"), verbose=ctx.verbose)
+              resume=ctx.resume, progress=ctx.bar(f"{what} {cell_tag(repeat, fold)}"),
+              verbose=ctx.verbose)
 
 
 def synthesize_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
@@ -253,38 +289,64 @@ def synthesize_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     p = spec.params
     ctx.log(f"{spec.id}: synthesizing {p['per_class']} lesions per class")
     synthetic = synthesize_dataset([exp.layout.run_dir(g) for g in p["generators"]],
-                                   p["per_class"], exp.config.synth.seed + p["fold"],
+                                   p["per_class"],
+                                   exp.config.synth.seed + p["fold"] + 1000 * p["repeat"],
                                    exp.class_names)
     synthetic.created_by = f"keras_lesions experiment {exp.config.name}"
     write_dataset(synthetic, exp.layout.data_file(spec.id))
 
 
 def quality_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    """Fréchet/kernel distances in the fold's CNN-AUG feature space, NN distances.
+    """Generator quality of a cell's synthetic sets, in the features of the
+    cell's CNN-AUG classifier (trained on the fit patients).
 
-    The reference set is the fold's original training ROIs, not their
-    augmentations: rotated copies of one lesion sit close together and would
-    make the memorisation check needlessly strict.
+    FID and KID compare the synthetic lesions with the test fold's real
+    lesions, which neither the generators nor the feature extractor saw,
+    beside two real samples of the same sizes; the memorisation check
+    compares them with the fit lesions and their augmentations (what the
+    GANs trained on); a classifier two-sample test scores how well real and
+    synthetic lesions can be told apart.
     """
     from keras_lesions.evaluate.quality import generator_quality_report
     from keras_lesions.pipeline import roi_inputs
     from keras_lesions.train.classifier import load_run_model
 
     p = spec.params
-    fold, names = p["fold"], exp.class_names
+    repeat, fold, names = p["repeat"], p["fold"], exp.class_names
     base = group_name(p["base_index"])
+    split = exp.split(repeat, fold)
     classifier = load_run_model(exp.layout.run_dir(
-        classic.classifier_id(fold, base, exp.config.evaluate.seeds[0])))
-    train_idx, _ = train_test_indices(exp.dataset.folds, fold)
-    real_images = roi_inputs(exp.dataset, train_idx, exp.config.classifier.input_size)
-    real_labels = exp.dataset.labels[train_idx]
-    real = {name: real_images[real_labels == c] for c, name in enumerate(names)}
+        classic.classifier_id(repeat, fold, base, exp.config.evaluate.seeds[0])))
+    size = exp.config.classifier.input_size
+
+    def by_class(images, labels):
+        return {name: images[labels == c] for c, name in enumerate(names)}
+
+    real = by_class(roi_inputs(exp.dataset, split.fit, size), exp.dataset.labels[split.fit])
+    heldout = by_class(roi_inputs(exp.dataset, split.test, size), exp.dataset.labels[split.test])
+    images, labels, meta = classic.augmented_group(exp, repeat, fold,
+                                                   exp.config.augment.group_sizes[
+                                                       p["base_index"]])
+    augmented = ~np.asarray(meta["is_original"])
+    # the row, among the fit originals of its class, each augmentation came from
+    fit_position = {int(i): j for j, i in enumerate(split.fit.tolist())}
+    source_rows = np.array([fit_position[int(i)] for i in meta["lesion_index"]])
+    augmented_by_class, sources_by_class = {}, {}
+    for c, name in enumerate(names):
+        of_class = np.flatnonzero(exp.dataset.labels[split.fit] == c)
+        row_in_class = {int(j): r for r, j in enumerate(of_class.tolist())}
+        mask = augmented & (labels == c)
+        augmented_by_class[name] = images[mask]
+        sources_by_class[name] = np.array([row_in_class[int(j)] for j in source_rows[mask]],
+                                          np.int64)
     result = {}
     for kind, data_id in p["sets"].items():
         dataset = read_dataset(exp.layout.data_file(data_id))
-        images = roi_inputs(dataset)
-        synthetic = {name: images[dataset.labels == c] for c, name in enumerate(names)}
-        result[kind] = generator_quality_report(real, synthetic, classifier)
+        synthetic = by_class(roi_inputs(dataset), dataset.labels)
+        result[kind] = generator_quality_report(
+            real, synthetic, classifier, heldout_images_by_class=heldout,
+            augmented_images_by_class=augmented_by_class,
+            augmented_sources_by_class=sources_by_class, seed=fold + 1000 * repeat)
     ctx.log(f"{spec.id}: generator quality measured ({', '.join(p['sets'])})")
     write_json(exp.layout.data_file(spec.id, ".json"), result)
 
@@ -295,102 +357,161 @@ def acgan_discriminator_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -
     from keras_lesions.runs.predictions import write_predictions
     from keras_lesions.train.gan import load_discriminator
 
-    fold = spec.params["fold"]
+    repeat, fold = spec.params["repeat"], spec.params["fold"]
     discriminator, _ = load_discriminator(exp.layout.run_dir(spec.params["gan"]))
-    images, labels, ids = classic.test_set(exp, fold)
+    images, labels, ids = classic.lesion_set(exp, exp.split(repeat, fold).test)
     outputs = predict(discriminator, images * 2.0 - 1.0)  # D reads [−1, 1] (§3.2)
     run_dir = exp.layout.run_dir(spec.id)
     accuracy = write_predictions(run_dir, outputs["class"], labels, ids)
-    ctx.log(f"fold {fold}: ACGAN discriminator as classifier: {100 * accuracy:.1f}%")
-    finish_run(run_dir, {"fold": fold, "seed": exp.config.gan.seed, "group": "ACGAN_discriminator",
-                         "class_names": exp.class_names, "test_accuracy": accuracy,
-                         "generator_run": spec.params["gan"], "dataset": str(exp.dataset_path)})
+    ctx.log(f"{cell_tag(repeat, fold)}: ACGAN discriminator as classifier: {100 * accuracy:.1f}%")
+    finish_run(run_dir, {"repeat": repeat, "fold": fold, "seed": exp.config.gan.seed,
+                         "group": "ACGAN_discriminator", "class_names": exp.class_names,
+                         "test_accuracy": accuracy, "generator_run": spec.params["gan"],
+                         "dataset": str(exp.dataset_path)})
 
 
 def choose_size_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    """The best synthetic size: the arg-max of the pooled test accuracy over the
-    D_synth groups, as the paper picks it (which flatters it; the report says so)."""
-    base = spec.params["base"]
-    n_classes = len(exp.class_names)
-    the_plan = plan(exp)
-    accuracies = {}
-    for per_class in exp.config.synth.per_class_sizes:
-        records = classic.arm_records(exp, the_plan, f"{base}+D_synth{per_class}x{n_classes}")
-        if records:
-            accuracies[per_class] = summarize_predictions(records, exp.class_names)["pooled"][
-                "accuracy"]
+    """A method's synthetic size for a cell: the arg-max of the pooled
+    accuracy over its D_synth groups on the cell's validation predictions
+    (ties: the smaller size); with ``selection: paper``, on the test folds,
+    as the paper picks it."""
+    p = spec.params
+    specs = {s.id: s for s in plan(exp)}
+    group_of = {run_id: specs[run_id].params["group"] for run_id in p["reads"]}
+    accuracy_by_group = classic.selection_accuracy(exp, p["reads"], group_of)
+    sizes = {}
+    for run_id in p["reads"]:
+        params = specs[run_id].params
+        sizes[params["group"]] = params["additions"][0]["per_class"]
+    accuracies = {sizes[g]: a for g, a in accuracy_by_group.items()}
     if not accuracies:
-        raise KerasLesionsError("no finished CNN-AUG-GAN run to pick the best synthetic size "
-                                "from")
+        raise KerasLesionsError("no finished CNN-AUG-GAN run to pick the synthetic size from")
     best = max(accuracies, key=lambda size: (accuracies[size], -size))
-    ctx.log(f"best synthetic size: {best} per class")
-    write_json(exp.layout.choice(size_choice(base)),
-               {"per_class": best, "accuracy_by_size": {str(k): v for k, v in accuracies.items()}})
+    where = classic.selected_on(exp.config)
+    ctx.log(f"{cell_tag(p['repeat'], p['fold'])}: {p['method']} synthetic size {best} per class "
+            f"({100 * accuracies[best]:.1f}% on the {where} predictions)")
+    method = next(m for m in methods(exp.config) if m.name == p["method"])
+    write_json(exp.layout.choice(size_choice(p["repeat"], p["fold"], method)),
+               {"per_class": best, "selected_on": where,
+                "accuracy_by_size": {str(k): v for k, v in sorted(accuracies.items())}})
+
+
+# --------------------------------------------------------------------------- report
+
+
+def cell_arm(exp: Experiment, the_plan: Plan, group_of_cell) -> list[dict]:
+    """Test records of an arm whose group depends on the cell:
+    ``group_of_cell(repeat, fold, base) -> group name or None``."""
+    records = []
+    for repeat, fold in exp.cells():
+        b = base_index(exp, repeat, fold)
+        group = group_of_cell(repeat, fold, group_name(b))
+        if group is not None:
+            records += classic.arm_records(exp, the_plan, group, (repeat, fold))
+    return records
+
+
+def comparisons(exp: Experiment, the_plan: Plan) -> tuple[dict, dict, dict]:
+    """Every comparison of the report, each arm's records, and the size curves.
+
+    Returns:
+        (comparisons by key, records by arm, curves: line -> points per size).
+    """
+    names, n_classes = exp.class_names, len(exp.class_names)
+    patient_of = exp.patient_of()
+    config = exp.config
+
+    def at_chosen(method: Method, tag: str | None = None):
+        def group(repeat, fold, base):
+            size = chosen_size(exp, repeat, fold, method)
+            return None if size is None else arm_group(base, tag or method.tag, size, n_classes)
+        return group
+
+    arms = {"CNN-AUG": cell_arm(exp, the_plan, lambda r, k, base: base)}
+    for method in methods(config):
+        arms[method.title] = cell_arm(exp, the_plan, at_chosen(method))
+    if has_extra_pool(exp):
+        arms["more real data"] = cell_arm(exp, the_plan, at_chosen(DCGAN, REAL_TAG))
+    if config.synth.classic_control:
+        arms["classic control"] = cell_arm(exp, the_plan, at_chosen(DCGAN, CLASSIC_TAG))
+    arms["ACGAN discriminator"] = [run_record(exp.layout.run_dir(s.id)) for s in the_plan
+                                   if s.step == "acgan-discriminator"
+                                   and s.is_done(exp.layout.root)]
+    baseline = arms["CNN-AUG"]
+    found = {}
+    subjects = {DCGAN.title: "Synthetic augmentation (DCGAN)",
+                ACGAN.title: "Synthetic augmentation (ACGAN)",
+                SWAP.title: "Synthetic augmentation (DCGAN, DiffAugment swapped)",
+                "more real data": "More real data",
+                "classic control": "As many more classic augmentations (the equal-size control)"}
+    for arm, what in subjects.items():
+        if arms.get(arm):
+            found[arm] = compare_arms(what, baseline, arms[arm], patient_of, names)
+    if arms.get("classic control") and arms.get(DCGAN.title):
+        found["DCGAN vs classic control"] = compare_arms(
+            "Synthetic lesions in place of as many classic augmentations", arms["classic control"],
+            arms[DCGAN.title], patient_of, names)
+    if arms.get(SWAP.title):
+        on_first = bool(config.gan.diff_augment)
+        without, with_ = (arms[SWAP.title], arms[DCGAN.title]) if on_first else \
+            (arms[DCGAN.title], arms[SWAP.title])
+        policy = config.gan.diff_augment or DEFAULT_DIFF_AUGMENT
+        found["DiffAugment"] = compare_arms(f"DiffAugment ({policy}) for the GANs", without,
+                                            with_, patient_of, names)
+    curves = {}
+    lines = [(m.title, m.tag) for m in methods(config)] + \
+        ([("more real data", REAL_TAG)] if has_extra_pool(exp) else []) + \
+        ([("classic control", CLASSIC_TAG)] if config.synth.classic_control else [])
+    for label, tag in lines:
+        points = []
+        for n in config.synth.per_class_sizes:
+            records = cell_arm(exp, the_plan,
+                               lambda r, k, base, n=n, tag=tag: arm_group(base, tag, n, n_classes))
+            if records:
+                c = compare_arms(f"{label} +{n}x{n_classes}", baseline, records, patient_of,
+                                 names)
+                points.append({"added_per_class": n, "accuracy": c["accuracy"]["proposed"],
+                               "accuracy_ci95": accuracy_interval(records, patient_of),
+                               "difference": c["difference"], "ci95": c["ci95"],
+                               "outcome": c["outcome"]})
+        if points:
+            curves[label] = points
+    return found, arms, curves
 
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     the_plan = plan(exp)
     classic_result = classic.classic_report(exp, the_plan)
-    b = base_index(exp)
-    base, names = group_name(b), exp.class_names
-    n_classes = len(names)
-
-    def summary(group):
-        records = classic.arm_records(exp, the_plan, group)
-        return summarize_predictions(records, names) if records else None
-
-    baseline = summary(base)
-    curves: dict[str, list[dict]] = {}
-    lines = {"synthetic (CNN-AUG-GAN, DCGAN)": "D_synth", "more real data": "real"}
-    for label, tag in lines.items():
-        points = [{"added_per_class": 0, **point(baseline)}]
-        for per_class in exp.config.synth.per_class_sizes:
-            s = summary(f"{base}+{tag}{per_class}x{n_classes}")
-            if s is not None:
-                points.append({"added_per_class": per_class, **point(s)})
-        if len(points) > 1:
-            curves[label] = points
-    size = best_size(exp, base)
-    best_group = f"{base}+D_synth{size}x{n_classes}"
-    best = summary(best_group)
-    discriminator = [run_record(exp.layout.run_dir(s.id)) for s in the_plan
-                     if s.step == "acgan-discriminator"]
-    table5 = [("CNN-AUG (classic augmentation only)", baseline),
-              (f"DCGAN synthetic augmentation (+{size}x{n_classes})", best),
-              (f"ACGAN synthetic augmentation (+{size}x{n_classes})",
-               summary(f"{base}+ACGAN_synth{size}x{n_classes}")),
-              ("ACGAN discriminator as the classifier",
-               summarize_predictions(discriminator, names) if discriminator else None)]
-    quality = {s.params["fold"]: read_json_record(exp.layout.data_file(s.id, ".json"))
+    names = exp.class_names
+    found, arms, curves = comparisons(exp, the_plan)
+    summaries = {arm: summarize_predictions(records, names)
+                 for arm, records in arms.items() if records}
+    quality = {cell_tag(s.params["repeat"], s.params["fold"]):
+               read_json_record(exp.layout.data_file(s.id, ".json"))
                for s in the_plan if s.step == "quality"}
-    sentence = verdict("Synthetic augmentation",
-                       paired_differences(baseline["per_fold"], best["per_fold"]),
-                       baseline["pooled"]["accuracy"], best["pooled"]["accuracy"])
-    sentence += (" The synthetic size was picked on the test folds, as in the paper, which "
-                 "flatters it.")
-    if exp.config.synth.compare_diff_augment:
-        swap_policy = diff_augment_counterpart(exp.config).gan.diff_augment or "off"
-        swap = summary(f"{base}+DiffAugSwap_synth{size}x{n_classes}")
-        table5.append((f"DCGAN with DiffAugment {swap_policy} (+{size}x{n_classes})", swap))
-        if swap is not None:
-            sentence += " " + diff_augment_verdict(best, swap, exp.config.gan.diff_augment or "off",
-                                                   swap_policy, quality)
+    sizes = {m.title: {cell_tag(r, k): chosen_size(exp, r, k, m) for r, k in exp.cells()}
+             for m in methods(exp.config)}
+    headline = found[DCGAN.title]
+    realism = realism_sentence(quality, DCGAN.name)
+    sentence = headline["verdict"] + (f" {realism}" if realism else "")
+    if classic.selected_on(exp.config) == "test":
+        sentence += (" Test-selected: D_aug optimal and the synthetic size were read off the "
+                     "test folds (selection: paper), which flatters the proposed arm.")
     out = exp.layout.report
-    write_gan_report(out, exp.config, names, base=base,
-                     base_added=exp.config.augment.group_sizes[b], classic=classic_result,
-                     curves=curves, table5=table5, baseline=baseline, best=best,
-                     best_group=best_group, quality=quality, sentence=sentence,
-                     has_extra=has_extra_pool(exp))
-    first_fold = exp.config.evaluate.folds[0]
-    images, labels = classic.base_group(exp, first_fold, b)
-    write_synthetic_grid(images, labels,
-                         read_dataset(exp.layout.data_file(synth_id(first_fold, "dcgan", base))),
-                         names, first_fold, out / "gan_synthetic_vs_real.png")
-    result = {"base_group": base, "best_synthetic_per_class": size, "curves": curves,
-              "verdict": sentence, "table5": {name: (None if s is None else point(s))
-                                              for name, s in table5},
-              "quality": quality, "classic_optimal_group": classic_result["optimal_group"],
-              "baseline_summary": baseline, "best_summary": best, "classic": classic_result,
+    write_gan_report(out, exp.config, names, classic=classic_result, comparisons=found,
+                     summaries=summaries, curves=curves, sizes=sizes, quality=quality,
+                     sentence=sentence, has_extra=has_extra_pool(exp),
+                     selected_on=classic.selected_on(exp.config))
+    repeat, fold = exp.cells()[0]
+    b = base_index(exp, repeat, fold)
+    images, labels = classic.base_group(exp, repeat, fold, b)
+    write_synthetic_grid(images, labels, read_dataset(exp.layout.data_file(
+        synth_id(repeat, fold, DCGAN.name, group_name(b)))), names, cell_tag(repeat, fold),
+        out / "gan_synthetic_vs_real.png")
+    result = {"verdict": sentence, "comparisons": found, "curves": curves, "sizes": sizes,
+              "quality": quality, "selected_on": classic.selected_on(exp.config),
+              "baseline_summary": summaries["CNN-AUG"],
+              "best_summary": summaries[DCGAN.title], "classic": classic_result,
               "report": str(out / "gan_report.md")}
     write_json(out / "gan_summary.json", {k: v for k, v in result.items()
                                           if k not in ("baseline_summary", "best_summary",
@@ -399,13 +520,34 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     ctx.log(f"report: {out / 'gan_report.md'}")
 
 
+def realism_sentence(quality: dict, kind: str) -> str:
+    """The classifier two-sample test of a method's generators, over the cells."""
+    aucs = [q["two_sample"]["auc"] for by_kind in quality.values() if kind in by_kind
+            for q in by_kind[kind]["per_class"].values() if "two_sample" in q]
+    if not aucs:
+        return ""
+    mean = float(np.mean(aucs))
+    reading = ("the synthetic lesions are about as hard to tell from real ones as real ones "
+               "from each other" if mean < 0.6 else
+               "a small classifier tells them from real lesions easily: the generators have "
+               "not learned what the lesions look like, so any gain comes from unrealistic "
+               "images" if mean > 0.8 else
+               "a small classifier tells many of them from real lesions")
+    return (f"Realism: a classifier two-sample test tells real from synthetic lesions with "
+            f"mean AUC {mean:.2f} over {len(aucs)} cell × class tests (0.5: "
+            f"indistinguishable); {reading}.")
+
+
 def summary(result: dict) -> str:
-    """The verdict and both tables, for a terminal."""
-    return "\n".join([result["verdict"], "", f"CNN-AUG ({result['base_group']}):",
-                      text_table(result["baseline_summary"]), "",
-                      f"CNN-AUG-GAN (+{result['best_synthetic_per_class']} synthetic per class):",
-                      text_table(result["best_summary"]), "",
-                      f"report: {result.get('report', '')}"])
+    """The verdicts and both tables, for a terminal."""
+    lines = [result["verdict"], ""]
+    for key, comparison in result["comparisons"].items():
+        if key != DCGAN.title:
+            lines.append(f"- {comparison['verdict']}")
+    lines += ["", "CNN-AUG (each cell's D_aug optimal):", text_table(result["baseline_summary"]),
+              "", "CNN-AUG-GAN (each cell's synthetic size):", text_table(result["best_summary"]),
+              "", f"report: {result.get('report', '')}"]
+    return "\n".join(lines)
 
 
 KIND = ExperimentKind(
@@ -425,32 +567,34 @@ KIND = ExperimentKind(
 
 
 def gan_runs(exp: Experiment, folds, classes=(), acgan: bool = False) -> list[str]:
-    """Ids of the DCGAN runs of ``classes`` (and the ACGAN) of ``folds``: what
-    ``kl train-gan`` / ``kl train-acgan`` train.
+    """Ids of the DCGAN runs of ``classes`` (and the ACGAN) of ``folds`` of
+    repeat 0 (the dataset's own folds): what ``kl train-gan`` / ``kl
+    train-acgan`` train.
 
     Raises:
-        KerasLesionsError: an unknown class, or D_aug optimal not chosen yet.
+        KerasLesionsError: an unknown class, or a fold's D_aug optimal not chosen yet.
     """
     names = exp.class_names
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise KerasLesionsError(f"unknown class {unknown[0]!r}: the dataset's classes are "
                                 f"{', '.join(names)}", exp.dataset_path)
-    b = base_index(exp)
-    if b is None:
-        raise KerasLesionsError(
-            "D_aug optimal is not known yet: run the classic curve first (kl experiment with "
-            "kind classic-curve or gan-curve), or set synth.base_group", exp.layout.root)
-    classic.check_group(exp.config, b)
-    base = group_name(b)
     ids = []
     for fold in folds:
-        train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)
+        exp.split(0, fold)  # a fold out of range: one line
         if fold not in exp.config.evaluate.folds:
             raise KerasLesionsError(f"fold {fold} is not among the config's evaluate.folds "
                                     f"{exp.config.evaluate.folds}: its GANs are not in the plan",
                                     exp.layout.root)
-        ids += [gan_id(fold, f"dcgan-{c}", base, exp.config.gan.seed) for c in classes]
+        b = base_index(exp, 0, fold)
+        if b is None:
+            raise KerasLesionsError(
+                f"fold {fold}'s D_aug optimal is not known yet: run the classic curve first "
+                "(kl experiment with kind classic-curve or gan-curve), or set synth.base_group",
+                exp.layout.root)
+        classic.check_group(exp.config, b)
+        base = group_name(b)
+        ids += [gan_id(0, fold, f"dcgan-{c}", base, exp.config.gan.seed) for c in classes]
         if acgan:
-            ids.append(gan_id(fold, "acgan", base, exp.config.gan.seed))
+            ids.append(gan_id(0, fold, "acgan", base, exp.config.gan.seed))
     return ids

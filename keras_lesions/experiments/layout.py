@@ -6,15 +6,16 @@
                                     settings and dataset the results belong to
     config.yaml                     the resolved config
     dataset.h5                      the dataset, when it is generated (phantoms)
-    augment/fold<k>.h5              augmentation groups of test fold k, built
-                                    from its training folds only
+    augment/<cell>.h5               augmentation groups of a cell (fold<k>, or
+                                    repeat<r>/fold<k>), built from its fit
+                                    patients only
     runs/<run id>/                  every training run, at its plan id, e.g.
                                     runs/fold0/classifier/D_aug2/seed0/,
                                     runs/fold0/gan/dcgan-cyst/base-D_aug2/seed0/
     data/<run id>.h5|.json          what non-training runs make: synthetic sets,
                                     mixtures, the extra real pool, quality figures
-    choices/<name>.json             choices that later runs depend on
-                                    (D_aug optimal, the best synthetic size)
+    choices/<cell>/<name>.json      choices that later runs depend on, per cell
+                                    (D_aug optimal, the best synthetic sizes)
     report/                         tables, figures, result.json
 
 Run ids name what a run is (fold, what it trains, the base group it starts
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Version 2: experiments as plans of runs (runs/<run id>/). Folders of the
-# version-1 layout (runs/<group>/fold<k>/seed<s>/, gan/, synth/, mixtures/)
+# Version 2: experiments as plans of runs (runs/<run id>/). Version 3: cells
+# of repeated cross-validation (repeat<r>/fold<k>), augmentation groups from
+# each cell's fit patients only, choices per cell. Folders of earlier layouts
 # are refused with a line saying why.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 
 class ExperimentLayout:
@@ -63,8 +65,9 @@ class ExperimentLayout:
         """Markers of runs being executed right now (process id, host)."""
         return self.root / ".executing"
 
-    def augment_groups(self, fold: int) -> Path:
-        return self.root / "augment" / f"fold{fold}.h5"
+    def augment_groups(self, cell: str) -> Path:
+        """The augmentation groups of a cell (``cell_tag``), from its fit lesions."""
+        return self.root / "augment" / f"{cell}.h5"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
@@ -81,3 +84,9 @@ class ExperimentLayout:
     def run_output(self, run_id: str) -> str:
         """The done marker of a training run, relative to the root."""
         return self.relative(self.run_dir(run_id) / "done.json")
+
+
+def cell_tag(repeat: int, fold: int) -> str:
+    """A cell's part of run ids: ``fold<k>`` in repeat 0 (the dataset's own
+    folds), ``repeat<r>/fold<k>`` in the repeats drawn beyond it."""
+    return f"fold{fold}" if repeat == 0 else f"repeat{repeat}/fold{fold}"

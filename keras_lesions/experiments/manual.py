@@ -3,7 +3,8 @@
 
 Each trains the very run the experiment's plan would (same folder, same
 settings), so a later ``kl experiment`` reuses it, and refuses what the plan
-would refuse.
+would refuse. A fold here is a fold of repeat 0, the dataset's own fold
+assignment; the repeats beyond it are run by ``kl experiment``.
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ def build_augmentation_files(config: ExperimentConfig, folds=None, *, log=print,
     ctx = StepContext(log=log, progress=progress)
     folds = list(folds) if folds is not None else list(config.evaluate.folds)
     for fold in folds:
-        train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+        exp.split(0, fold)  # fold in range
     exp.record()
     done = []
     for fold in folds:
-        done.append((fold, classic.build_augmentation(exp, fold, ctx)))
+        done.append((fold, classic.build_augmentation(exp, 0, fold, ctx)))
     return done
 
 
@@ -63,12 +64,13 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
     exp = open_for(config, log, record=False)
     ctx = StepContext(log=log, progress=progress, verbose=verbose, resume=resume)
     seed = config.train.seed
-    train_test_indices(exp.dataset.folds, fold, where=exp.dataset_path)  # fold in range
+    split = exp.split(0, fold)  # fold in range
     classic.check_group(exp.config, group_index)
     # runs with extra data never pass for plain CNN-AUG runs
     group = group_name(group_index) + "".join(f"+{Path(p).stem}" for p in extra_datasets)
     additions = tuple({"source": "file", "path": str(Path(p).resolve())} for p in extra_datasets)
-    spec = classic.classifier_spec(exp, fold, group_index, seed, group=group, additions=additions)
+    spec = classic.classifier_spec(exp, 0, fold, group_index, seed, group=group,
+                                   additions=additions)
     run_dir = Path(run_dir) if run_dir is not None else exp.layout.run_dir(spec.id)
     if is_done(run_dir):
         info = read_run_info(run_dir, kind="lesion_classifier")  # another kind: one line
@@ -84,7 +86,7 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
                            "it again", run_dir)
         return {"run_dir": run_dir, "accuracy": accuracy, "already_done": True, "fold": fold}
     for path in extra_datasets:  # validate every input before anything is written
-        classic.extra_training_set(path, exp.dataset, fold, exp.config.classifier.input_size)
+        classic.extra_training_set(path, exp.dataset, split, exp.config.classifier.input_size)
     from keras_lesions.runs.checkpoint import check_resumable
     from keras_lesions.train.classifier import classifier_config_settings
 
@@ -94,7 +96,7 @@ def train_cnn(config: ExperimentConfig, fold: int, group_index: int, *, extra_da
     exp.record()
     if restart:
         discard_for_restart([run_dir], log)
-    classic.build_augmentation(exp, fold, ctx)
+    classic.build_augmentation(exp, 0, fold, ctx)
     accuracy = classic.run_classifier(exp, spec, ctx, run_dir)
     return {"run_dir": run_dir, "accuracy": accuracy, "already_done": False, "fold": fold}
 
@@ -137,7 +139,6 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
     """
     exp = open_for(config, log, record=False)
     folds = list(folds) if folds is not None else list(config.evaluate.folds)
-    b = gan.base_index(exp)
     gans = gan.gan_runs(exp, folds, acgan=True)
     for gan_run in gans:  # every fold's ACGAN before anything is written
         if not is_done(exp.layout.run_dir(gan_run)):
@@ -146,8 +147,9 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
     exp.record()
     records = []
     for fold, gan_run in zip(folds, gans):
-        spec = RunSpec(id=gan.discriminator_id(fold, group_name(b)),
-                       step="acgan-discriminator", params={"fold": fold, "gan": gan_run})
+        spec = RunSpec(id=gan.discriminator_id(0, fold, group_name(gan.base_index(exp, 0, fold))),
+                       step="acgan-discriminator",
+                       params={"repeat": 0, "fold": fold, "gan": gan_run})
         if not is_done(exp.layout.run_dir(spec.id)):
             gan.acgan_discriminator_step(exp, spec, StepContext())
         records.append(run_record(exp.layout.run_dir(spec.id)))

@@ -1,20 +1,24 @@
 """The mixture-of-specified-factors experiment (Ben-Cohen et al. 2019 §3.2, Tables 2 and 3).
 
-The plan, for each test fold of the 3-fold patient-level split and each seed:
+The plan, for each cell (repeat r, test fold k) of the repeated 3-fold
+patient-level cross-validation and each seed:
 
-1. ``fold<k>/disentangle/seed<s>``: split the training folds' patients into a
+1. ``<cell>/disentangle/seed<s>``: split the training folds' patients into a
    fit part and a 30% validation part (§3.2) and disentangle on the fit
    part. Its step 1 is E_C + classifier trained with cross-entropy on
    online-augmented real lesions: the *baseline* ("classic training
    scheme"), tested on the fold;
-2. ``fold<k>/mixtures/seed<s>``: ``mixture.per_image`` mixtures per fit
+2. ``<cell>/mixtures/seed<s>``: ``mixture.per_image`` mixtures per fit
    image (§2.2) with soft targets;
-3. ``fold<k>/proposed/seed<s>``: the same architecture trained afresh, same
-   seed, same schedule, on the real fit lesions (one-hot) plus the mixtures
-   (soft targets), both online augmented: the *proposed* scheme, tested on
-   the fold;
+3. ``<cell>/proposed/seed<s>``: the same architecture trained afresh, same
+   seed, same schedule and the same SGD steps per epoch as the baseline (so
+   twice the cases are each shown half as often), on the real fit lesions
+   (one-hot) plus the mixtures (soft targets), both online augmented: the
+   *proposed* scheme, tested on the fold;
 
-then the report. Both classifiers keep their best-validation epoch.
+then the report, with the comparison's intervals (``evaluate.verdict``).
+Both classifiers keep their best-validation epoch (chosen on the validation
+patients, never on the test fold).
 """
 from __future__ import annotations
 
@@ -28,9 +32,10 @@ from keras_lesions.data.folds import fit_validation_test_indices
 from keras_lesions.evaluate.crossval import run_record
 from keras_lesions.evaluate.mixture_report import adversary_summary, mixture_markdown
 from keras_lesions.evaluate.report import side_by_side, summarize_predictions, write_summary
-from keras_lesions.evaluate.verdict import paired_differences, verdict
+from keras_lesions.evaluate.verdict import compare_arms, paired_differences
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
+from keras_lesions.experiments.layout import cell_tag
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
 from keras_lesions.io import save_figure, write_json, write_text
 from keras_lesions.runs.folder import RunError, finish_run, read_run_info
@@ -47,24 +52,25 @@ def seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
         config, disentangle=dataclasses.replace(config.disentangle, seed=seed))
 
 
-def disentangle_id(fold: int, seed: int) -> str:
-    return f"fold{fold}/disentangle/seed{seed}"
+def disentangle_id(fold: int, seed: int, repeat: int = 0) -> str:
+    return f"{cell_tag(repeat, fold)}/disentangle/seed{seed}"
 
 
-def mixtures_id(fold: int, seed: int) -> str:
-    return f"fold{fold}/mixtures/seed{seed}"
+def mixtures_id(fold: int, seed: int, repeat: int = 0) -> str:
+    return f"{cell_tag(repeat, fold)}/mixtures/seed{seed}"
 
 
-def proposed_id(fold: int, seed: int) -> str:
-    return f"fold{fold}/proposed/seed{seed}"
+def proposed_id(fold: int, seed: int, repeat: int = 0) -> str:
+    return f"{cell_tag(repeat, fold)}/proposed/seed{seed}"
 
 
 def plan(exp: Experiment) -> Plan:
     layout, specs = exp.layout, []
     for seed in exp.config.evaluate.seeds:
-        for fold in exp.config.evaluate.folds:
-            d, m, p = disentangle_id(fold, seed), mixtures_id(fold, seed), proposed_id(fold, seed)
-            params = {"fold": fold, "seed": seed}
+        for repeat, fold in exp.cells():
+            d, m, p = (disentangle_id(fold, seed, repeat), mixtures_id(fold, seed, repeat),
+                       proposed_id(fold, seed, repeat))
+            params = {"repeat": repeat, "fold": fold, "seed": seed}
             specs += [
                 RunSpec(id=d, step="disentangle", params=params, needs=DISENTANGLE_NEEDS,
                         output=layout.run_output(d),
@@ -85,8 +91,8 @@ def plan(exp: Experiment) -> Plan:
 # --------------------------------------------------------------------------- steps
 
 
-def _split(exp: Experiment, config: ExperimentConfig, fold: int):
-    return fit_validation_test_indices(exp.dataset, fold,
+def _split(exp: Experiment, config: ExperimentConfig, repeat: int, fold: int):
+    return fit_validation_test_indices(exp.repeat_dataset(repeat), fold,
                                        config.disentangle.validation_fraction,
                                        seed=config.disentangle.seed + 1000 * fold,
                                        where=exp.dataset_path)
@@ -109,9 +115,10 @@ def disentangle_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     check_image_size(exp.dataset, exp.config, exp.dataset_path)
     p = spec.params
     ctx.log(f"{spec.id}: disentangling (step 1 = the baseline classifier, then step 2)")
-    train_disentangle(exp.dataset, exp.dataset_path, p["fold"], seeded(exp.config, p["seed"]),
+    train_disentangle(exp.repeat_dataset(p["repeat"]), exp.dataset_path, p["fold"],
+                      seeded(exp.config, p["seed"]),
                       exp.layout.run_dir(spec.id), resume=ctx.resume, log=ctx.log,
-                      progress=ctx.progress, verbose=ctx.verbose)
+                      progress=ctx.progress, verbose=ctx.verbose, repeat=p["repeat"])
 
 
 def mixtures_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
@@ -119,14 +126,25 @@ def mixtures_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     from keras_lesions.train.disentangle import load_disentangled
 
     p, mixture = spec.params, exp.config.mixture
-    run_dir = exp.layout.run_dir(disentangle_id(p["fold"], p["seed"]))
+    run_dir = exp.layout.run_dir(disentangle_id(p["fold"], p["seed"], p["repeat"]))
     fit_idx = _fit_indices(exp, run_dir)
     n = mixture.per_image * len(fit_idx)
     ctx.log(f"{spec.id}: mixing specified factors: {n} images (alpha {mixture.alpha})")
     mixed = mixture_dataset(load_disentangled(run_dir), exp.dataset, fit_idx, n, mixture.alpha,
-                            seed=mixture.seed + 1000 * p["fold"] + p["seed"],
+                            seed=mixture.seed + 1000 * p["fold"] + p["seed"]
+                            + 100_003 * p["repeat"],
                             created_by=f"keras_lesions experiment {exp.config.name}")
     write_dataset(mixed, exp.layout.data_file(spec.id))
+
+
+def baseline_steps_per_epoch(config: ExperimentConfig, n_real: int) -> int:
+    """SGD steps of one baseline epoch on ``n_real`` fit lesions (every case
+    ``repeats`` times, full batches)."""
+    from keras_lesions.augment.online import online_steps_per_epoch
+
+    d = config.disentangle
+    batch = min(d.batch_size, n_real * d.repeats)
+    return online_steps_per_epoch(n_real, d.repeats, batch, drop_remainder=True)
 
 
 def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
@@ -136,59 +154,79 @@ def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     from keras_lesions.train.specified_classifier import best_epoch, train_specified_classifier
 
     p = spec.params
-    fold, seed = p["fold"], p["seed"]
+    repeat, fold, seed = p["repeat"], p["fold"], p["seed"]
     config = seeded(exp.config, seed)
     dataset, names, size = exp.dataset, exp.class_names, config.disentangle.input_size
-    _, val_idx, test_idx = _split(exp, config, fold)
-    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed)))
-    mixed_path = exp.layout.data_file(mixtures_id(fold, seed))
+    _, val_idx, test_idx = _split(exp, config, repeat, fold)
+    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed, repeat)))
+    mixed_path = exp.layout.data_file(mixtures_id(fold, seed, repeat))
     mixed = read_dataset(mixed_path)
     real = prepare_online_canvases(dataset, fit_idx, size=size)
     canvases = real.concatenate(prepare_online_canvases(mixed, size=size))
     targets = np.concatenate([one_hot(real.labels, len(names)), mixed.targets()])
-    info = {"fold": fold, "group": "proposed", "dataset": str(exp.dataset_path),
-            "class_names": names, "mixtures": str(mixed_path), "n_real": int(len(real)),
-            "n_mixed": int(len(mixed))}
+    # Equal compute: the baseline's SGD steps per epoch, so the mixtures
+    # replace half of the real showings instead of adding steps.
+    steps_per_epoch = baseline_steps_per_epoch(config, len(real))
+    info = {"repeat": repeat, "fold": fold, "group": "proposed",
+            "dataset": str(exp.dataset_path), "class_names": names, "mixtures": str(mixed_path),
+            "n_real": int(len(real)), "n_mixed": int(len(mixed)),
+            "sgd_steps": steps_per_epoch * config.disentangle.classifier_epochs}
     ctx.log(f"{spec.id}: training the proposed classifier on {len(real)} real + "
-            f"{len(mixed)} mixed images")
+            f"{len(mixed)} mixed images ({steps_per_epoch} steps an epoch, as the baseline)")
     run_dir = exp.layout.run_dir(spec.id)
     model = train_specified_classifier(
         canvases, targets, (roi_inputs(dataset, val_idx, size), dataset.labels[val_idx]),
         # batch norm statistics from the real training images, as in the
         # baseline: they are what test images look like
         roi_inputs(dataset, fit_idx, size), config, run_dir, class_names=names, run_info=info,
-        resume=ctx.resume, progress=ctx.bar(f"proposed classifier fold {fold}"),
-        verbose=ctx.verbose)
+        resume=ctx.resume, progress=ctx.bar(f"proposed classifier {cell_tag(repeat, fold)}"),
+        verbose=ctx.verbose, steps_per_epoch=steps_per_epoch)
     accuracy = predict_and_record(model, run_dir, roi_inputs(dataset, test_idx, size),
                                   dataset.labels[test_idx], dataset.lesion_ids[test_idx])
     finish_run(run_dir, {**info, "seed": seed, "test_accuracy": accuracy,
                          "n_test": int(len(test_idx)), "best_epoch": best_epoch(run_dir)})
 
 
+def arm_records(exp: Experiment) -> tuple[list[dict], list[dict], list]:
+    """Test records of the baseline (step 1) and the proposed classifiers of
+    every cell and seed, and the disentanglement run folders."""
+    from keras_lesions.runs.folder import read_run_info
+
+    runs = [s for s in plan(exp) if s.step == "disentangle"]
+    disentangle_dirs = [exp.layout.run_dir(s.id) for s in runs]
+    baseline, proposed = [], []
+    for s, run_dir in zip(runs, disentangle_dirs):
+        repeat, fold, seed = s.params["repeat"], s.params["fold"], s.params["seed"]
+        record = run_record(run_dir / "step1")
+        n_real = int(read_run_info(run_dir / "step1").get("n_train", 0))
+        steps = baseline_steps_per_epoch(seeded(exp.config, seed), n_real) * \
+            exp.config.disentangle.classifier_epochs if n_real else None
+        baseline.append({**record, "repeat": repeat, "sgd_steps": steps})
+        proposed.append({**run_record(exp.layout.run_dir(proposed_id(fold, seed, repeat))),
+                         "repeat": repeat})
+    return baseline, proposed, disentangle_dirs
+
+
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     """Tables 2 and 3 in Markdown and JSON, confusion PNGs, swap and mixture pictures."""
     config, dataset, names = exp.config, exp.dataset, exp.class_names
-    runs = [s for s in plan(exp) if s.step == "disentangle"]
-    disentangle_dirs = [exp.layout.run_dir(s.id) for s in runs]
-    baseline_records = [run_record(d / "step1") for d in disentangle_dirs]
-    proposed_records = [run_record(exp.layout.run_dir(proposed_id(s.params["fold"],
-                                                                  s.params["seed"])))
-                        for s in runs]
+    baseline_records, proposed_records, disentangle_dirs = arm_records(exp)
     out = exp.layout.report
     baseline = summarize_predictions(baseline_records, names)
     proposed = summarize_predictions(proposed_records, names)
     write_summary(baseline, out, "baseline", "Classic training scheme (baseline)")
     write_summary(proposed, out, "proposed", "Proposed training scheme (mixtures)")
     rows = paired_differences(baseline["per_fold"], proposed["per_fold"])
-    sentence = verdict("The mixtures", rows, baseline["pooled"]["accuracy"],
-                       proposed["pooled"]["accuracy"])
+    comparison = compare_arms("The mixtures", baseline_records, proposed_records,
+                              exp.patient_of(), names)
+    sentence = comparison["verdict"]
     adversary = adversary_summary(disentangle_dirs)
     pictures = write_pictures(exp, disentangle_dirs[0], adversary)
     report_path = out / "mixture_report.md"
     write_text(report_path, mixture_markdown(config, dataset, baseline, proposed, rows, sentence,
-                                             adversary, pictures))
+                                             adversary, pictures, comparison))
     result = {"baseline": baseline, "proposed": proposed, "table2": rows, "verdict": sentence,
-              "adversary": adversary, "report": str(report_path)}
+              "comparison": comparison, "adversary": adversary, "report": str(report_path)}
     write_json(out / "mixture.json", result)
     write_json(exp.layout.result, result)
     ctx.log(f"report: {report_path}")
@@ -217,7 +255,8 @@ def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:
                              f"{dataset.class_names[x_class]} {ids[x]}",
                              [f"{dataset.class_names[dataset.labels[i]]}" for i in ys])]
 
-    mixed_path = exp.layout.data_file(mixtures_id(networks.info["fold"], networks.info["seed"]))
+    mixed_path = exp.layout.data_file(mixtures_id(networks.info["fold"], networks.info["seed"],
+                                                  int(networks.info.get("repeat", 0))))
     if mixed_path.is_file():
         mixed = read_dataset(mixed_path)
         shown = min(8, len(mixed))
@@ -253,10 +292,11 @@ def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:
 
 def summary(result: dict) -> str:
     """Table 2 and the verdict of a mixture experiment, for a terminal."""
-    lines = ["fold  seed  baseline  proposed  difference"]
+    lines = ["repeat  fold  seed  baseline  proposed  difference"]
     for row in result["table2"]:
-        lines.append(f"{row['fold']:>4}  {row['seed']:>4}  {100 * row['baseline']:>7.1f}%  "
-                     f"{100 * row['proposed']:>7.1f}%  {100 * row['difference']:>+9.1f}")
+        lines.append(f"{row['repeat']:>6}  {row['fold']:>4}  {row['seed']:>4}  "
+                     f"{100 * row['baseline']:>7.1f}%  {100 * row['proposed']:>7.1f}%  "
+                     f"{100 * row['difference']:>+9.1f}")
     b, p = result["baseline"]["accuracy"], result["proposed"]["accuracy"]
     lines.append(f"avg.        {100 * b['mean']:.1f} ± {100 * b['std']:.1f}  "
                  f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}")

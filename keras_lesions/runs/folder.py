@@ -136,7 +136,7 @@ def _jsonable(value: Any) -> Any:
                                  else v.tolist() if isinstance(v, np.ndarray) else str(v)))
 
 
-IDENTITY = ("fold", "group", "class")  # what names a run within an experiment
+IDENTITY = ("repeat", "fold", "group", "class")  # what names a run within an experiment
 
 
 def identity(info: dict | None) -> dict:

@@ -81,7 +81,7 @@ def train_classifier(
     import keras
 
     from keras_lesions.models import build_lesion_classifier
-    from keras_lesions.pipeline import epoch_batches
+    from keras_lesions.pipeline import epoch_batches, step_batches
     from keras_lesions.runs.checkpoint import fit_resumably, save_networks
 
     images = np.asarray(images, np.float32)
@@ -101,7 +101,7 @@ def train_classifier(
               settings={**classifier_settings(config, seed, images, targets),
                         **identity(run_info)},
               info={**(run_info or {}), "seed": seed, "n_train": int(len(images)),
-                    "train_mean": mean},
+                    "train_mean": mean, "sgd_steps": sgd_steps(config.train, len(images))},
               config=config, resume=resume)
 
     keras.utils.set_random_seed(seed)
@@ -118,14 +118,32 @@ def train_classifier(
     )
     model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
     train = config.train
+    if train.steps:
+        # Equal compute (train.steps): the same SGD steps for every run, in
+        # train.epochs checkpointed parts, whatever the size of its set.
+        per_part = -(-train.steps // train.epochs)
+
+        def make_data(first):
+            return step_batches((images, targets), train.batch_size, seed, first, train.epochs,
+                                per_part)
+    else:
+        def make_data(first):
+            return epoch_batches((images, targets), train.batch_size, seed, first, train.epochs,
+                                 drop_remainder=False)
     fit_resumably(
         model, run_dir, {"model": model, "optimizer": model.optimizer}, epochs=train.epochs,
-        make_data=lambda first: epoch_batches((images, targets), train.batch_size, seed, first,
-                                              train.epochs, drop_remainder=False),
+        make_data=make_data,
         columns=["epoch", "loss", "accuracy"], tensorboard=tensorboard, progress=progress,
         verbose=verbose)
     save_networks(run_dir, {"model": model})
     return model
+
+
+def sgd_steps(train, n_images: int) -> int:
+    """The SGD steps a classifier run of ``n_images`` training images takes."""
+    if train.steps:
+        return train.epochs * -(-train.steps // train.epochs)
+    return train.epochs * -(-n_images // max(1, min(train.batch_size, n_images)))
 
 
 def load_run_model(run_dir: str | os.PathLike):

@@ -238,11 +238,13 @@ def train_disentangle(
     log: Callable[[str], None] = print,
     progress: Progress | None = None,
     verbose: int | str = 0,
+    repeat: int = 0,
 ) -> dict:
     """Both steps of the disentanglement for one test fold, into a run folder.
 
     Trains on the training folds' fit part (validation patients held out),
     never on the test fold, which only the step-1 classifier predicts.
+    ``dataset`` carries the folds of ``repeat`` (recorded in run.json).
 
     Returns:
         ``{"run_dir", "baseline_accuracy", "metrics"}`` (step 2's last epoch).
@@ -263,7 +265,7 @@ def train_disentangle(
     fit_idx, val_idx, test_idx = fit_validation_test_indices(
         dataset, fold, d.validation_fraction, seed=d.seed + 1000 * fold, where=dataset_path)
     names = list(dataset.class_names)
-    info = {"fold": fold, "class_names": names, "dataset": str(Path(dataset_path).resolve()),
+    info = {"repeat": repeat, "fold": fold, "class_names": names, "dataset": str(Path(dataset_path).resolve()),
             "input_size": d.input_size, "width": d.width, "code_size": d.code_size,
             "seed": d.seed,
             # The adversary's accuracy at chance: always naming the largest class.
@@ -287,7 +289,7 @@ def train_disentangle(
 
     # Step 1: E_C + classifier, cross-entropy (§2.1); the baseline classifier.
     step1 = run_dir / "step1"
-    step1_info = {"fold": fold, "group": "baseline", "dataset": info["dataset"],
+    step1_info = {"repeat": repeat, "fold": fold, "group": "baseline", "dataset": info["dataset"],
                   "class_names": names}
     if not is_done(step1):
         model = train_specified_classifier(

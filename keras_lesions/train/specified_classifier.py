@@ -54,18 +54,33 @@ def build_specified_networks(num_classes: int, config: ExperimentConfig) -> dict
 
 
 def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed: int,
-                   first_epoch: int):
+                   first_epoch: int, steps_per_epoch: int | None = None):
     """Endless online-augmented batches (§3.2) from ``first_epoch`` on, and the
     steps per epoch. Each epoch shows every case ``repeats`` times; the last
-    partial batch is dropped (batch norm wants full batches)."""
+    partial batch is dropped (batch norm wants full batches).
+
+    With ``steps_per_epoch``, every epoch takes only that many batches of its
+    shuffled showings (equal compute: the mixture arm, with twice the cases,
+    takes the baseline's steps); epoch e's batches still depend on (seed, e)
+    only, so a resumed run sees what an uninterrupted one would."""
     from keras_lesions.augment.online import online_augmented_dataset, online_steps_per_epoch
 
     d = config.disentangle
     batch = min(d.batch_size, len(canvases) * d.repeats)
-    data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
-                                    epochs=None, first_epoch=first_epoch, drop_remainder=True,
-                                    targets=targets)
-    return data, online_steps_per_epoch(len(canvases), d.repeats, batch, drop_remainder=True)
+    natural = online_steps_per_epoch(len(canvases), d.repeats, batch, drop_remainder=True)
+    if steps_per_epoch is None or steps_per_epoch >= natural:
+        data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
+                                        epochs=None, first_epoch=first_epoch,
+                                        drop_remainder=True, targets=targets)
+        return data, natural
+    epochs = [online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
+                                       epochs=1, first_epoch=e, drop_remainder=True,
+                                       targets=targets).take(steps_per_epoch)
+              for e in range(first_epoch, max(first_epoch + 1, d.classifier_epochs))]
+    data = epochs[0]
+    for more in epochs[1:]:
+        data = data.concatenate(more)
+    return data, steps_per_epoch
 
 
 def recalibrate_batch_norm(encoder: keras.Model, head: keras.Model, images: np.ndarray) -> None:
@@ -185,6 +200,7 @@ def train_specified_classifier(
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     verbose: int | str = 0,
+    steps_per_epoch: int | None = None,
 ) -> keras.Model:
     """Train E_C + classifier (the paper's classifier) with (soft) cross-entropy.
 
@@ -204,6 +220,8 @@ def train_specified_classifier(
         run_info: facts added to run.json.
         resume: continue from the last epoch checkpoint.
         progress: ``progress(epochs done, epochs)``.
+        steps_per_epoch: SGD steps per epoch (default: every case ``repeats``
+            times): the baseline's, for an arm with more cases at equal compute.
 
     Returns:
         The model with the best validation epoch's weights (also
@@ -228,7 +246,8 @@ def train_specified_classifier(
                                 f"disentangle.input_size is {d.input_size}")
     start_run(run_dir, kind="lesion_classifier",
               settings={**specified_classifier_settings(config, class_names, canvases, targets,
-                                                        validation), **identity(run_info)},
+                                                        validation), **identity(run_info),
+                        "steps_per_epoch": steps_per_epoch},
               info={**(run_info or {}), "architecture": "ben-cohen-2019",
                     "class_names": list(class_names), "n_train": int(len(canvases)),
                     "n_validation": int(len(validation[1])), "seed": d.seed,
@@ -246,7 +265,8 @@ def train_specified_classifier(
     fit_resumably(
         model, run_dir, {"model": model, "optimizer": model.optimizer},
         epochs=d.classifier_epochs,
-        make_data=lambda first: online_batches(canvases, targets, config, d.seed, first),
+        make_data=lambda first: online_batches(canvases, targets, config, d.seed, first,
+                                               steps_per_epoch),
         columns=["epoch", "loss", "accuracy", "val_loss", "val_accuracy"],
         callbacks=[ValidateAndKeepBest(run_dir, networks["encoder_c"], networks["classifier"],
                                        calibration_images, val_images,
