@@ -104,6 +104,7 @@ def test_the_choice_follows_validation_not_test(tmp_path, folded_dataset, select
     assert made["selected_on"] == ("test" if selection == "paper" else "validation")
 
 
+@pytest.mark.slow  # 18 tiny classifier runs, ~45 s
 def test_a_null_comparison_is_not_called_a_gain(tmp_path, folded_dataset):
     """Two arms that differ only in their training seed, over 3 repeats of the
     cross-validation of a tiny dataset: the verdict must not say "helped"
