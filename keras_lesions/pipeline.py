@@ -60,6 +60,21 @@ def one_hot(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return out
 
 
+def _batchable(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Arrays of equal length as contiguous float32 (or int32 for integers).
+
+    Raises:
+        ValueError: arrays of different lengths, or no rows.
+    """
+    arrays = [np.ascontiguousarray(a, np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer)
+                                   else np.float32) for a in arrays]
+    if any(len(a) != len(arrays[0]) for a in arrays):
+        raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
+    if len(arrays[0]) == 0:
+        raise ValueError("no rows to batch")
+    return arrays
+
+
 def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first_epoch: int,
                   epochs: int, *, drop_remainder: bool):
     """Shuffled batches of every epoch from ``first_epoch`` on, as one tf.data stream.
@@ -83,13 +98,8 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
     """
     import tensorflow as tf
 
-    arrays = [np.ascontiguousarray(a, np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer)
-                                   else np.float32) for a in arrays]
+    arrays = _batchable(arrays)
     n = len(arrays[0])
-    if any(len(a) != n for a in arrays):
-        raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
-    if n == 0:
-        raise ValueError("no rows to batch")
     batch = max(1, min(int(batch_size), n))
     steps = n // batch if drop_remainder else -(-n // batch)
     # Each epoch's order from (seed, epoch), drawn here once; tf.data only
@@ -133,13 +143,8 @@ def step_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first
     """
     import tensorflow as tf
 
-    arrays = [np.ascontiguousarray(a, np.int32 if np.issubdtype(np.asarray(a).dtype, np.integer)
-                                   else np.float32) for a in arrays]
+    arrays = _batchable(arrays)
     n = len(arrays[0])
-    if any(len(a) != n for a in arrays):
-        raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
-    if n == 0:
-        raise ValueError("no rows to batch")
     batch = max(1, min(int(batch_size), n))
     start, stop = first_part * steps_per_part * batch, parts * steps_per_part * batch
     first_pass, last_pass = start // n, -(-stop // n)
