@@ -46,6 +46,8 @@ setup(
         "pillow>=10.0",  # image headers read without decoding (matplotlib needs it too)
         "PyYAML>=6.0",
         "tqdm>=4.66",
+        # the verdicts' exact McNemar and Wilson intervals (evaluate/stats.py)
+        "statsmodels>=0.14",
         # TF 2.21 no longer pulls TensorBoard in; the training callbacks log to it.
         "tensorboard>=2.19",
     ],
