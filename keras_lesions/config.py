@@ -27,6 +27,10 @@ EXPERIMENT_KINDS = ("classic-curve", "gan-curve", "mixture")
 # evaluate.selection: where the experiments' choices are made.
 SELECTIONS = ("validation", "paper")
 DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
+# mixture.controls: arms that share the mixtures' soft targets but not their
+# images, so a gain can be told apart from the effect of soft targets alone
+# (synth.controls).
+MIXTURE_CONTROLS = ("label-smoothing", "mixup")
 
 
 class ConfigError(KerasLesionsError):
@@ -232,6 +236,12 @@ class MixtureConfig:
     # c of each other class gets (1 − a)/(classes − 1).
     alpha: float | str = "random"
     per_image: int = between(1, 1, 1000)  # mixed images made per training image
+    # Equal-compute controls trained beside the proposed classifier, each on
+    # the real images plus as many soft-target cases as there are mixtures,
+    # with the mixtures' own soft targets: "label-smoothing" puts them on the
+    # mixture's real source image, "mixup" on a pixel mixture of the source
+    # and random lesions of the other classes (synth.controls).
+    controls: list[str] = field(default_factory=lambda: list(MIXTURE_CONTROLS))
     seed: int = seed_field()
 
 
@@ -290,6 +300,10 @@ class ExperimentConfig:
             (_alpha_ok(self.mixture.alpha),
              f"mixture.alpha must be 'random' or a number in (0, 1], got "
              f"{_short(self.mixture.alpha)}"),
+            (all(c in MIXTURE_CONTROLS for c in self.mixture.controls)
+             and len(set(self.mixture.controls)) == len(self.mixture.controls),
+             f"mixture.controls must list controls from {', '.join(MIXTURE_CONTROLS)}, each "
+             f"once, got {_short(self.mixture.controls)}"),
             (_diff_augment_ok(self.gan.diff_augment),
              f"gan.diff_augment must list transforms from {', '.join(DIFF_AUGMENT_POLICIES)} "
              f"(comma-separated, each once; empty = off), got {_short(self.gan.diff_augment)}"),

@@ -243,7 +243,9 @@ def tiny_overrides(tmp_path, dataset_path):
             "disentangle.width": 1 / 16, "disentangle.code_size": 8,
             "disentangle.classifier_units": 8, "disentangle.repeats": 2,
             "disentangle.batch_size": 8, "disentangle.classifier_epochs": 2,
-            "disentangle.epochs": 2, "evaluate.repeats": 1}
+            "disentangle.epochs": 2, "evaluate.repeats": 1,
+            # the control arms cost a classifier each: only the experiment fixture runs one
+            "mixture.controls": []}
 
 
 def write_tiny_config(tmp_path, dataset_path, **extra):
@@ -274,7 +276,8 @@ def experiment(tmp_path_factory):
     dataset.folds = make_patient_folds(dataset.labels, dataset.patient_ids, k=3, seed=0)
     dataset.fold_k = 3
     dataset_path = write_dataset(dataset, tmp_path / "toy4.h5")
-    config = load_config(write_tiny_config(tmp_path, dataset_path))
+    config = load_config(write_tiny_config(tmp_path, dataset_path,
+                                           **{"mixture.controls": ["mixup"]}))
     result = run_experiment(config, log=lambda line: None)
     return {"tmp": tmp_path, "dataset": dataset_path, "config": config, "result": result,
             "out": tmp_path / "out" / "tiny"}
@@ -313,6 +316,25 @@ def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(expe
         proposed = json.loads((out / "runs" / f"fold{fold}" / "proposed" / "seed0" /
                                "done.json").read_text())
         assert proposed["n_mixed"] == len(mixed)
+        # the control: as many soft-target cases and as many SGD steps as the proposed arm
+        control = json.loads((out / "runs" / f"fold{fold}" / "control-mixup" / "seed0" /
+                              "done.json").read_text())
+        assert control["n_mixed"] == len(mixed) and control["sgd_steps"] == proposed["sgd_steps"]
+
+
+def test_experiment_compares_the_mixtures_with_their_soft_target_control(experiment):
+    result, out = experiment["result"], experiment["out"]
+    comparisons = result["comparisons"]
+    assert set(comparisons) == {"mixtures", "mixtures-vs-mixup", "mixup-vs-baseline"}
+    against = comparisons["mixtures-vs-mixup"]
+    assert against["n_cells"] == 3
+    assert against["accuracy"]["proposed"] == comparisons["mixtures"]["accuracy"]["proposed"]
+    assert against["steps"]["baseline"] == against["steps"]["proposed"]
+    report = (out / "report" / "mixture_report.md").read_text()
+    assert result["attribution"] in report and against["verdict"] in report
+    assert (out / "report" / "control-mixup.md").exists()
+    assert np.sum(result["controls"]["mixup"]["confusion"]) == len(read_dataset(
+        experiment["dataset"]))
 
 
 def test_experiment_resumes_without_retraining(experiment):

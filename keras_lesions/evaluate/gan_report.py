@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_lesions.data.dataset import LesionDataset
 from keras_lesions.evaluate.report import write_summary
+from keras_lesions.evaluate.verdict import comparison_table
 from keras_lesions.io import save_figure, write_text
 
 def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: dict,
@@ -47,11 +48,6 @@ def _interval(ci) -> str:
     return f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
 
 
-def _p(value) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else (
-        "< 0.001" if value < 0.001 else f"{value:.3f}")
-
-
 def _markdown(config, names, classic, comparisons, summaries, curves, sizes, quality, verdict,
               has_extra, selected_on) -> str:
     evaluate = config.evaluate
@@ -73,26 +69,7 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
               f"cross-validation × {len(evaluate.seeds)} seed(s); {budget}. GANs: "
               f"{config.gan.epochs} epochs, width {config.gan.width}, DiffAugment "
               f"{config.gan.diff_augment or 'off'}.", "",
-              "## Comparisons", "",
-              "Differences are in accuracy points, proposed minus baseline, over the same "
-              "lesions. CI: 95% patient-cluster paired bootstrap; t: the Nadeau–Bengio corrected "
-              "resampled t interval over the cells; McNemar: exact, per cross-validation; AUC: "
-              "macro one-vs-rest, DeLong's paired p per cross-validation. A gain or loss is "
-              "claimed only when both intervals exclude 0.", "",
-              "| comparison | baseline | proposed | difference | 95% CI | corrected t | "
-              "McNemar p | AUC baseline → proposed | AUC diff. 95% CI | DeLong p | outcome |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in comparisons.values():
-        if not c.get("n_cells"):
-            continue
-        lines.append(
-            f"| {c['what']} | {_pct(c['accuracy']['baseline'])}% | "
-            f"{_pct(c['accuracy']['proposed'])}% | {100 * c['difference']:+.1f} | "
-            f"{_interval(c['ci95'])} | {_interval(c['corrected_t']['ci95'])} | "
-            f"{', '.join(_p(m['pvalue']) for m in c['mcnemar'])} | "
-            f"{c['auc']['baseline']:.3f} → {c['auc']['proposed']:.3f} | "
-            f"{_interval(c['auc']['ci95'])} | "
-            f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {c['outcome']} |")
+              "## Comparisons", ""] + comparison_table(comparisons.values())
     headline = comparisons.get("DCGAN")
     if headline and headline.get("n_cells") and np.isfinite(headline["detectable_difference"]):
         lines += ["", f"With {headline['n_lesions']} lesions and {100 * headline['discordance']:.0f}% "

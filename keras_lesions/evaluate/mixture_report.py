@@ -9,8 +9,18 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_lesions.evaluate.verdict import comparison_table
 from keras_lesions.runs.folder import read_done
 from keras_lesions.runs.history import read_history
+
+
+# Each control (synth.controls) in a sentence, and what replaces the
+# decoded mixture in it.
+CONTROL_TITLES = {"label-smoothing": "label smoothing with the mixtures' soft targets",
+                  "mixup": "mixup with random partners and the mixtures' soft targets"}
+CONTROL_IMAGES = {"label-smoothing": "the mixture's real source lesion",
+                  "mixup": "a pixel mixture of the source and random lesions of the other "
+                           "classes, in the mixture's proportions"}
 
 
 def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
@@ -29,15 +39,27 @@ def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
     return {"runs": runs, "chance": float(np.nanmean(chance)) if chance else float("nan")}
 
 
-def mixture_markdown(config, dataset, baseline: dict, proposed: dict, rows: Sequence[dict],
+def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence[dict],
                      sentence: str, adversary: dict, pictures: Sequence[Path],
-                     comparison: dict) -> str:
-    """The report: Table 2 (accuracy per fold), Table 3 (confusion matrices),
-    the adversary against chance, and what the two schemes were trained on."""
+                     comparisons: dict[str, dict], attribution: str) -> str:
+    """The report: the verdict and every comparison with its intervals,
+    Table 2 (accuracy per cell), Table 3 (confusion matrices), the adversary
+    against chance, and what the arms were trained on.
+
+    Args:
+        summaries: ``report.summarize_predictions`` per arm ("baseline",
+            "proposed", "control-<name>").
+        comparisons: ``verdict.compare_arms`` results, the mixtures against
+            the baseline under "mixtures" first.
+        attribution: whether a gain can be credited to the codes.
+    """
     names = list(dataset.class_names)
+    baseline, proposed = summaries["baseline"], summaries["proposed"]
+
     def pct(v):
         return f"{100 * v:.1f}"
 
+    controls = list(config.mixture.controls)
     lines = [f"# Mixture of specified factors: {config.name}", "",
              f"Dataset: {len(dataset)} lesions ({', '.join(f'{k} {v}' for k, v in dataset.class_counts().items())}), "
              f"{config.disentangle.input_size}×{config.disentangle.input_size}; "
@@ -48,29 +70,26 @@ def mixture_markdown(config, dataset, baseline: dict, proposed: dict, rows: Sequ
              f"{100 * config.disentangle.validation_fraction:.0f}% of each training set's "
              f"patients held out for validation (best epoch kept); mixtures: "
              f"{config.mixture.per_image} per training image, alpha {config.mixture.alpha}; "
+             f"controls: {', '.join(controls) or 'none'}; "
              f"{config.evaluate.repeats} repeat(s) of the {len(config.evaluate.folds)}-fold "
              f"cross-validation × {len(config.evaluate.seeds)} seed(s).", "",
-             f"**{sentence}**", ""]
-    if comparison.get("n_cells"):
-        c = comparison
-        lines += ["| statistic | value |", "|---|---|",
-                  f"| accuracy difference, 95% CI (patient bootstrap) | "
-                  f"{100 * c['difference']:+.1f} ({100 * c['ci95'][0]:+.1f} to "
-                  f"{100 * c['ci95'][1]:+.1f}) |",
-                  f"| corrected resampled t over {c['corrected_t']['n_cells']} cells | "
-                  f"CI {100 * c['corrected_t']['ci95'][0]:+.1f} to "
-                  f"{100 * c['corrected_t']['ci95'][1]:+.1f}, p = {c['corrected_t']['pvalue']:.3f} |",
-                  "| exact McNemar p per cross-validation | "
-                  + ", ".join(f"{m['pvalue']:.3f}" for m in c["mcnemar"]) + " |",
-                  f"| macro AUC baseline → proposed | {c['auc']['baseline']:.3f} → "
-                  f"{c['auc']['proposed']:.3f} (difference CI {100 * c['auc']['ci95'][0]:+.1f} "
-                  f"to {100 * c['auc']['ci95'][1]:+.1f} points) |",
-                  "| DeLong p per cross-validation | "
-                  + ", ".join(f"{d['pvalue']:.3f}" for d in c["auc"]["delong"]) + " |",
-                  "| detectable difference (80% power) | "
-                  + (f"about {100 * c['detectable_difference']:.0f} points |"
-                     if np.isfinite(c["detectable_difference"]) else "none: too few lesions |"),
+             f"**{sentence}**", "", attribution, ""]
+    lines += [f"- {c['verdict']}" for key, c in comparisons.items()
+              if key.startswith("mixtures-vs-")]
+    lines += ["", "## Comparisons", ""] + comparison_table(comparisons.values())
+    main = comparisons.get("mixtures", {})
+    if main.get("n_cells"):
+        lines += ["", "Detectable difference (80% power, 5% level) of the main comparison: "
+                  + (f"about {100 * main['detectable_difference']:.0f} points."
+                     if np.isfinite(main["detectable_difference"]) else "none: too few lesions."),
                   ""]
+    if controls:
+        lines += ["The controls train like the proposed classifier (the same real images, as "
+                  "many extra cases as there are mixtures, each with its mixture's soft target, "
+                  "the same SGD steps) but replace the decoded mixture image: "
+                  + "; ".join(f"**{c}** — {CONTROL_IMAGES[c]}" for c in controls)
+                  + ". A gain is credited to the disentangled codes only if it holds against "
+                  "every control.", ""]
     lines += ["## Table 2: accuracy with and without the proposed training scheme", "",
               "| repeat | fold | seed | baseline [acc. %] | proposed [acc. %] | difference |",
               "|---|---|---|---|---|---|"]
@@ -86,8 +105,9 @@ def mixture_markdown(config, dataset, baseline: dict, proposed: dict, rows: Sequ
               "CT): 67.6 ± 2.0 → 75.0 ± 5.8.", "",
               "## Table 3: confusion matrices (rows: ground truth, columns: predicted), "
               "summed over the test folds", ""]
-    for title, summary in (("Classic training scheme", baseline),
-                           ("Proposed training scheme", proposed)):
+    arms = [("Classic training scheme", baseline), ("Proposed training scheme", proposed)]
+    arms += [(f"Control: {c}", summaries[f"control-{c}"]) for c in controls]
+    for title, summary in arms:
         lines += [f"**{title}** (total accuracy {pct(summary['pooled']['accuracy'])}%)", "",
                   "| GT \\ predicted | " + " | ".join(names) + " |",
                   "|---" * (len(names) + 1) + "|"]
@@ -119,5 +139,6 @@ def mixture_markdown(config, dataset, baseline: dict, proposed: dict, rows: Sequ
                   "each one\"): proportions drawn uniformly on the simplex, so an image's own "
                   f"class keeps 1/{len(names)} of its target on average."]
     lines += ["", "Pictures: " + ", ".join(f"`{Path(p).name}`" for p in pictures), "",
-              "Per-class sensitivity and specificity: `baseline.md`, `proposed.md`.", ""]
+              "Per-class sensitivity and specificity: "
+              + ", ".join(f"`{arm}.md`" for arm in summaries) + ".", ""]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ the detectable difference.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -263,3 +263,37 @@ def verdict_sentence(comparison: dict) -> str:
         tail += (f"; the arms differ in training budget ({steps['baseline']} vs "
                  f"{steps['proposed']} SGD steps)")
     return head + tail + "."
+
+
+def _p(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else (
+        "< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def _interval(ci) -> str:
+    return f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
+
+
+def comparison_table(comparisons: Iterable[dict]) -> list[str]:
+    """Markdown lines: what the columns mean, then one row per comparison
+    (``compare_arms`` results; those without cells are left out)."""
+    lines = ["Differences are in accuracy points, proposed minus baseline, over the same "
+             "lesions. CI: 95% patient-cluster paired bootstrap; t: the Nadeau–Bengio corrected "
+             "resampled t interval over the cells; McNemar: exact, per cross-validation; AUC: "
+             "macro one-vs-rest, DeLong's paired p per cross-validation. A gain or loss is "
+             "claimed only when both intervals exclude 0.", "",
+             "| comparison | baseline | proposed | difference | 95% CI | corrected t | "
+             "McNemar p | AUC baseline → proposed | AUC diff. 95% CI | DeLong p | outcome |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        if not c.get("n_cells"):
+            continue
+        lines.append(
+            f"| {c['what']} | {100 * c['accuracy']['baseline']:.1f}% | "
+            f"{100 * c['accuracy']['proposed']:.1f}% | {100 * c['difference']:+.1f} | "
+            f"{_interval(c['ci95'])} | {_interval(c['corrected_t']['ci95'])} | "
+            f"{', '.join(_p(m['pvalue']) for m in c['mcnemar'])} | "
+            f"{c['auc']['baseline']:.3f} → {c['auc']['proposed']:.3f} | "
+            f"{_interval(c['auc']['ci95'])} | "
+            f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {c['outcome']} |")
+    return lines

@@ -15,8 +15,14 @@ patient-level cross-validation and each seed:
    twice the cases are each shown half as often), on the real fit lesions
    (one-hot) plus the mixtures (soft targets), both online augmented: the
    *proposed* scheme, tested on the fold;
+4. ``<cell>/control-<name>/seed<s>`` for each of ``mixture.controls``: the
+   proposed classifier's recipe (same cases, soft targets and SGD steps) with
+   the mixtures' decoded images replaced by their real source lesions
+   (label smoothing) or by pixel mixtures with random partners (mixup), so a
+   gain can be credited to the disentangled codes only if it holds against
+   them (``synth.controls``);
 
-then the report, with the comparison's intervals (``evaluate.verdict``).
+then the report, with every comparison's intervals (``evaluate.verdict``).
 Both classifiers keep their best-validation epoch (chosen on the validation
 patients, never on the test fold).
 """
@@ -30,9 +36,10 @@ from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.data.folds import fit_validation_test_indices
 from keras_lesions.evaluate.crossval import run_record
-from keras_lesions.evaluate.mixture_report import adversary_summary, mixture_markdown
+from keras_lesions.evaluate.mixture_report import (
+    CONTROL_TITLES, adversary_summary, mixture_markdown)
 from keras_lesions.evaluate.report import side_by_side, summarize_predictions, write_summary
-from keras_lesions.evaluate.verdict import compare_arms, paired_differences
+from keras_lesions.evaluate.verdict import HELPED, compare_arms, paired_differences
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.layout import cell_tag
@@ -64,6 +71,10 @@ def proposed_id(fold: int, seed: int, repeat: int = 0) -> str:
     return f"{cell_tag(repeat, fold)}/proposed/seed{seed}"
 
 
+def control_id(control: str, fold: int, seed: int, repeat: int = 0) -> str:
+    return f"{cell_tag(repeat, fold)}/control-{control}/seed{seed}"
+
+
 def plan(exp: Experiment) -> Plan:
     layout, specs = exp.layout, []
     for seed in exp.config.evaluate.seeds:
@@ -83,6 +94,12 @@ def plan(exp: Experiment) -> Plan:
                         needs=CLASSIFIER_NEEDS, output=layout.run_output(p),
                         title=f"the proposed classifier, fold {fold}"),
             ]
+            for control in exp.config.mixture.controls:
+                c = control_id(control, fold, seed, repeat)
+                specs.append(RunSpec(id=c, step="control", params={**params, "control": control},
+                                     depends_on=(m,), needs=CLASSIFIER_NEEDS,
+                                     output=layout.run_output(c),
+                                     title=f"the {control} control, fold {fold}"))
     report = RunSpec(id="report", step="report", depends_on=tuple(s.id for s in specs),
                      output=layout.relative(layout.result), title="the report", light=True)
     return Plan(specs + [report])
@@ -148,6 +165,31 @@ def baseline_steps_per_epoch(config: ExperimentConfig, n_real: int) -> int:
 
 
 def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    p = spec.params
+    mixed_path = exp.layout.data_file(mixtures_id(p["fold"], p["seed"], p["repeat"]))
+    _train_soft_arm(exp, spec, ctx, "proposed", read_dataset(mixed_path), mixed_path,
+                    "mixed images")
+
+
+def control_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    from keras_lesions.synth.controls import control_dataset
+
+    p = spec.params
+    repeat, fold, seed, control = p["repeat"], p["fold"], p["seed"], p["control"]
+    mixed_path = exp.layout.data_file(mixtures_id(fold, seed, repeat))
+    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed, repeat)))
+    cases = control_dataset(control, exp.dataset, read_dataset(mixed_path), fit_idx,
+                            seed=exp.config.mixture.seed + 1000 * fold + seed
+                            + 100_003 * repeat + 7,
+                            created_by=f"keras_lesions experiment {exp.config.name}")
+    _train_soft_arm(exp, spec, ctx, f"control-{control}", cases, mixed_path,
+                    f"{control} control cases")
+
+
+def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, group: str,
+                    cases, mixed_path, what: str) -> None:
+    """Train the specified classifier on the real fit lesions (one-hot) plus
+    ``cases`` (soft targets), at the baseline's SGD steps per epoch, and test it."""
     from keras_lesions.augment.online import prepare_online_canvases
     from keras_lesions.pipeline import one_hot, roi_inputs
     from keras_lesions.runs.predictions import predict_and_record
@@ -159,27 +201,25 @@ def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     dataset, names, size = exp.dataset, exp.class_names, config.disentangle.input_size
     _, val_idx, test_idx = _split(exp, config, repeat, fold)
     fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed, repeat)))
-    mixed_path = exp.layout.data_file(mixtures_id(fold, seed, repeat))
-    mixed = read_dataset(mixed_path)
     real = prepare_online_canvases(dataset, fit_idx, size=size)
-    canvases = real.concatenate(prepare_online_canvases(mixed, size=size))
-    targets = np.concatenate([one_hot(real.labels, len(names)), mixed.targets()])
-    # Equal compute: the baseline's SGD steps per epoch, so the mixtures
+    canvases = real.concatenate(prepare_online_canvases(cases, size=size))
+    targets = np.concatenate([one_hot(real.labels, len(names)), cases.targets()])
+    # Equal compute: the baseline's SGD steps per epoch, so the extra cases
     # replace half of the real showings instead of adding steps.
     steps_per_epoch = baseline_steps_per_epoch(config, len(real))
-    info = {"repeat": repeat, "fold": fold, "group": "proposed",
+    info = {"repeat": repeat, "fold": fold, "group": group,
             "dataset": str(exp.dataset_path), "class_names": names, "mixtures": str(mixed_path),
-            "n_real": int(len(real)), "n_mixed": int(len(mixed)),
+            "n_real": int(len(real)), "n_mixed": int(len(cases)),
             "sgd_steps": steps_per_epoch * config.disentangle.classifier_epochs}
-    ctx.log(f"{spec.id}: training the proposed classifier on {len(real)} real + "
-            f"{len(mixed)} mixed images ({steps_per_epoch} steps an epoch, as the baseline)")
+    ctx.log(f"{spec.id}: training on {len(real)} real images + {len(cases)} {what} "
+            f"({steps_per_epoch} steps an epoch, as the baseline)")
     run_dir = exp.layout.run_dir(spec.id)
     model = train_specified_classifier(
         canvases, targets, (roi_inputs(dataset, val_idx, size), dataset.labels[val_idx]),
         # batch norm statistics from the real training images, as in the
         # baseline: they are what test images look like
         roi_inputs(dataset, fit_idx, size), config, run_dir, class_names=names, run_info=info,
-        resume=ctx.resume, progress=ctx.bar(f"proposed classifier {cell_tag(repeat, fold)}"),
+        resume=ctx.resume, progress=ctx.bar(f"{group} classifier {cell_tag(repeat, fold)}"),
         verbose=ctx.verbose, steps_per_epoch=steps_per_epoch)
     accuracy = predict_and_record(model, run_dir, roi_inputs(dataset, test_idx, size),
                                   dataset.labels[test_idx], dataset.lesion_ids[test_idx])
@@ -187,46 +227,89 @@ def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
                          "n_test": int(len(test_idx)), "best_epoch": best_epoch(run_dir)})
 
 
-def arm_records(exp: Experiment) -> tuple[list[dict], list[dict], list]:
-    """Test records of the baseline (step 1) and the proposed classifiers of
-    every cell and seed, and the disentanglement run folders."""
-    from keras_lesions.runs.folder import read_run_info
-
+def arm_records(exp: Experiment) -> tuple[dict[str, list[dict]], list]:
+    """Test records of every arm ("baseline": step 1, "proposed", and
+    "control-<name>" per control) over every cell and seed, and the
+    disentanglement run folders."""
     runs = [s for s in plan(exp) if s.step == "disentangle"]
     disentangle_dirs = [exp.layout.run_dir(s.id) for s in runs]
-    baseline, proposed = [], []
+    arms: dict[str, list[dict]] = {"baseline": [], "proposed": []}
+    arms.update({f"control-{c}": [] for c in exp.config.mixture.controls})
     for s, run_dir in zip(runs, disentangle_dirs):
         repeat, fold, seed = s.params["repeat"], s.params["fold"], s.params["seed"]
         record = run_record(run_dir / "step1")
         n_real = int(read_run_info(run_dir / "step1").get("n_train", 0))
         steps = baseline_steps_per_epoch(seeded(exp.config, seed), n_real) * \
             exp.config.disentangle.classifier_epochs if n_real else None
-        baseline.append({**record, "repeat": repeat, "sgd_steps": steps})
-        proposed.append({**run_record(exp.layout.run_dir(proposed_id(fold, seed, repeat))),
-                         "repeat": repeat})
-    return baseline, proposed, disentangle_dirs
+        arms["baseline"].append({**record, "repeat": repeat, "sgd_steps": steps})
+        arms["proposed"].append({**run_record(exp.layout.run_dir(proposed_id(fold, seed, repeat))),
+                                 "repeat": repeat})
+        for control in exp.config.mixture.controls:
+            run = exp.layout.run_dir(control_id(control, fold, seed, repeat))
+            arms[f"control-{control}"].append({**run_record(run), "repeat": repeat})
+    return arms, disentangle_dirs
+
+
+def comparisons(exp: Experiment, arms: dict[str, list[dict]]) -> dict[str, dict]:
+    """The mixtures against the baseline, and against each control (which
+    isolates the codes from the soft targets), and each control against the
+    baseline (what soft targets alone do)."""
+    patient_of, names = exp.patient_of(), exp.class_names
+    result = {"mixtures": compare_arms("The mixtures", arms["baseline"], arms["proposed"],
+                                       patient_of, names)}
+    for control in exp.config.mixture.controls:
+        records = arms[f"control-{control}"]
+        title = CONTROL_TITLES[control]
+        result[f"mixtures-vs-{control}"] = compare_arms(
+            f"The mixtures over {title}", records, arms["proposed"], patient_of, names)
+        result[f"{control}-vs-baseline"] = compare_arms(
+            f"{title[0].upper()}{title[1:]}", arms["baseline"], records, patient_of, names)
+    return result
+
+
+def attribution_sentence(found: dict[str, dict], controls) -> str:
+    """Whether a gain of the mixtures can be credited to the disentangled codes."""
+    if not controls:
+        return ("No soft-target control was run (mixture.controls is empty): a difference "
+                "cannot be told apart from the effect of soft targets alone.")
+    main = found["mixtures"]
+    against = [found[f"mixtures-vs-{c}"] for c in controls]
+    if main.get("outcome") == HELPED and all(c.get("outcome") == HELPED for c in against):
+        return ("The gain holds against every soft-target control, so it can be credited to "
+                "the disentangled codes rather than to soft targets alone.")
+    if main.get("outcome") == HELPED:
+        return ("The gain does not hold against every soft-target control, so it cannot be "
+                "credited to the disentangled codes: soft targets alone may explain it.")
+    return ("No gain to credit; against the soft-target controls (same soft targets and SGD "
+            "steps, other images):")
 
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     """Tables 2 and 3 in Markdown and JSON, confusion PNGs, swap and mixture pictures."""
     config, dataset, names = exp.config, exp.dataset, exp.class_names
-    baseline_records, proposed_records, disentangle_dirs = arm_records(exp)
+    arms, disentangle_dirs = arm_records(exp)
     out = exp.layout.report
-    baseline = summarize_predictions(baseline_records, names)
-    proposed = summarize_predictions(proposed_records, names)
+    summaries = {arm: summarize_predictions(records, names) for arm, records in arms.items()}
+    baseline, proposed = summaries["baseline"], summaries["proposed"]
     write_summary(baseline, out, "baseline", "Classic training scheme (baseline)")
     write_summary(proposed, out, "proposed", "Proposed training scheme (mixtures)")
+    for control in config.mixture.controls:
+        write_summary(summaries[f"control-{control}"], out, f"control-{control}",
+                      f"Control: {CONTROL_TITLES[control]}")
     rows = paired_differences(baseline["per_fold"], proposed["per_fold"])
-    comparison = compare_arms("The mixtures", baseline_records, proposed_records,
-                              exp.patient_of(), names)
-    sentence = comparison["verdict"]
+    found = comparisons(exp, arms)
+    sentence = found["mixtures"]["verdict"]
+    attribution = attribution_sentence(found, config.mixture.controls)
     adversary = adversary_summary(disentangle_dirs)
     pictures = write_pictures(exp, disentangle_dirs[0], adversary)
     report_path = out / "mixture_report.md"
-    write_text(report_path, mixture_markdown(config, dataset, baseline, proposed, rows, sentence,
-                                             adversary, pictures, comparison))
-    result = {"baseline": baseline, "proposed": proposed, "table2": rows, "verdict": sentence,
-              "comparison": comparison, "adversary": adversary, "report": str(report_path)}
+    write_text(report_path, mixture_markdown(config, dataset, summaries, rows, sentence,
+                                             adversary, pictures, found, attribution))
+    result = {"baseline": baseline, "proposed": proposed,
+              "controls": {c: summaries[f"control-{c}"] for c in config.mixture.controls},
+              "table2": rows, "verdict": sentence, "attribution": attribution,
+              "comparison": found["mixtures"], "comparisons": found, "adversary": adversary,
+              "report": str(report_path)}
     write_json(out / "mixture.json", result)
     write_json(exp.layout.result, result)
     ctx.log(f"report: {report_path}")
@@ -291,7 +374,7 @@ def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:
 
 
 def summary(result: dict) -> str:
-    """Table 2 and the verdict of a mixture experiment, for a terminal."""
+    """Table 2 and the verdicts of a mixture experiment, for a terminal."""
     lines = ["repeat  fold  seed  baseline  proposed  difference"]
     for row in result["table2"]:
         lines.append(f"{row['repeat']:>6}  {row['fold']:>4}  {row['seed']:>4}  "
@@ -302,7 +385,10 @@ def summary(result: dict) -> str:
                  f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}")
     lines += ["", side_by_side(result["baseline"], result["proposed"],
                                titles=("baseline", "proposed")),
-              "", result["verdict"], "", f"report: {result['report']}"]
+              "", result["verdict"], "", result["attribution"]]
+    lines += [f"- {c['verdict']}" for key, c in result["comparisons"].items()
+              if key.startswith("mixtures-vs-")]
+    lines += ["", f"report: {result['report']}"]
     return "\n".join(lines)
 
 
@@ -313,5 +399,5 @@ KIND = ExperimentKind(
     sections=("data", "evaluate", "disentangle", "mixture"),
     plan=plan,
     steps={"disentangle": disentangle_step, "mixtures": mixtures_step,
-           "proposed": proposed_step, "report": report_step},
+           "proposed": proposed_step, "control": control_step, "report": report_step},
     epoch_settings=("disentangle.classifier_epochs", "disentangle.epochs"), summary=summary)

@@ -179,7 +179,6 @@ def mixture_dataset(networks, dataset, indices: Sequence[int], n: int, alpha, se
         MixtureError: see :func:`make_mixtures`; a dataset whose classes or
             input size differ from the run's.
     """
-    from keras_lesions.data.dataset import Lesion, LesionDataset
     from keras_lesions.pipeline import roi_inputs
 
     size = networks.input_size
@@ -195,40 +194,69 @@ def mixture_dataset(networks, dataset, indices: Sequence[int], n: int, alpha, se
     labels = dataset.labels[indices]
     made = make_mixtures(networks, images, labels, n, alpha, seed)
     ids = dataset.lesion_ids[indices]
+    names = list(dataset.class_names)
+    attributes = []
+    for row in range(len(made["images"])):
+        donors = {names[j]: str(ids[made["partners"][row, j]]) for j in range(len(names))
+                  if made["partners"][row, j] >= 0 and made["proportions"][row, j] > 0}
+        attributes.append({"c_from": donors,
+                           "proportions": {names[j]: round(float(p), 6)
+                                           for j, p in enumerate(made["proportions"][row])}})
+    return soft_image_dataset(
+        dataset, made["images"], made["soft_labels"], indices[made["source"]],
+        # fold and seed in the id: two mixture sets can augment one training
+        id_prefix=f"mix-f{networks.info.get('fold')}-s{int(seed)}", what="mixture",
+        attributes=attributes, created_by=created_by,
+        description=f"{len(made['images'])} mixtures of specified factors (alpha "
+                    f"{parse_alpha(alpha)})",
+        extra={"kind": "mixture", "fold": networks.info.get("fold"), "alpha": str(alpha),
+               "seed": int(seed), "run": str(networks.run_dir),
+               "dataset": str(networks.info.get("dataset", ""))})
+
+
+def soft_image_dataset(dataset, images: np.ndarray, soft_labels: np.ndarray,
+                       sources: Sequence[int], *, id_prefix: str, what: str,
+                       attributes: Sequence[dict], description: str, extra: dict,
+                       created_by: str = "") -> "LesionDataset":
+    """Made images with soft targets as a lesion dataset: the format of the
+    mixtures, shared by their controls (``synth.controls``).
+
+    Each image becomes a context-less [0, 1] ROI of its own size that keeps
+    its source lesion's patient id (so leakage checks see it); its hard label
+    is the arg-max of its soft target.
+
+    Args:
+        dataset: the real dataset the sources index.
+        images: float32 [n, S, S, 1] in [0, 1].
+        soft_labels: (n, classes), rows summing to 1 (renormalised here).
+        sources: (n,) index in ``dataset`` of each image's source lesion.
+        id_prefix: lesion ids are ``<id_prefix>-<row>``.
+        what: "mixture", "label-smoothing", ...: the lesions' ``source`` text.
+        attributes: per image, recorded with ``r_from`` (the source's id).
+    """
+    from keras_lesions.data.dataset import Lesion, LesionDataset
+
+    size = int(images.shape[1])
     lesions = []
-    for row, (image, soft) in enumerate(zip(made["images"], made["soft_labels"])):
-        source = indices[made["source"][row]]
-        original = dataset.lesions[source]
+    for row, (image, soft, source) in enumerate(zip(images, soft_labels, sources)):
+        original = dataset.lesions[int(source)]
         r0, c0, r1, c1 = original.roi_box
-        # The lesion's diameter in mixed-image pixels, for the shift limit of
+        # The lesion's diameter in made-image pixels, for the shift limit of
         # online augmentation (its share of the source ROI is kept).
         diameter = float(original.diameter_px) * size / max(r1 - r0, c1 - c0)
-        donors = {dataset.class_names[j]: str(ids[made["partners"][row, j]])
-                  for j in range(len(dataset.class_names)) if made["partners"][row, j] >= 0
-                  and made["proportions"][row, j] > 0}
+        roi = np.clip(image[:, :, 0], 0.0, 1.0)
         lesions.append(Lesion(
-            # fold and seed in the id: two mixture sets can augment one training
-            lesion_id=f"mix-f{networks.info.get('fold')}-s{int(seed)}-{row:06d}",
-            patient_id=original.patient_id,
-            label=int(np.argmax(soft)), roi=np.clip(image[:, :, 0], 0.0, 1.0),
-            context=np.clip(image[:, :, 0], 0.0, 1.0), roi_box=(0, 0, size, size),
+            lesion_id=f"{id_prefix}-{row:06d}", patient_id=original.patient_id,
+            label=int(np.argmax(soft)), roi=roi, context=roi, roi_box=(0, 0, size, size),
             lesion_box=(0, 0, size, size), diameter_px=diameter,
-            diameter_source="roi-estimate", source=f"mixture of {original.lesion_id}",
-            has_context=False,
-            attributes={"r_from": original.lesion_id, "c_from": donors,
-                        "proportions": {dataset.class_names[j]: round(float(p), 6)
-                                        for j, p in enumerate(made["proportions"][row])}}))
-    soft = made["soft_labels"].astype(np.float64)
+            diameter_source="roi-estimate", source=f"{what} of {original.lesion_id}",
+            has_context=False, attributes={"r_from": original.lesion_id, **attributes[row]}))
+    soft = np.asarray(soft_labels, np.float64)
     soft = (soft / soft.sum(1, keepdims=True)).astype(np.float32)
     return LesionDataset(
         class_names=list(dataset.class_names), lesions=lesions, intensity_unit="normalized",
         window_level=float("nan"), window_width=float("nan"), input_size=size,
-        created_by=created_by,
-        description=f"{len(lesions)} mixtures of specified factors (alpha {parse_alpha(alpha)})",
-        extra={"kind": "mixture", "fold": networks.info.get("fold"), "alpha": str(alpha),
-               "seed": int(seed), "run": str(networks.run_dir),
-               "dataset": str(networks.info.get("dataset", ""))},
-        soft_labels=soft)
+        created_by=created_by, description=description, extra=extra, soft_labels=soft)
 
 
 def swap_images(networks, x_image: np.ndarray, y_images: np.ndarray) -> np.ndarray:
