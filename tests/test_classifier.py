@@ -115,6 +115,7 @@ def test_bad_training_input(tmp_path):
         train_classifier(x, y[:3], config, tmp_path / "r2", verbose=0)
 
 
+@pytest.mark.slow
 def test_export_round_trip_in_a_fresh_process(tmp_path):
     from keras_lesions.export import ExportError, export_classifier
 

@@ -153,6 +153,7 @@ def test_parallel_processes_give_the_sequential_report_and_retry_a_killed_run(se
     assert done.stat().st_mtime > killed["at"]
 
 
+@pytest.mark.slow
 def test_a_bad_input_in_a_worker_is_one_line_and_not_retried(sequential):
     """A damaged input found by a worker process: its one line comes back to
     the driver, and the run is not started again (retrying cannot fix input)."""

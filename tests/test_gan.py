@@ -300,6 +300,7 @@ def dcgan_runs(tmp_path_factory):
             "calls": calls, "interrupted": interrupted}
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_its_checkpoint_and_optimizer_state(dcgan_runs):
     interrupted = dcgan_runs["interrupted"]
     assert {"run.json", "config.yaml", "checkpoint", "history.csv", "samples",
@@ -317,6 +318,7 @@ def test_interrupted_run_keeps_its_checkpoint_and_optimizer_state(dcgan_runs):
     assert "unfinished run" in interrupted["unfinished_without_resume"]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(dcgan_runs):
     resumed, straight = dcgan_runs["resumed"], dcgan_runs["straight"]
     # The resumed run started from the saved epoch, not from scratch.
@@ -333,6 +335,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dcgan_runs):
             np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_finished_run_folder(dcgan_runs):
     run = dcgan_runs["resumed"]
     names = {p.name for p in run.iterdir()}
@@ -365,6 +368,7 @@ def test_finished_run_folder(dcgan_runs):
                   resume=True)
 
 
+@pytest.mark.slow
 def test_load_generator_refuses_other_folders(tmp_path, dcgan_runs):
     with pytest.raises(RunError, match="no such run folder"):
         load_generator(tmp_path / "missing")

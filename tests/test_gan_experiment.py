@@ -103,6 +103,14 @@ def test_gan_curve_writes_every_table_and_an_honest_verdict(experiment):
     assert "Table 5" in report and "Table 7" in report and "ACGAN discriminator" in report
     assert "FID" in report and "Features:" in report and "real vs real" in report
     assert "⚠ FID from fewer samples" in report  # a handful of lesions: flagged
+    # what test-fold choices would have printed: the best size on the test folds
+    effect = result["selection_effect"]
+    assert set(effect) >= {"CNN-AUG", "DCGAN", "ACGAN"}
+    for method in ("DCGAN", "ACGAN"):
+        best = max(p["accuracy"] for p in result["curves"][method])
+        assert effect[method]["test"] == pytest.approx(best)
+        assert effect[method]["optimism"] >= -1e-12
+    assert "What choosing on the test folds would have reported" in report
     # every classifier run of the experiment finished on every fold, every size
     for group in ("D_aug2", "D_aug2+D_synth2x3", "D_aug2+D_synth4x3", "D_aug2+ACGAN_synth2x3",
                   "D_aug2+ACGAN_synth4x3", "D_aug2+DiffAugSwap_synth4x3",
@@ -235,6 +243,7 @@ def test_synthetic_set_of_another_fold_is_refused(dcgan_experiment, tmp_path):
     assert "other.h5" in result.output and "may only augment fold 1" in result.output
 
 
+@pytest.mark.slow
 def test_train_gan_trains_the_plans_run(tmp_path):
     """kl train-gan trains the very run the plan lists (base group from the
     config), and an unfinished one only with --resume."""

@@ -366,6 +366,7 @@ def test_images_carry_each_patients_noise_level(default_dataset):
     assert np.median(measured / requested) == pytest.approx(1.0, abs=0.15)
 
 
+@pytest.mark.slow
 def test_ben_cohen_preset_counts_and_healthy_rois():
     dataset = generate_phantoms("ben-cohen-2019", seed=3)
     assert dataset.class_names == ["cyst", "metastasis", "hemangioma", "healthy"]
@@ -401,6 +402,7 @@ def test_cysts_do_not_change_with_difficulty():
         assert a.attributes["noise_sd_hu"] < b.attributes["noise_sd_hu"]   # noise ×0.8 → ×1.5
 
 
+@pytest.mark.slow
 def test_higher_difficulty_makes_metastasis_and_hemangioma_harder_to_tell_apart():
     """Spec §5: at δ = 1 the texture classifier and the enhancing-nodule cue both weaken."""
     counts = {"metastasis": 30, "hemangioma": 30}

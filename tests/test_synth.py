@@ -223,6 +223,7 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path):
     assert not issubclass(KerasLesionsError, RunError)  # the RunError cases are specific
 
 
+@pytest.mark.slow
 def test_generator_export_round_trip_in_a_fresh_process(runs, tmp_path):
     from keras_lesions.export import ExportError, export_run
     from keras_lesions.synth import load_generator_run
