@@ -1,7 +1,6 @@
 """The `kl` command line on the data layer, through click's CliRunner."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
