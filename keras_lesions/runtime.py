@@ -52,6 +52,31 @@ def configure_tensorflow(threads: int | None = None, memory_growth: bool = True)
     return done
 
 
+def environment() -> dict:
+    """What besides the settings decides a run's floating-point result: the
+    package versions and TensorFlow's thread counts (a run on 1 thread and
+    the same run on 2 differ in their sums' order, hence in every figure).
+    Recorded in run.json, never compared on resume. TensorFlow is not
+    imported for this: where it is not loaded yet, its threads are unknown."""
+    import platform
+
+    import numpy as np
+
+    from keras_lesions._version import __version__
+
+    found = {"keras_lesions": __version__, "python": platform.python_version(),
+             "numpy": np.__version__, "cpu_count": os.cpu_count()}
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        found["tensorflow"] = tf.__version__
+        found["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        found["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        found["keras"] = keras.__version__
+    return found
+
+
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Imports ``tensorflow`` with the process's stderr (fd 2) set aside.
 

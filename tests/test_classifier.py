@@ -68,6 +68,13 @@ def test_training_learns_and_records_the_run(tmp_path):
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["train_mean"] == pytest.approx(float(x.mean()))
     assert info["settings"]["train"]["seed"] == 0 and info["settings"]["n_train"] == len(x)
+    # what else decides the floating-point result: versions and threads
+    import tensorflow as tf
+
+    environment = info["environment"]
+    assert environment["tensorflow"] == tf.__version__ and "keras" in environment
+    assert environment["intra_op_threads"] == \
+        tf.config.threading.get_intra_op_parallelism_threads()
     # the checkpoint stays until the run is marked done (tested, in an experiment)
     assert (tmp_path / "run" / "checkpoint").is_dir()
     from keras_lesions.runs import finish_run

@@ -198,7 +198,10 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
 
         save_config(config, run_dir / "config.yaml")
     if not started:
-        write_json(run_dir / RUN_INFO, {**(info or {}), "kind": kind, "settings": settings})
+        from keras_lesions.runtime import environment
+
+        write_json(run_dir / RUN_INFO, {**(info or {}), "kind": kind, "settings": settings,
+                                        "environment": environment()})
     return started
 
 
