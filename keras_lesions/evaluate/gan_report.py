@@ -106,10 +106,12 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
                   "the same runs: the optimism a test-fold choice adds. Pooled test accuracy, "
                   "mean over the cross-validations; the GAN arms keep each cell's validated "
                   "D_aug optimal.", "",
-                  "| arm | choices on validation patients | choices on the test folds | "
-                  "optimism |", "|---|---|---|---|"]
+                  "| arm | chosen among | choices on validation patients | choices on the test "
+                  "folds | optimism |", "|---|---|---|---|---|"]
         for arm, e in selection_effect.items():
-            lines.append(f"| {arm} | {_pct(e['validation'])}% | {_pct(e['test'])}% | "
+            among = ("1 (nothing to choose)" if e.get("options") == 1 else
+                     f"{e.get('options')} {'groups' if arm == 'CNN-AUG' else 'sizes'}")
+            lines.append(f"| {arm} | {among} | {_pct(e['validation'])}% | {_pct(e['test'])}% | "
                          f"{100 * e['optimism']:+.1f} |")
     lines += ["", "## Table 5: synthesis methods", "",
               "| method | accuracy | weighted specificity | per cell mean ± sample std |",
@@ -168,7 +170,7 @@ def _quality_markdown(quality: dict, names) -> list[str]:
                     f"| {cell} | {kind} | {name} | {fid} | {base.get('fid_mean', float('nan')):.1f} | "
                     f"{1000 * q['kid_mean']:.2f} [{1000 * kid_ci[0]:.2f}, {1000 * kid_ci[1]:.2f}] | "
                     f"{1000 * base.get('kid_mean', float('nan')):.2f} | "
-                    f"{_pct(_share(mem, 'originals'))}% / {_pct(_share(mem, 'augmented'))}% | "
+                    f"{_percent(_share(mem, 'originals'))} / {_percent(_share(mem, 'augmented'))} | "
                     f"{two.get('auc', float('nan')):.2f} [{two.get('ci95', [float('nan')] * 2)[0]:.2f}, "
                     f"{two.get('ci95', [float('nan')] * 2)[1]:.2f}] |")
     if flagged:
@@ -178,6 +180,12 @@ def _quality_markdown(quality: dict, names) -> list[str]:
     if note:
         lines += ["", f"Features: {note}"]
     return lines
+
+
+def _percent(value) -> str:
+    """A share as "12.3%", or "n/a" (no augmented copies: a base of originals only)."""
+    text = _pct(value)
+    return text if text == "n/a" else f"{text}%"
 
 
 def _share(memorisation: dict, reference: str) -> float:

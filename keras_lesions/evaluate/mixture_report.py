@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_lesions.evaluate.report import count_text
 from keras_lesions.evaluate.verdict import comparison_table
 from keras_lesions.runs.folder import read_done
 from keras_lesions.runs.history import read_history
@@ -104,7 +105,7 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
               "population std (it does not say). Paper (Ben-Cohen et al. 2019, Table 2, real "
               "CT): 67.6 ± 2.0 → 75.0 ± 5.8.", "",
               "## Table 3: confusion matrices (rows: ground truth, columns: predicted), "
-              "summed over the test folds", ""]
+              "summed over the test folds, averaged over the repeats", ""]
     arms = [("Classic training scheme", baseline), ("Proposed training scheme", proposed)]
     arms += [(f"Control: {c}", summaries[f"control-{c}"]) for c in controls]
     for title, summary in arms:
@@ -112,7 +113,7 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
                   "| GT \\ predicted | " + " | ".join(names) + " |",
                   "|---" * (len(names) + 1) + "|"]
         for name, row in zip(names, summary["confusion"]):
-            lines.append(f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |")
+            lines.append(f"| {name} | " + " | ".join(count_text(v) for v in row) + " |")
         lines.append("")
     lines += ["## Disentanglement", "",
               "Adversary accuracy on E_R's code (the last epoch; chance is the largest class "

@@ -62,6 +62,12 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -
     }
 
 
+def count_text(value: float) -> str:
+    """A confusion-matrix count: whole, or with one decimal where repeated
+    cross-validations average it."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
 def _pct(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
 
@@ -84,7 +90,7 @@ def markdown_tables(summary: dict, title: str) -> str:
               "", "| true \\ predicted | " + " | ".join(names) + " |",
               "|---" * (len(names) + 1) + "|"]
     for name, row in zip(names, summary["confusion"]):
-        lines.append(f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |")
+        lines.append(f"| {name} | " + " | ".join(count_text(v) for v in row) + " |")
     lines += ["", "| class | sensitivity | specificity | support |", "|---|---|---|---|"]
     for name in names:
         c = pooled["per_class"][name]

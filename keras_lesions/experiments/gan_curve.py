@@ -499,7 +499,8 @@ def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
 
     Returns:
         arm -> {"validation": accuracy, "test": accuracy, "optimism": test −
-        validation}; arms with too few runs are left out.
+        validation, "options": groups or sizes there were to choose from};
+        arms with too few runs are left out.
     """
     from keras_lesions.evaluate.crossval import saturation_point
 
@@ -511,6 +512,7 @@ def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
 
     effect: dict[str, dict] = {}
     rows: dict[str, list[tuple[float, float]]] = {}
+    options: dict[str, int] = {}  # how many alternatives the choice had
     for repeat in repeats:
         cells = [c for c in exp.cells() if c[0] == repeat]
         curve = []
@@ -524,6 +526,7 @@ def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
         if curve and chosen is not None:
             test_choice = saturation_point(curve, exp.config.evaluate.saturation_tolerance)
             rows.setdefault("CNN-AUG", []).append((chosen, test_choice["accuracy"]))
+            options["CNN-AUG"] = len(curve)
         lines = [(m.title, m.tag) for m in methods(exp.config)]
         for title, tag in lines:
             per_size = []
@@ -536,11 +539,12 @@ def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
             chosen = _pooled_accuracy(of_repeat(arms.get(title, []), repeat))
             if per_size and chosen is not None:
                 rows.setdefault(title, []).append((chosen, max(per_size)))
+                options[title] = len(per_size)
     for arm, pairs in rows.items():
         validation = float(np.mean([v for v, _ in pairs]))
         test = float(np.mean([t for _, t in pairs]))
         effect[arm] = {"validation": validation, "test": test, "optimism": test - validation,
-                       "n_cross_validations": len(pairs)}
+                       "n_cross_validations": len(pairs), "options": options[arm]}
     return effect
 
 
