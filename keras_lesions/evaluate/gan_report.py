@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_lesions.data.dataset import LesionDataset
 from keras_lesions.evaluate.report import write_summary
-from keras_lesions.evaluate.verdict import comparison_table
+from keras_lesions.evaluate.verdict import comparison_table, interval_text
 from keras_lesions.io import save_figure, write_text
 
 def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: dict,
@@ -46,10 +46,6 @@ def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: di
 
 def _pct(value) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
-
-
-def _interval(ci) -> str:
-    return f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
 
 
 def _markdown(config, names, classic, comparisons, summaries, curves, sizes, quality, verdict,
@@ -89,7 +85,7 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
         for p in points:
             lines.append(f"| {label} | {p['added_per_class']} | {_pct(p['accuracy'])}% "
                          f"[{_pct(p['accuracy_ci95'][0])}, {_pct(p['accuracy_ci95'][1])}] | "
-                         f"{100 * p['difference']:+.1f} [{_interval(p['ci95'])}] |")
+                         f"{100 * p['difference']:+.1f} [{interval_text(p['ci95'])}] |")
     if not has_extra:
         lines += ["", "No extra real pool (user dataset): the 'more real data' line is absent."]
     lines += ["", "Chosen synthetic size per class, per cell:", "",

@@ -270,8 +270,9 @@ def _p(value) -> str:
         "< 0.001" if value < 0.001 else f"{value:.3f}")
 
 
-def _interval(ci) -> str:
-    return f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
+def interval_text(ci) -> str:
+    """A 95% interval of a difference in points: "-9.1 to +0.2"."""
+    return f"{_points(ci[0])} to {_points(ci[1])}"
 
 
 def comparison_table(comparisons: Iterable[dict]) -> list[str]:
@@ -291,9 +292,9 @@ def comparison_table(comparisons: Iterable[dict]) -> list[str]:
         lines.append(
             f"| {c['what']} | {100 * c['accuracy']['baseline']:.1f}% | "
             f"{100 * c['accuracy']['proposed']:.1f}% | {100 * c['difference']:+.1f} | "
-            f"{_interval(c['ci95'])} | {_interval(c['corrected_t']['ci95'])} | "
+            f"{interval_text(c['ci95'])} | {interval_text(c['corrected_t']['ci95'])} | "
             f"{', '.join(_p(m['pvalue']) for m in c['mcnemar'])} | "
             f"{c['auc']['baseline']:.3f} → {c['auc']['proposed']:.3f} | "
-            f"{_interval(c['auc']['ci95'])} | "
+            f"{interval_text(c['auc']['ci95'])} | "
             f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {c['outcome']} |")
     return lines

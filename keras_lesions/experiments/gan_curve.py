@@ -479,9 +479,16 @@ def comparisons(exp: Experiment, the_plan: Plan) -> tuple[dict, dict, dict]:
     return found, arms, curves
 
 
-def _pooled_accuracy(records: list[dict]) -> float | None:
-    hits = [np.asarray(r["y_true"]) == np.asarray(r["y_pred"]) for r in records]
-    return float(np.concatenate(hits).mean()) if hits else None
+def _pooled_accuracy(records: list[dict]) -> float:
+    return float(np.concatenate([np.asarray(r["y_true"]) == np.asarray(r["y_pred"])
+                                 for r in records]).mean())
+
+
+def _by_repeat(records: list[dict]) -> dict[int, list[dict]]:
+    grouped: dict[int, list[dict]] = {}
+    for record in records:
+        grouped.setdefault(int(record.get("repeat", 0)), []).append(record)
+    return grouped
 
 
 def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
@@ -495,56 +502,45 @@ def selection_effect(exp: Experiment, the_plan: Plan, arms: dict) -> dict:
     and each synthesis method's accuracy at its validation-chosen sizes,
     against the best size on the test folds (the arg-max the papers report).
     Every alternative was trained anyway (the curves), so the counterfactual
-    needs no run of its own. Means over the repeats.
+    needs no run of its own. Only alternatives with every cell of a repeat
+    count. Means over the repeats.
 
     Returns:
         arm -> {"validation": accuracy, "test": accuracy, "optimism": test −
-        validation, "options": groups or sizes there were to choose from};
-        arms with too few runs are left out.
+        validation, "options": groups or sizes there were to choose from,
+        "n_cross_validations"}; arms without finished runs are left out.
     """
     from keras_lesions.evaluate.crossval import saturation_point
 
     n_classes = len(exp.class_names)
-    repeats = sorted({r for r, _ in exp.cells()})
-
-    def of_repeat(records, repeat):
-        return [r for r in records if int(r.get("repeat", 0)) == repeat]
-
-    effect: dict[str, dict] = {}
-    rows: dict[str, list[tuple[float, float]]] = {}
-    options: dict[str, int] = {}  # how many alternatives the choice had
-    for repeat in repeats:
-        cells = [c for c in exp.cells() if c[0] == repeat]
-        curve = []
-        for index, added in enumerate(exp.config.augment.group_sizes):
-            records = [rec for cell in cells
-                       for rec in classic.arm_records(exp, the_plan, group_name(index), cell)]
-            if len(records) == len(cells) * len(exp.config.evaluate.seeds):
-                curve.append({"group": group_name(index), "added_samples": added,
-                              "accuracy": _pooled_accuracy(records)})
-        chosen = _pooled_accuracy(of_repeat(arms.get("CNN-AUG", []), repeat))
-        if curve and chosen is not None:
-            test_choice = saturation_point(curve, exp.config.evaluate.saturation_tolerance)
-            rows.setdefault("CNN-AUG", []).append((chosen, test_choice["accuracy"]))
-            options["CNN-AUG"] = len(curve)
-        lines = [(m.title, m.tag) for m in methods(exp.config)]
-        for title, tag in lines:
-            per_size = []
-            for n in exp.config.synth.per_class_sizes:
-                records = of_repeat(cell_arm(
-                    exp, the_plan,
-                    lambda r, k, base, n=n, tag=tag: arm_group(base, tag, n, n_classes)), repeat)
-                if records:
-                    per_size.append(_pooled_accuracy(records))
-            chosen = _pooled_accuracy(of_repeat(arms.get(title, []), repeat))
-            if per_size and chosen is not None:
-                rows.setdefault(title, []).append((chosen, max(per_size)))
-                options[title] = len(per_size)
-    for arm, pairs in rows.items():
-        validation = float(np.mean([v for v, _ in pairs]))
-        test = float(np.mean([t for _, t in pairs]))
-        effect[arm] = {"validation": validation, "test": test, "optimism": test - validation,
-                       "n_cross_validations": len(pairs), "options": options[arm]}
+    runs_per_repeat: dict[int, int] = {}
+    for repeat, _ in exp.cells():
+        runs_per_repeat[repeat] = runs_per_repeat.get(repeat, 0) + len(exp.config.evaluate.seeds)
+    # each choice's alternatives in order, every run record read once
+    alternatives = {"CNN-AUG": [classic.arm_records(exp, the_plan, group_name(i))
+                                for i in range(len(exp.config.augment.group_sizes))]}
+    for method in methods(exp.config):
+        alternatives[method.title] = [
+            cell_arm(exp, the_plan,
+                     lambda r, k, base, n=n, tag=method.tag: arm_group(base, tag, n, n_classes))
+            for n in exp.config.synth.per_class_sizes]
+    effect = {}
+    for arm, options in alternatives.items():
+        options = [_by_repeat(records) for records in options]
+        pairs, counted = [], 0
+        for repeat, chosen in sorted(_by_repeat(arms.get(arm, [])).items()):
+            curve = [{"accuracy": _pooled_accuracy(o[repeat])} for o in options
+                     if len(o.get(repeat, [])) == runs_per_repeat[repeat]]
+            if not curve:
+                continue
+            test = (saturation_point(curve, exp.config.evaluate.saturation_tolerance)
+                    if arm == "CNN-AUG" else max(curve, key=lambda c: c["accuracy"]))
+            pairs.append((_pooled_accuracy(chosen), test["accuracy"]))
+            counted = len(curve)
+        if pairs:
+            validation, test = (float(np.mean(v)) for v in zip(*pairs))
+            effect[arm] = {"validation": validation, "test": test, "optimism": test - validation,
+                           "n_cross_validations": len(pairs), "options": counted}
     return effect
 
 

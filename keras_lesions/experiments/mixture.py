@@ -138,6 +138,12 @@ def disentangle_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
                       progress=ctx.progress, verbose=ctx.verbose, repeat=p["repeat"])
 
 
+def _cell_seed(exp: Experiment, params: dict) -> int:
+    """The seed of a cell's (repeat, fold, training seed) mixtures."""
+    return (exp.config.mixture.seed + 1000 * params["fold"] + params["seed"]
+            + 100_003 * params["repeat"])
+
+
 def mixtures_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     from keras_lesions.synth.mixture import mixture_dataset
     from keras_lesions.train.disentangle import load_disentangled
@@ -148,9 +154,7 @@ def mixtures_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     n = mixture.per_image * len(fit_idx)
     ctx.log(f"{spec.id}: mixing specified factors: {n} images (alpha {mixture.alpha})")
     mixed = mixture_dataset(load_disentangled(run_dir), exp.dataset, fit_idx, n, mixture.alpha,
-                            seed=mixture.seed + 1000 * p["fold"] + p["seed"]
-                            + 100_003 * p["repeat"],
-                            created_by=f"keras_lesions experiment {exp.config.name}")
+                            seed=_cell_seed(exp, p), created_by=f"keras_lesions experiment {exp.config.name}")
     write_dataset(mixed, exp.layout.data_file(spec.id))
 
 
@@ -167,7 +171,9 @@ def baseline_steps_per_epoch(config: ExperimentConfig, n_real: int) -> int:
 def proposed_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     p = spec.params
     mixed_path = exp.layout.data_file(mixtures_id(p["fold"], p["seed"], p["repeat"]))
-    _train_soft_arm(exp, spec, ctx, "proposed", read_dataset(mixed_path), mixed_path,
+    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(p["fold"], p["seed"],
+                                                                  p["repeat"])))
+    _train_soft_arm(exp, spec, ctx, fit_idx, "proposed", read_dataset(mixed_path), mixed_path,
                     "mixed images")
 
 
@@ -175,19 +181,19 @@ def control_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     from keras_lesions.synth.controls import control_dataset
 
     p = spec.params
-    repeat, fold, seed, control = p["repeat"], p["fold"], p["seed"], p["control"]
-    mixed_path = exp.layout.data_file(mixtures_id(fold, seed, repeat))
-    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed, repeat)))
-    cases = control_dataset(control, exp.dataset, read_dataset(mixed_path), fit_idx,
-                            seed=exp.config.mixture.seed + 1000 * fold + seed
-                            + 100_003 * repeat + 7,
+    mixed_path = exp.layout.data_file(mixtures_id(p["fold"], p["seed"], p["repeat"]))
+    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(p["fold"], p["seed"],
+                                                                  p["repeat"])))
+    # the partners' draws apart from the mixtures' own (+7)
+    cases = control_dataset(p["control"], exp.dataset, read_dataset(mixed_path), fit_idx,
+                            seed=_cell_seed(exp, p) + 7,
                             created_by=f"keras_lesions experiment {exp.config.name}")
-    _train_soft_arm(exp, spec, ctx, f"control-{control}", cases, mixed_path,
-                    f"{control} control cases")
+    _train_soft_arm(exp, spec, ctx, fit_idx, f"control-{p['control']}", cases, mixed_path,
+                    f"{p['control']} control cases")
 
 
-def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, group: str,
-                    cases, mixed_path, what: str) -> None:
+def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, fit_idx: np.ndarray,
+                    group: str, cases, mixed_path, what: str) -> None:
     """Train the specified classifier on the real fit lesions (one-hot) plus
     ``cases`` (soft targets), at the baseline's SGD steps per epoch, and test it."""
     from keras_lesions.augment.online import prepare_online_canvases
@@ -200,7 +206,6 @@ def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, group: str
     config = seeded(exp.config, seed)
     dataset, names, size = exp.dataset, exp.class_names, config.disentangle.input_size
     _, val_idx, test_idx = _split(exp, config, repeat, fold)
-    fit_idx = _fit_indices(exp, exp.layout.run_dir(disentangle_id(fold, seed, repeat)))
     real = prepare_online_canvases(dataset, fit_idx, size=size)
     canvases = real.concatenate(prepare_online_canvases(cases, size=size))
     targets = np.concatenate([one_hot(real.labels, len(names)), cases.targets()])
