@@ -107,9 +107,13 @@ def sweep_stale_temporaries(folder: str | os.PathLike, target: str | None = None
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, suffix: str = "",
+                exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
 
+    With ``exclusive``, ``target`` is only created, never replaced: if another
+    process made it meanwhile, the temporary is removed and FileExistsError
+    raised (two processes generating the same file keep the first one's).
     On any exception the temporary file is removed and ``target`` is untouched.
     An ``OSError`` about the temporary file (a read-only folder, a full disk)
     is raised naming ``target``, the file the user asked for.
@@ -137,7 +141,13 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
-        os.replace(tmp, target)
+        if exclusive:
+            _create_from(tmp, target)
+        else:
+            os.replace(tmp, target)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.filename in (str(tmp), tmp):
@@ -146,6 +156,25 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_from(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` only if ``target`` does not exist.
+
+    A hard link fails on an existing target, atomically, where a rename would
+    replace it; filesystems without hard links get a check-then-rename."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
 
 
 def _about(exc: OSError, target: Path) -> OSError:

@@ -248,3 +248,30 @@ def test_experiment_folder_of_the_earlier_layout_is_refused(tmp_path, folded_dat
     assert line.startswith(f"kl: error: {out}: was made by an earlier keras-lesions")
     assert "use another name or output_dir, or delete the folder" in line
     assert json.loads((out / "experiment.json").read_text()) == {"config": {}, "dataset": {}}
+
+
+def test_phantoms_generated_meanwhile_by_another_command_are_kept(tmp_path, folded_dataset,
+                                                                  monkeypatch):
+    """A `kl experiment --list` started beside a run that is still generating
+    its phantoms: whichever finishes second keeps the first's file, so the
+    dataset stamp in the recorded fingerprint stays the one the runs read."""
+    import keras_lesions.data.builtin as builtin
+    from keras_lesions.experiments.context import prepare_dataset
+    from keras_lesions.experiments.layout import ExperimentLayout
+
+    config = tiny_config(tmp_path, "phantoms:frid-adar-2018")
+    layout = ExperimentLayout(tmp_path / "out" / "tiny")
+    first = read_dataset(folded_dataset)
+
+    def generate_while_another_command_finishes(*args, **kwargs):
+        write_dataset(read_dataset(folded_dataset), layout.generated_dataset)  # the other one
+        second = read_dataset(folded_dataset)
+        second.created_at = "2030-01-01T00:00:00+00:00"
+        return second
+
+    monkeypatch.setattr(builtin, "make_phantom_dataset", generate_while_another_command_finishes)
+    lines = []
+    path = prepare_dataset(config, layout, lines.append)
+    assert read_dataset(path, images=False).created_at == first.created_at
+    assert "generated meanwhile by another command" in lines[-1]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

@@ -65,6 +65,22 @@ def test_an_error_inside_names_the_target_not_the_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]
 
 
+def test_an_exclusive_write_never_replaces_a_file_made_meanwhile(tmp_path):
+    """Two commands generating the experiment's phantoms at once (a run and a
+    `--list` beside it): the second must not replace what the first's runs
+    already read, and must leave no temporary."""
+    target = tmp_path / "dataset.h5"
+    with pytest.raises(FileExistsError), atomic_path(target, exclusive=True) as tmp:
+        tmp.write_bytes(b"second")
+        target.write_bytes(b"first")  # the other command finished first
+    assert target.read_bytes() == b"first"
+    assert list(tmp_path.iterdir()) == [target]
+    with atomic_path(tmp_path / "new.h5", exclusive=True) as tmp:
+        tmp.write_bytes(b"only")
+    assert (tmp_path / "new.h5").read_bytes() == b"only"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset.h5", "new.h5"]
+
+
 @pytest.mark.slow
 def test_sigterm_during_a_dataset_write_leaves_nothing(tmp_path):
     """``kl data phantoms`` terminated while its HDF5 file is being written:

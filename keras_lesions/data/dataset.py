@@ -304,8 +304,12 @@ def _validate_lesion(lesion: Lesion, n_classes: int, unit: str, where) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def write_dataset(dataset: LesionDataset, path: str | os.PathLike) -> Path:
+def write_dataset(dataset: LesionDataset, path: str | os.PathLike,
+                  exclusive: bool = False) -> Path:
     """Validate ``dataset`` and write it atomically to ``path`` (HDF5).
+
+    With ``exclusive``, an existing ``path`` is never replaced:
+    FileExistsError is raised and nothing is written.
 
     Raises:
         DatasetError: if the dataset breaks an invariant (nothing is written).
@@ -314,7 +318,7 @@ def write_dataset(dataset: LesionDataset, path: str | os.PathLike) -> Path:
     dataset.validate(path)
     if not dataset.created_at:
         dataset.created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, exclusive=exclusive) as tmp:
         with h5py.File(tmp, "w") as h5:
             _write_h5(dataset, h5)
     return path

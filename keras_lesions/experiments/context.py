@@ -139,10 +139,16 @@ def prepare_dataset(config: ExperimentConfig, layout: ExperimentLayout, log: Log
             preset = spec[len(PHANTOM_PREFIX):]
             log(f"generating the {preset} phantom dataset (seed {config.data.phantom_seed}) "
                 f"into {path}")
-            write_dataset(make_phantom_dataset(
-                preset, config.data.phantom_seed, config.data.phantom_difficulty,
-                fold_seed=config.data.fold_seed,
-                created_by=f"keras_lesions experiment {config.name}"), path)
+            try:
+                # exclusive: a second command generating at the same moment (a
+                # `--list` beside the first run) must not replace the file the
+                # first one's runs already read: its stamp is in the fingerprint
+                write_dataset(make_phantom_dataset(
+                    preset, config.data.phantom_seed, config.data.phantom_difficulty,
+                    fold_seed=config.data.fold_seed,
+                    created_by=f"keras_lesions experiment {config.name}"), path, exclusive=True)
+            except FileExistsError:
+                log(f"{path}: generated meanwhile by another command; using that one")
     else:
         path = Path(spec).resolve()
     header = read_dataset(path, images=False)
