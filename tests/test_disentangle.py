@@ -586,7 +586,8 @@ def _weights(path):
 
 
 @pytest.mark.slow
-def test_the_soft_target_arms_are_reproduced_bit_for_bit_in_fresh_processes(experiment):
+def test_the_soft_target_arms_are_reproduced_bit_for_bit_in_fresh_processes(experiment,
+                                                                           tmp_path):
     """The same mixture experiment, twice, each run in a fresh process with the
     same TensorFlow thread count: the mixtures, the proposed classifier and
     the control are identical to the last bit. (Another thread count sums in
@@ -594,7 +595,7 @@ def test_the_soft_target_arms_are_reproduced_bit_for_bit_in_fresh_processes(expe
     import subprocess
     import sys
 
-    tmp = experiment["tmp"]
+    tmp = tmp_path  # its own folder: the fixture's tiny.yaml stays as it was
     config = write_tiny_config(tmp, experiment["dataset"],
                                **{"name": "again", "mixture.controls": ["mixup"],
                                   "evaluate.folds": [0]})
