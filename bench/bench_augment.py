@@ -117,7 +117,7 @@ def rate(seconds: float, count: int) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=64,
                         help="output side (64 Frid-Adar, 128 Ben-Cohen)")
@@ -133,8 +133,12 @@ def main(argv=None) -> None:
     parser.add_argument("--oversample", type=float, default=2.0,
                         help="intermediate grid at most oversample·size (see augment_lesion)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def measure(args: argparse.Namespace, verbose: bool = False) -> dict:
+    """Time the paths; returns images/s of each (``*_per_s``) and the largest
+    difference between the batched path and its eager reference."""
     rng = np.random.default_rng(args.seed)
     lesions = [synthetic_lesion(rng, i) for i in range(args.lesions)]
     contexts = [window(l.context, 50.0, 400.0) for l in lesions]
@@ -144,9 +148,10 @@ def main(argv=None) -> None:
     params = [draw_offline_params(g.diameter_px, 30, 3, 7, 5, rng=i)[:per] if per <= 480 else
               (draw_offline_params(g.diameter_px, 30, 3, 7, 5, rng=i) * math.ceil(per / 480))[:per]
               for i, g in enumerate(geometries)]
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, size {args.size}, "
-          f"{args.lesions} lesions, d {min(g.diameter_px for g in geometries):.0f}–"
-          f"{max(g.diameter_px for g in geometries):.0f} px")
+    if verbose:
+        print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, size {args.size}, "
+              f"{args.lesions} lesions, d {min(g.diameter_px for g in geometries):.0f}–"
+              f"{max(g.diameter_px for g in geometries):.0f} px")
 
     # Warm up the traced graph and the eager kernels outside the timings.
     augment_lesion(contexts[0], geometries[0], params[0][:4], size=args.size)
@@ -190,19 +195,29 @@ def main(argv=None) -> None:
     online_n = sum(int(x.shape[0]) for x, _ in ds)
     online_s = time.perf_counter() - start
 
-    batched_rate = rate(batched_s, batched_n)
-    print(f"{'path':44s} {'images':>7s} {'seconds':>8s} {'images/s':>9s}")
-    rows = [("batched TF (augment_lesion, one graph)", batched_n, batched_s),
-            ("eager TF, one image per call (reference)", ref_n, eager_s),
-            ("OpenCV, one image per call (for scale)", cv_n, cv_s),
-            ("online tf.data (batch 64, AUTOTUNE)", online_n, online_s)]
-    for name, count, seconds in rows:
-        print(f"{name:44s} {count:7d} {seconds:8.2f} {rate(seconds, count):9.0f}")
-    print(f"batched / eager reference: {batched_rate / rate(eager_s, ref_n):.1f}×   "
-          f"(max |difference| {difference:.2e})")
-    print(f"batched / OpenCV loop: {batched_rate / rate(cv_s, cv_n):.2f}×")
+    return {"batched_per_s": rate(batched_s, batched_n), "eager_per_s": rate(eager_s, ref_n),
+            "opencv_per_s": rate(cv_s, cv_n), "online_per_s": rate(online_s, online_n),
+            "max_difference": difference,
+            "counts": {"batched": batched_n, "eager": ref_n, "opencv": cv_n,
+                       "online": online_n}}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    found = measure(args, verbose=True)
+    names = {"batched": "batched TF (augment_lesion, one graph)",
+             "eager": "eager TF, one image per call (reference)",
+             "opencv": "OpenCV, one image per call (for scale)",
+             "online": "online tf.data (batch 64, AUTOTUNE)"}
+    print(f"{'path':44s} {'images':>7s} {'images/s':>9s}")
+    for key, name in names.items():
+        print(f"{name:44s} {found['counts'][key]:7d} {found[key + '_per_s']:9.0f}")
+    print(f"batched / eager reference: {found['batched_per_s'] / found['eager_per_s']:.1f}×   "
+          f"(max |difference| {found['max_difference']:.2e})")
+    print(f"batched / OpenCV loop: {found['batched_per_s'] / found['opencv_per_s']:.2f}×")
 
     if args.groups:
+        rng = np.random.default_rng([args.seed, 1])
         group_lesions = [synthetic_lesion(rng, 1000 + i) for i in range(args.groups)]
         dataset = LesionDataset(class_names=["cyst", "metastasis", "hemangioma"],
                                 lesions=group_lesions, input_size=args.size,
