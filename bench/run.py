@@ -1,0 +1,492 @@
+"""The benchmark suite: every training step of the project against references.
+
+    python bench/run.py                      # all steps, CPU and paper sizes
+    python bench/run.py --sizes cpu --steps classifier,dcgan --seconds 5
+    python bench/run.py --jit                # the same with XLA-compiled steps
+
+For each training step (the classification CNN, DCGAN, ACGAN, disentanglement
+step 1 and step 2) at the CPU configs' size and at the paper configs' size it
+measures images/s and the median step time after warm-up of
+
+* **ours**: the project's model or trainer, compiled as the project compiles
+  it, trained with ``fit`` on the project's batch stream
+  (``keras_lesions.pipeline.epoch_batches``);
+* **eager**: the same step called eagerly from Python, no ``tf.function``;
+* **keras-io**: for the GANs, the keras-io examples' trainer shape (one D pass
+  over real and generated images concatenated; ``bench/references.py``);
+* **plain fit**: for the classifiers, ``model.fit`` on in-memory numpy arrays;
+
+all in one process, on the same networks, batch size and data, and the
+process's peak host memory (and, on a GPU, the device's) after ours. Each
+step's FLOPs per image are counted from its layers (``bench/flops.py``) and
+turned into GFLOP/s beside the machine's practical peak: a 2048² float32
+matrix product timed in the same run. The augmentation part times the offline
+groups' batched path, the online tf.data pipeline and a per-image OpenCV loop
+(``bench/bench_augment.py``) and sets them against what the classifiers
+consume.
+
+Each measurement runs in its own process (so that its peak memory is its own)
+and the suite writes one JSON (``--out``) and prints a table. A benchmark, not
+a test: nothing is asserted. The sizes come from the bundled configs named in
+``SIZES``, so the benchmark follows them when they change.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+STEPS = ("classifier", "dcgan", "acgan", "step1", "step2")
+# Which config gives each step its size ("cpu": what the CPU configs train;
+# "paper": the papers' networks).
+SIZES = {
+    "cpu": {"frid-adar": "frid-adar-2018-gan-cpu.yaml", "ben-cohen": "ben-cohen-2019-cpu.yaml"},
+    "paper": {"frid-adar": "frid-adar-2018.yaml", "ben-cohen": "ben-cohen-2019.yaml"},
+}
+BATCHES_PER_EPOCH = 8     # rows held in memory: 8 batches, reshuffled every epoch
+WARMUP_STEPS = 3          # tracing and first-call allocation are not throughput
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _step_timer():
+    """A callback recording the time at the end of every training batch."""
+    import keras
+
+    class StepTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+    return StepTimes()
+
+
+def _summary(ends: list[float], batch: int) -> dict:
+    """images/s and median step time from the end times of consecutive steps
+    (the first step's start is not seen, so n ends give n − 1 intervals)."""
+    intervals = [b - a for a, b in zip(ends, ends[1:])]
+    return {"steps": len(intervals), "images_per_s": batch * len(intervals) / (ends[-1] - ends[0]),
+            "median_step_ms": 1000 * statistics.median(intervals)}
+
+
+def _steps_for(seconds_per_step: float, args) -> int:
+    return int(min(args.max_steps, max(args.min_steps, math.ceil(args.seconds / seconds_per_step))))
+
+
+def measure_fit(model, fit_data, batch: int, args) -> dict:
+    """Warm up, estimate the step time, then time about ``args.seconds`` of
+    ``fit``. ``fit_data(epochs)`` gives fit's data arguments for that many
+    epochs of ``BATCHES_PER_EPOCH`` steps."""
+    warmup = {**fit_data(1), "steps_per_epoch": WARMUP_STEPS, "epochs": 1, "verbose": 0}
+    model.fit(**warmup)
+    start = time.perf_counter()
+    model.fit(**warmup)
+    steps = _steps_for((time.perf_counter() - start) / WARMUP_STEPS, args)
+    epochs = max(1, math.ceil((steps + 1) / BATCHES_PER_EPOCH))
+    timer = _step_timer()
+    model.fit(**fit_data(epochs), epochs=epochs, callbacks=[timer], verbose=0)
+    return _summary(timer.ends, batch)
+
+
+def measure_eager(step, batches, batch: int, args) -> dict:
+    from references import eager_loop
+
+    start = time.perf_counter()
+    for _ in range(WARMUP_STEPS):
+        step(next(batches))
+    steps = _steps_for((time.perf_counter() - start) / WARMUP_STEPS, args)
+    _, _, times = eager_loop(step, batches, 0, 0.0, steps + 1, steps + 1)
+    ends = list(_accumulate(times))
+    return _summary(ends, batch)
+
+
+def _accumulate(times):
+    total = 0.0
+    yield total
+    for t in times:
+        total += t
+        yield total
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory, and the GPU's peak if there is one."""
+    import resource
+
+    import tensorflow as tf
+
+    found = {"host_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if tf.config.list_physical_devices("GPU"):
+        found["device_peak_mib"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    else:
+        found["device_peak_mib"] = None
+    return found
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _config(step: str, size: str):
+    from keras_lesions.config import load_config, resolve_config_path
+
+    family = "ben-cohen" if step.startswith("step") else "frid-adar"
+    return load_config(resolve_config_path(REPO / "configs" / SIZES[size][family]))
+
+
+def _stream(arrays, batch, epochs, drop_remainder=True):
+    from keras_lesions.pipeline import epoch_batches
+
+    data, steps = epoch_batches(arrays, batch, 0, 0, epochs, drop_remainder=drop_remainder)
+    return data, steps
+
+
+def bench_step(step: str, size: str, args) -> dict:
+    import keras
+    import numpy as np
+
+    from flops import forward_flops
+    from references import (ConcatenatedACGAN, ConcatenatedDCGAN, classifier_tape_step)
+
+    config = _config(step, size)
+    rng = np.random.default_rng(0)
+    compile_switches = {"jit_compile": args.jit, "steps_per_execution": args.steps_per_execution}
+    result = {"step": step, "size": size, "config": config.name}
+
+    if step == "classifier":
+        from keras_lesions.models import build_lesion_classifier
+
+        c, batch = config.classifier, config.train.batch_size
+        n = batch * BATCHES_PER_EPOCH
+        x = rng.random((n, c.input_size, c.input_size, 1), dtype=np.float32)
+        y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+
+        def fresh():
+            keras.utils.set_random_seed(0)
+            model = build_lesion_classifier(3, c.input_size, tuple(c.filters), c.kernel_size,
+                                            c.dense_units, c.dropout)
+            model.compile(optimizer=keras.optimizers.SGD(config.train.learning_rate,
+                                                         momentum=config.train.momentum,
+                                                         nesterov=True),
+                          loss="categorical_crossentropy", **compile_switches)
+            return model
+
+        model = fresh()
+        result["flops_per_image"] = 3 * forward_flops(model)
+        result["parameters"] = model.count_params()
+        result["batch"] = batch
+        result["ours"] = measure_fit(
+            model, lambda e: {"x": _stream((x, y), batch, e, drop_remainder=False)[0],
+                              "steps_per_epoch": BATCHES_PER_EPOCH}, batch, args)
+        result["memory"] = peak_memory()
+        model = fresh()
+        result["plain_fit"] = measure_fit(
+            model, lambda e: {"x": x, "y": y, "batch_size": batch, "shuffle": True}, batch, args)
+        model = fresh()
+        stream = iter(_stream((x, y), batch, 10 ** 4, drop_remainder=False)[0])
+        result["eager"] = measure_eager(classifier_tape_step(model), stream, batch, args)
+
+    elif step in ("dcgan", "acgan"):
+        from keras_lesions.train.gan import build_gan_trainer
+
+        gan, batch = config.gan, config.gan.batch_size
+        n = batch * BATCHES_PER_EPOCH
+        images = rng.uniform(-1, 1, (n, 64, 64, 1)).astype(np.float32)
+        classes = rng.integers(0, 3, n).astype(np.int32)
+        arrays = (images,) if step == "dcgan" else (images, classes)
+
+        def fresh():
+            keras.utils.set_random_seed(0)
+            trainer = build_gan_trainer(step, 3, config)
+            # build_gan_trainer compiles with the §3.2 Adam; recompile with the switches
+            trainer.compile(d_optimizer=trainer.d_optimizer, g_optimizer=trainer.g_optimizer,
+                            **compile_switches)
+            return trainer
+
+        trainer = fresh()
+        f_g, f_d = forward_flops(trainer.generator), forward_flops(trainer.discriminator)
+        # D step: G forward, D forward + backward on the real and the fake
+        # batch; G step: G forward + backward, D forward + input gradients.
+        result["flops_per_image"] = (f_g + 6 * f_d) + (3 * f_g + 2 * f_d)
+        result["parameters"] = trainer.generator.count_params() + \
+            trainer.discriminator.count_params()
+        result["batch"] = batch
+        fit_data = lambda e: {"x": _stream(arrays, batch, e)[0],  # noqa: E731
+                              "steps_per_epoch": BATCHES_PER_EPOCH}
+        result["ours"] = measure_fit(trainer, fit_data, batch, args)
+        result["memory"] = peak_memory()
+        keras.utils.set_random_seed(0)
+        reference = fresh()
+        cls = ConcatenatedDCGAN if step == "dcgan" else ConcatenatedACGAN
+        extra = () if step == "dcgan" else (3,)
+        keras_io = cls(reference.generator, reference.discriminator, gan.latent_dim, *extra)
+        keras_io.compile(reference.d_optimizer, reference.g_optimizer)
+        result["keras_io"] = measure_fit(keras_io, fit_data, batch, args)
+        trainer = fresh()
+        stream = iter(_stream(arrays, batch, 10 ** 4)[0])
+        result["eager"] = measure_eager(trainer.train_step, stream, batch, args)
+
+    else:
+        from keras_lesions.models.disentangle import build_specified_classifier
+        from keras_lesions.train.disentangle import DisentangleTrainer, build_networks
+
+        d, batch = config.disentangle, config.disentangle.batch_size
+        n = batch * BATCHES_PER_EPOCH
+        images = rng.random((n, d.input_size, d.input_size, 1), dtype=np.float32)
+        targets = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n)]
+        arrays = (images, targets)
+        fit_data = lambda e: {"x": _stream(arrays, batch, e)[0],  # noqa: E731
+                              "steps_per_epoch": BATCHES_PER_EPOCH}
+        result["batch"] = batch
+
+        if step == "step1":
+            def fresh():
+                keras.utils.set_random_seed(0)
+                nets = build_networks(4, config)
+                model = build_specified_classifier(nets["encoder_c"], nets["classifier"])
+                model.compile(optimizer=keras.optimizers.Adam(d.classifier_learning_rate),
+                              loss=keras.losses.CategoricalCrossentropy(), **compile_switches)
+                return model
+
+            model = fresh()
+            result["flops_per_image"] = 3 * forward_flops(model)
+            result["parameters"] = model.count_params()
+            result["ours"] = measure_fit(model, fit_data, batch, args)
+            result["memory"] = peak_memory()
+            model = fresh()
+            result["plain_fit"] = measure_fit(
+                model, lambda e: {"x": images, "y": targets, "batch_size": batch,
+                                  "shuffle": True}, batch, args)
+            model = fresh()
+            stream = iter(_stream(arrays, batch, 10 ** 4)[0])
+            result["eager"] = measure_eager(classifier_tape_step(model), stream, batch, args)
+        else:
+            def fresh():
+                keras.utils.set_random_seed(0)
+                nets = build_networks(4, config)
+                trainer = DisentangleTrainer(nets["encoder_c"], nets["encoder_r"],
+                                             nets["decoder"], nets["adversary"],
+                                             rec_weight=d.rec_weight, adv_weight=d.adv_weight,
+                                             adversary_steps=d.adversary_steps)
+                trainer.compile(ae_optimizer=keras.optimizers.Adam(d.learning_rate),
+                                adversary_optimizer=keras.optimizers.Adam(d.learning_rate),
+                                **compile_switches)
+                return trainer
+
+            trainer = fresh()
+            f_e, f_dec = forward_flops(trainer.encoder_r), forward_flops(trainer.decoder)
+            f_a = forward_flops(trainer.adversary)
+            # E_C and E_R forward; the adversary's own steps; then E_R and G_R
+            # forward + backward, and the adversary forward + input gradients.
+            result["flops_per_image"] = (2 * f_e + 3 * d.adversary_steps * f_a
+                                         + 3 * f_e + 3 * f_dec + 2 * f_a)
+            result["parameters"] = sum(m.count_params() for m in (
+                trainer.encoder_c, trainer.encoder_r, trainer.decoder, trainer.adversary))
+            result["ours"] = measure_fit(trainer, fit_data, batch, args)
+            result["memory"] = peak_memory()
+            trainer = fresh()
+            stream = iter(_stream(arrays, batch, 10 ** 4)[0])
+            result["eager"] = measure_eager(trainer.train_step, stream, batch, args)
+
+    for name in ("ours", "eager", "keras_io", "plain_fit"):
+        if name in result:
+            result[name]["gflops_per_s"] = (result["flops_per_image"]
+                                            * result[name]["images_per_s"] / 1e9)
+    return result
+
+
+def bench_matmul(args, n: int = 2048) -> dict:
+    """The practical fp32 peak: a large matrix product, timed after warm-up."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    b = tf.random.uniform((n, n), dtype=tf.float32)
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+    for _ in range(3):
+        product(a, b).numpy()
+    times = []
+    start = time.perf_counter()
+    while len(times) < 10 or (time.perf_counter() - start < 3 and len(times) < 200):
+        t0 = time.perf_counter()
+        product(a, b).numpy()
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"n": n, "median_ms": 1000 * median, "gflops_per_s": 2 * n ** 3 / median / 1e9}
+
+
+def bench_augmentation(args) -> dict:
+    import bench_augment
+
+    found = {}
+    for size in (64, 128):
+        found[str(size)] = bench_augment.measure(bench_augment.parse_args(
+            ["--size", str(size), "--count", str(args.augment_count),
+             "--online-count", str(args.augment_count)]))
+    return found
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def child(task: str, args) -> dict:
+    from keras_lesions.runtime import configure_tensorflow, environment, quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()
+    configure_tensorflow(args.threads)
+    if task == "matmul":
+        found = {**bench_matmul(args), "device": _device()}
+    elif task == "augment":
+        found = bench_augmentation(args)
+    else:
+        step, size = task.split(":")
+        found = bench_step(step, size, args)
+    found["environment"] = environment()
+    return found
+
+
+def _device() -> dict:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    details = [tf.config.experimental.get_device_details(g) for g in gpus]
+    return {"gpus": [d.get("device_name", "GPU") for d in details],
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+
+
+def run_child(task: str, args) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", task,
+               "--seconds", str(args.seconds), "--min-steps", str(args.min_steps),
+               "--max-steps", str(args.max_steps), "--augment-count", str(args.augment_count),
+               "--steps-per-execution", str(args.steps_per_execution)]
+    if args.jit:
+        command.append("--jit")
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(HERE), os.environ.get("PYTHONPATH", "")])})
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {done.returncode}: {last}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:5.2f}×" if a and b else "    –"
+
+
+def print_table(results: dict) -> None:
+    peak = results.get("matmul", {}).get("gflops_per_s")
+    if peak:
+        print(f"practical fp32 peak: {peak:.1f} GFLOP/s (2048² matmul)")
+    print(f"{'step':10s} {'size':5s} {'batch':>5s} {'GFLOP/img':>9s} {'images/s':>9s} "
+          f"{'ms/step':>8s} {'GFLOP/s':>8s} {'% peak':>6s} {'host MiB':>8s}  "
+          f"{'/eager':>6s} {'/keras-io':>9s} {'/plain fit':>10s}")
+    for row in results["steps"]:
+        if "error" in row:
+            print(f"{row['step']:10s} {row['size']:5s} failed: {row['error']}")
+            continue
+        ours = row["ours"]
+        share = f"{100 * ours['gflops_per_s'] / peak:5.0f}%" if peak else "     –"
+        print(f"{row['step']:10s} {row['size']:5s} {row['batch']:5d} "
+              f"{row['flops_per_image'] / 1e9:9.3f} {ours['images_per_s']:9.1f} "
+              f"{ours['median_step_ms']:8.1f} {ours['gflops_per_s']:8.1f} {share:>6s} "
+              f"{row['memory']['host_peak_mib']:8.0f}  "
+              f"{_ratio(ours['images_per_s'], row.get('eager', {}).get('images_per_s')):>6s} "
+              f"{_ratio(ours['images_per_s'], row.get('keras_io', {}).get('images_per_s')):>9s} "
+              f"{_ratio(ours['images_per_s'], row.get('plain_fit', {}).get('images_per_s')):>10s}")
+    augment = results.get("augment")
+    if augment and "error" not in augment:
+        print("augmentation, images/s:")
+        for size, found in augment.items():
+            if size == "environment":
+                continue
+            print(f"  {size}×{size}: " + ", ".join(f"{k} {v:.0f}" for k, v in found.items()
+                                                   if k.endswith("_per_s")))
+        for line in results.get("consumption", []):
+            print("  " + line)
+
+
+def consumption(results: dict) -> list[str]:
+    """Augmentation rates against what the classifiers consume."""
+    lines = []
+    augment = results.get("augment", {})
+    by = {(r["step"], r["size"]): r for r in results["steps"] if "error" not in r}
+    pairs = [("64", "batched_per_s", "classifier", "offline groups (batched) / classifier"),
+             ("128", "online_per_s", "step1", "online tf.data / disentanglement step 1")]
+    for size, key, step, label in pairs:
+        for which in ("cpu", "paper"):
+            if key in augment.get(size, {}) and (step, which) in by:
+                made = augment[size][key]
+                used = by[(step, which)]["ours"]["images_per_s"]
+                lines.append(f"{label} at {which} size: {made:.0f} / {used:.0f} = "
+                             f"{made / used:.1f}×")
+    return lines
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated, of " +
+                        ", ".join(STEPS))
+    parser.add_argument("--sizes", default="cpu,paper", help="comma-separated: cpu, paper")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="timed seconds per measurement (after warm-up)")
+    parser.add_argument("--min-steps", type=int, default=5)
+    parser.add_argument("--max-steps", type=int, default=400)
+    parser.add_argument("--augment-count", type=int, default=2000)
+    parser.add_argument("--no-augment", action="store_true", help="skip the augmentation part")
+    parser.add_argument("--jit", action="store_true", help="compile our steps with XLA")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow intra-op threads (default: all cores)")
+    parser.add_argument("--out", default=str(HERE / "results.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        sys.path.insert(0, str(HERE))
+        print(json.dumps(child(args.child, args)))
+        return
+    steps = [s for s in args.steps.split(",") if s]
+    sizes = [s for s in args.sizes.split(",") if s]
+    unknown = sorted(set(steps) - set(STEPS)) + sorted(set(sizes) - set(SIZES))
+    if unknown:
+        sys.exit(f"bench/run.py: unknown step or size: {', '.join(unknown)}")
+    started = time.time()
+    results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "switches": {"jit_compile": args.jit,
+                            "steps_per_execution": args.steps_per_execution,
+                            "dtype_policy": "float32", "threads": args.threads},
+               "matmul": run_child("matmul", args), "steps": []}
+    for step in steps:
+        for size in sizes:
+            print(f"… {step} at {size} size", file=sys.stderr, flush=True)
+            row = {"step": step, "size": size, **run_child(f"{step}:{size}", args)}
+            results["steps"].append(row)
+    if not args.no_augment:
+        print("… augmentation", file=sys.stderr, flush=True)
+        results["augment"] = run_child("augment", args)
+    results["consumption"] = consumption(results)
+    results["seconds"] = time.time() - started
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print_table(results)
+    print(f"written: {args.out} ({results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
