@@ -10,9 +10,12 @@ what it computes:
   of the keras-io GAN examples (``dcgan_overriding_train_step``,
   ``conditional_gan``): one discriminator pass over the real and generated
   images concatenated, then one generator pass. Written here from that
-  description with this project's networks, losses and noise (z ~ U[-1, 1],
-  batch norm in training mode), so the only difference from
-  ``keras_lesions.train.gan`` is the concatenated D pass.
+  description with this project's networks, noise (z ~ U[-1, 1]) and batch
+  norm in training mode, so what differs from ``keras_lesions.train.gan`` is
+  the concatenated D pass, the loss written as one mean over both halves
+  (the same arithmetic up to a factor 2) and no metric trackers. keras-io's
+  conditional GAN is not an ACGAN; the ACGAN reference only borrows its
+  concatenated shape.
 * plain ``model.fit`` on in-memory numpy arrays, for the classifiers
   (run in ``bench/run.py``).
 """
@@ -38,8 +41,8 @@ class ConcatenatedDCGAN(keras.Model):
         self.bce = keras.losses.BinaryCrossentropy()
         self.seed_generator = keras.random.SeedGenerator(0)
 
-    def compile(self, d_optimizer, g_optimizer):
-        super().compile(optimizer=None)
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        super().compile(optimizer=None, **kwargs)
         self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)

@@ -9,8 +9,10 @@ step 1 and step 2) at the CPU configs' size and at the paper configs' size it
 measures images/s and the median step time after warm-up of
 
 * **ours**: the project's model or trainer, compiled as the project compiles
-  it, trained with ``fit`` on the project's batch stream
-  (``keras_lesions.pipeline.epoch_batches``);
+  it, trained with ``fit`` on in-memory batches gathered by
+  ``keras_lesions.pipeline.epoch_batches`` (the GANs' stream; the
+  classifier's ``step_batches`` gathers the same way, and disentanglement
+  steps 1–2 read the online augmentation, timed on its own below);
 * **eager**: the same step called eagerly from Python, no ``tf.function``;
 * **keras-io**: for the GANs, the keras-io examples' trainer shape (one D pass
   over real and generated images concatenated; ``bench/references.py``);
@@ -62,25 +64,32 @@ WARMUP_STEPS = 3          # tracing and first-call allocation are not throughput
 
 
 def _step_timer():
-    """A callback recording the time at the end of every training batch."""
+    """A callback recording (time, steps done) at the end of every execution:
+    one batch, or ``steps_per_execution`` batches, whose end Keras reports
+    as one."""
     import keras
 
     class StepTimes(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.ends = []
+            self.ends, self.epoch = [], 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
+            done = self.epoch * self.params["steps"] + batch + 1
+            self.ends.append((time.perf_counter(), done))
     return StepTimes()
 
 
-def _summary(ends: list[float], batch: int) -> dict:
-    """images/s and median step time from the end times of consecutive steps
-    (the first step's start is not seen, so n ends give n − 1 intervals)."""
-    intervals = [b - a for a, b in zip(ends, ends[1:])]
-    return {"steps": len(intervals), "images_per_s": batch * len(intervals) / (ends[-1] - ends[0]),
-            "median_step_ms": 1000 * statistics.median(intervals)}
+def _summary(ends: list[tuple[float, int]], batch: int) -> dict:
+    """images/s and median step time from (time, steps done) at consecutive
+    ends (the first end is the origin: its step's start is not seen)."""
+    (t0, s0), (t1, s1) = ends[0], ends[-1]
+    per_step = [(tb - ta) / (sb - sa) for (ta, sa), (tb, sb) in zip(ends, ends[1:])]
+    return {"steps": s1 - s0, "images_per_s": batch * (s1 - s0) / (t1 - t0),
+            "median_step_ms": 1000 * statistics.median(per_step)}
 
 
 def _steps_for(seconds_per_step: float, args) -> int:
@@ -91,11 +100,13 @@ def measure_fit(model, fit_data, batch: int, args) -> dict:
     """Warm up, estimate the step time, then time about ``args.seconds`` of
     ``fit``. ``fit_data(epochs)`` gives fit's data arguments for that many
     epochs of ``BATCHES_PER_EPOCH`` steps."""
-    warmup = {**fit_data(1), "steps_per_epoch": WARMUP_STEPS, "epochs": 1, "verbose": 0}
+    per_execution = args.steps_per_execution
+    warmup_steps = per_execution * math.ceil(WARMUP_STEPS / per_execution)
+    warmup = {**fit_data(1), "steps_per_epoch": warmup_steps, "epochs": 1, "verbose": 0}
     model.fit(**warmup)
     start = time.perf_counter()
     model.fit(**warmup)
-    steps = _steps_for((time.perf_counter() - start) / WARMUP_STEPS, args)
+    steps = _steps_for((time.perf_counter() - start) / warmup_steps, args)
     epochs = max(1, math.ceil((steps + 1) / BATCHES_PER_EPOCH))
     timer = _step_timer()
     model.fit(**fit_data(epochs), epochs=epochs, callbacks=[timer], verbose=0)
@@ -110,16 +121,11 @@ def measure_eager(step, batches, batch: int, args) -> dict:
         step(next(batches))
     steps = _steps_for((time.perf_counter() - start) / WARMUP_STEPS, args)
     _, _, times = eager_loop(step, batches, 0, 0.0, steps + 1, steps + 1)
-    ends = list(_accumulate(times))
-    return _summary(ends, batch)
-
-
-def _accumulate(times):
-    total = 0.0
-    yield total
-    for t in times:
+    ends, total = [(0.0, 0)], 0.0
+    for i, t in enumerate(times, start=1):
         total += t
-        yield total
+        ends.append((total, i))
+    return _summary(ends, batch)
 
 
 def peak_memory() -> dict:
@@ -128,7 +134,8 @@ def peak_memory() -> dict:
 
     import tensorflow as tf
 
-    found = {"host_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    found = {"host_peak_mib": peak / (2 ** 20 if sys.platform == "darwin" else 1024)}
     if tf.config.list_physical_devices("GPU"):
         found["device_peak_mib"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
     else:
@@ -154,16 +161,20 @@ def _stream(arrays, batch, epochs, drop_remainder=True):
 
 
 def bench_step(step: str, size: str, args) -> dict:
+    """Ours and the references of one step at one size, in this process."""
     import keras
     import numpy as np
 
     from flops import forward_flops
-    from references import (ConcatenatedACGAN, ConcatenatedDCGAN, classifier_tape_step)
+    from references import ConcatenatedACGAN, ConcatenatedDCGAN, classifier_tape_step
 
     config = _config(step, size)
     rng = np.random.default_rng(0)
-    compile_switches = {"jit_compile": args.jit, "steps_per_execution": args.steps_per_execution}
+    # "auto" is what the project's compile leaves (XLA only on a GPU); --jit
+    # adds ours with XLA on, measured in this same process.
+    switches = {"jit_compile": "auto", "steps_per_execution": args.steps_per_execution}
     result = {"step": step, "size": size, "config": config.name}
+    references = {}
 
     if step == "classifier":
         from keras_lesions.models import build_lesion_classifier
@@ -172,31 +183,28 @@ def bench_step(step: str, size: str, args) -> dict:
         n = batch * BATCHES_PER_EPOCH
         x = rng.random((n, c.input_size, c.input_size, 1), dtype=np.float32)
         y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+        arrays = (x, y)
 
-        def fresh():
+        def fresh(switches):  # compiled as keras_lesions.train.classifier compiles it (§4.1)
             keras.utils.set_random_seed(0)
             model = build_lesion_classifier(3, c.input_size, tuple(c.filters), c.kernel_size,
                                             c.dense_units, c.dropout)
             model.compile(optimizer=keras.optimizers.SGD(config.train.learning_rate,
                                                          momentum=config.train.momentum,
                                                          nesterov=True),
-                          loss="categorical_crossentropy", **compile_switches)
+                          loss=keras.losses.CategoricalCrossentropy(),
+                          metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                          **switches)
             return model
 
-        model = fresh()
-        result["flops_per_image"] = 3 * forward_flops(model)
-        result["parameters"] = model.count_params()
-        result["batch"] = batch
-        result["ours"] = measure_fit(
-            model, lambda e: {"x": _stream((x, y), batch, e, drop_remainder=False)[0],
-                              "steps_per_epoch": BATCHES_PER_EPOCH}, batch, args)
-        result["memory"] = peak_memory()
-        model = fresh()
-        result["plain_fit"] = measure_fit(
-            model, lambda e: {"x": x, "y": y, "batch_size": batch, "shuffle": True}, batch, args)
-        model = fresh()
-        stream = iter(_stream((x, y), batch, 10 ** 4, drop_remainder=False)[0])
-        result["eager"] = measure_eager(classifier_tape_step(model), stream, batch, args)
+        flops = lambda model: 3 * forward_flops(model)  # noqa: E731
+        drop_remainder = False
+        references["plain_fit"] = lambda: measure_fit(
+            fresh(switches), lambda e: {"x": x, "y": y, "batch_size": batch, "shuffle": True},
+            batch, args)
+        references["eager"] = lambda: measure_eager(
+            classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4, False)[0]),
+            batch, args)
 
     elif step in ("dcgan", "acgan"):
         from keras_lesions.train.gan import build_gan_trainer
@@ -207,36 +215,33 @@ def bench_step(step: str, size: str, args) -> dict:
         classes = rng.integers(0, 3, n).astype(np.int32)
         arrays = (images,) if step == "dcgan" else (images, classes)
 
-        def fresh():
+        def fresh(switches):
             keras.utils.set_random_seed(0)
             trainer = build_gan_trainer(step, 3, config)
-            # build_gan_trainer compiles with the §3.2 Adam; recompile with the switches
+            # build_gan_trainer compiles with the §3.2 Adam; again with the switches
             trainer.compile(d_optimizer=trainer.d_optimizer, g_optimizer=trainer.g_optimizer,
-                            **compile_switches)
+                            **switches)
             return trainer
 
-        trainer = fresh()
-        f_g, f_d = forward_flops(trainer.generator), forward_flops(trainer.discriminator)
-        # D step: G forward, D forward + backward on the real and the fake
-        # batch; G step: G forward + backward, D forward + input gradients.
-        result["flops_per_image"] = (f_g + 6 * f_d) + (3 * f_g + 2 * f_d)
-        result["parameters"] = trainer.generator.count_params() + \
-            trainer.discriminator.count_params()
-        result["batch"] = batch
-        fit_data = lambda e: {"x": _stream(arrays, batch, e)[0],  # noqa: E731
-                              "steps_per_epoch": BATCHES_PER_EPOCH}
-        result["ours"] = measure_fit(trainer, fit_data, batch, args)
-        result["memory"] = peak_memory()
-        keras.utils.set_random_seed(0)
-        reference = fresh()
-        cls = ConcatenatedDCGAN if step == "dcgan" else ConcatenatedACGAN
-        extra = () if step == "dcgan" else (3,)
-        keras_io = cls(reference.generator, reference.discriminator, gan.latent_dim, *extra)
-        keras_io.compile(reference.d_optimizer, reference.g_optimizer)
-        result["keras_io"] = measure_fit(keras_io, fit_data, batch, args)
-        trainer = fresh()
-        stream = iter(_stream(arrays, batch, 10 ** 4)[0])
-        result["eager"] = measure_eager(trainer.train_step, stream, batch, args)
+        def flops(trainer):
+            f_g, f_d = forward_flops(trainer.generator), forward_flops(trainer.discriminator)
+            # D step: G forward, D forward + backward on the real and the fake
+            # batch; G step: G forward + backward, D forward + input gradients.
+            return (f_g + 6 * f_d) + (3 * f_g + 2 * f_d)
+
+        def keras_io():
+            nets = fresh(switches)
+            if step == "dcgan":
+                trainer = ConcatenatedDCGAN(nets.generator, nets.discriminator, gan.latent_dim)
+            else:
+                trainer = ConcatenatedACGAN(nets.generator, nets.discriminator, gan.latent_dim, 3)
+            trainer.compile(nets.d_optimizer, nets.g_optimizer, **switches)
+            return measure_fit(trainer, fit_data, batch, args)
+
+        drop_remainder = True
+        references["keras_io"] = keras_io
+        references["eager"] = lambda: measure_eager(
+            fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)[0]), batch, args)
 
     else:
         from keras_lesions.models.disentangle import build_specified_classifier
@@ -247,33 +252,28 @@ def bench_step(step: str, size: str, args) -> dict:
         images = rng.random((n, d.input_size, d.input_size, 1), dtype=np.float32)
         targets = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n)]
         arrays = (images, targets)
-        fit_data = lambda e: {"x": _stream(arrays, batch, e)[0],  # noqa: E731
-                              "steps_per_epoch": BATCHES_PER_EPOCH}
-        result["batch"] = batch
+        drop_remainder = True
 
         if step == "step1":
-            def fresh():
+            def fresh(switches):  # as keras_lesions.train.specified_classifier compiles it
                 keras.utils.set_random_seed(0)
                 nets = build_networks(4, config)
                 model = build_specified_classifier(nets["encoder_c"], nets["classifier"])
                 model.compile(optimizer=keras.optimizers.Adam(d.classifier_learning_rate),
-                              loss=keras.losses.CategoricalCrossentropy(), **compile_switches)
+                              loss=keras.losses.CategoricalCrossentropy(),
+                              metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                              **switches)
                 return model
 
-            model = fresh()
-            result["flops_per_image"] = 3 * forward_flops(model)
-            result["parameters"] = model.count_params()
-            result["ours"] = measure_fit(model, fit_data, batch, args)
-            result["memory"] = peak_memory()
-            model = fresh()
-            result["plain_fit"] = measure_fit(
-                model, lambda e: {"x": images, "y": targets, "batch_size": batch,
-                                  "shuffle": True}, batch, args)
-            model = fresh()
-            stream = iter(_stream(arrays, batch, 10 ** 4)[0])
-            result["eager"] = measure_eager(classifier_tape_step(model), stream, batch, args)
+            flops = lambda model: 3 * forward_flops(model)  # noqa: E731
+            references["plain_fit"] = lambda: measure_fit(
+                fresh(switches), lambda e: {"x": images, "y": targets, "batch_size": batch,
+                                            "shuffle": True}, batch, args)
+            references["eager"] = lambda: measure_eager(
+                classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4)[0]),
+                batch, args)
         else:
-            def fresh():
+            def fresh(switches):  # as keras_lesions.train.disentangle builds step 2
                 keras.utils.set_random_seed(0)
                 nets = build_networks(4, config)
                 trainer = DisentangleTrainer(nets["encoder_c"], nets["encoder_r"],
@@ -282,25 +282,38 @@ def bench_step(step: str, size: str, args) -> dict:
                                              adversary_steps=d.adversary_steps)
                 trainer.compile(ae_optimizer=keras.optimizers.Adam(d.learning_rate),
                                 adversary_optimizer=keras.optimizers.Adam(d.learning_rate),
-                                **compile_switches)
+                                **switches)
                 return trainer
 
-            trainer = fresh()
-            f_e, f_dec = forward_flops(trainer.encoder_r), forward_flops(trainer.decoder)
-            f_a = forward_flops(trainer.adversary)
-            # E_C and E_R forward; the adversary's own steps; then E_R and G_R
-            # forward + backward, and the adversary forward + input gradients.
-            result["flops_per_image"] = (2 * f_e + 3 * d.adversary_steps * f_a
-                                         + 3 * f_e + 3 * f_dec + 2 * f_a)
-            result["parameters"] = sum(m.count_params() for m in (
-                trainer.encoder_c, trainer.encoder_r, trainer.decoder, trainer.adversary))
-            result["ours"] = measure_fit(trainer, fit_data, batch, args)
-            result["memory"] = peak_memory()
-            trainer = fresh()
-            stream = iter(_stream(arrays, batch, 10 ** 4)[0])
-            result["eager"] = measure_eager(trainer.train_step, stream, batch, args)
+            def flops(trainer):
+                f_e, f_dec = forward_flops(trainer.encoder_r), forward_flops(trainer.decoder)
+                f_a = forward_flops(trainer.adversary)
+                # E_C and E_R forward; the adversary's own steps; then E_R and
+                # G_R forward + backward, and the adversary forward + input
+                # gradients.
+                return (2 * f_e + 3 * d.adversary_steps * f_a
+                        + 3 * f_e + 3 * f_dec + 2 * f_a)
 
-    for name in ("ours", "eager", "keras_io", "plain_fit"):
+            references["eager"] = lambda: measure_eager(
+                fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)[0]), batch,
+                args)
+
+    fit_data = lambda e: {"x": _stream(arrays, batch, e, drop_remainder)[0],  # noqa: E731
+                          "steps_per_epoch": BATCHES_PER_EPOCH}
+    model = fresh(switches)
+    result["batch"] = batch
+    result["flops_per_image"] = flops(model)
+    # every network's weights (a trainer wrapping its networks is never built itself)
+    result["parameters"] = int(sum(np.prod(w.shape) for w in model.weights))
+    result["ours"] = measure_fit(model, fit_data, batch, args)
+    result["memory"] = peak_memory()
+    del model
+    if args.jit:
+        result["ours_xla"] = measure_fit(fresh({**switches, "jit_compile": True}), fit_data,
+                                         batch, args)
+    for name, measure in references.items():
+        result[name] = measure()
+    for name in ("ours", "ours_xla", "eager", "keras_io", "plain_fit"):
         if name in result:
             result[name]["gflops_per_s"] = (result["flops_per_image"]
                                             * result[name]["images_per_s"] / 1e9)
@@ -374,13 +387,19 @@ def run_child(task: str, args) -> dict:
         command.append("--jit")
     if args.threads:
         command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              [str(HERE), os.environ.get("PYTHONPATH", "")])})
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  [str(HERE), os.environ.get("PYTHONPATH", "")])})
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {args.timeout:.0f} s (--timeout)"}
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {done.returncode}: {last}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": "the measurement printed no result"}
 
 
 def _ratio(a, b) -> str:
@@ -393,7 +412,7 @@ def print_table(results: dict) -> None:
         print(f"practical fp32 peak: {peak:.1f} GFLOP/s (2048² matmul)")
     print(f"{'step':10s} {'size':5s} {'batch':>5s} {'GFLOP/img':>9s} {'images/s':>9s} "
           f"{'ms/step':>8s} {'GFLOP/s':>8s} {'% peak':>6s} {'host MiB':>8s}  "
-          f"{'/eager':>6s} {'/keras-io':>9s} {'/plain fit':>10s}")
+          f"{'/eager':>6s} {'/keras-io':>9s} {'/plain fit':>10s} {'XLA/ours':>8s}")
     for row in results["steps"]:
         if "error" in row:
             print(f"{row['step']:10s} {row['size']:5s} failed: {row['error']}")
@@ -406,7 +425,8 @@ def print_table(results: dict) -> None:
               f"{row['memory']['host_peak_mib']:8.0f}  "
               f"{_ratio(ours['images_per_s'], row.get('eager', {}).get('images_per_s')):>6s} "
               f"{_ratio(ours['images_per_s'], row.get('keras_io', {}).get('images_per_s')):>9s} "
-              f"{_ratio(ours['images_per_s'], row.get('plain_fit', {}).get('images_per_s')):>10s}")
+              f"{_ratio(ours['images_per_s'], row.get('plain_fit', {}).get('images_per_s')):>10s} "
+              f"{_ratio(row.get('ours_xla', {}).get('images_per_s'), ours['images_per_s']):>8s}")
     augment = results.get("augment")
     if augment and "error" not in augment:
         print("augmentation, images/s:")
@@ -436,6 +456,13 @@ def consumption(results: dict) -> list[str]:
     return lines
 
 
+def _write(path, results: dict) -> None:
+    """Write the JSON whole or not at all (a temporary, then a rename)."""
+    temporary = Path(f"{path}.tmp")
+    temporary.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated, of " +
@@ -447,10 +474,13 @@ def parse_args(argv=None):
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--augment-count", type=int, default=2000)
     parser.add_argument("--no-augment", action="store_true", help="skip the augmentation part")
-    parser.add_argument("--jit", action="store_true", help="compile our steps with XLA")
+    parser.add_argument("--jit", action="store_true",
+                        help="also time our steps compiled with XLA, in the same process")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow intra-op threads (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds before a measurement is given up")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -469,7 +499,7 @@ def main(argv=None) -> None:
         sys.exit(f"bench/run.py: unknown step or size: {', '.join(unknown)}")
     started = time.time()
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "switches": {"jit_compile": args.jit,
+               "switches": {"jit_compile": "auto", "xla_also": args.jit,
                             "steps_per_execution": args.steps_per_execution,
                             "dtype_policy": "float32", "threads": args.threads},
                "matmul": run_child("matmul", args), "steps": []}
@@ -478,12 +508,13 @@ def main(argv=None) -> None:
             print(f"… {step} at {size} size", file=sys.stderr, flush=True)
             row = {"step": step, "size": size, **run_child(f"{step}:{size}", args)}
             results["steps"].append(row)
+            _write(args.out, results)  # what is measured is kept if a later one fails
     if not args.no_augment:
         print("… augmentation", file=sys.stderr, flush=True)
         results["augment"] = run_child("augment", args)
     results["consumption"] = consumption(results)
     results["seconds"] = time.time() - started
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    _write(args.out, results)
     print_table(results)
     print(f"written: {args.out} ({results['seconds']:.0f} s)")
 
