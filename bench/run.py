@@ -2,7 +2,7 @@
 
     python bench/run.py                      # all steps, CPU and paper sizes
     python bench/run.py --sizes cpu --steps classifier,dcgan --seconds 5
-    python bench/run.py --jit                # the same with XLA-compiled steps
+    python bench/run.py --jit                # also our steps compiled with XLA
 
 For each training step (the classification CNN, DCGAN, ACGAN, disentanglement
 step 1 and step 2) at the CPU configs' size and at the paper configs' size it
@@ -114,13 +114,13 @@ def measure_fit(model, fit_data, batch: int, args) -> dict:
 
 
 def measure_eager(step, batches, batch: int, args) -> dict:
-    from references import eager_loop
+    from references import eager_step_times
 
     start = time.perf_counter()
     for _ in range(WARMUP_STEPS):
         step(next(batches))
     steps = _steps_for((time.perf_counter() - start) / WARMUP_STEPS, args)
-    _, _, times = eager_loop(step, batches, 0, 0.0, steps + 1, steps + 1)
+    times = eager_step_times(step, batches, steps + 1)
     ends, total = [(0.0, 0)], 0.0
     for i, t in enumerate(times, start=1):
         total += t
@@ -154,10 +154,10 @@ def _config(step: str, size: str):
 
 
 def _stream(arrays, batch, epochs, drop_remainder=True):
+    """The project's batch stream over in-memory arrays, seed 0."""
     from keras_lesions.pipeline import epoch_batches
 
-    data, steps = epoch_batches(arrays, batch, 0, 0, epochs, drop_remainder=drop_remainder)
-    return data, steps
+    return epoch_batches(arrays, batch, 0, 0, epochs, drop_remainder=drop_remainder)[0]
 
 
 def bench_step(step: str, size: str, args) -> dict:
@@ -203,7 +203,7 @@ def bench_step(step: str, size: str, args) -> dict:
             fresh(switches), lambda e: {"x": x, "y": y, "batch_size": batch, "shuffle": True},
             batch, args)
         references["eager"] = lambda: measure_eager(
-            classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4, False)[0]),
+            classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4, False)),
             batch, args)
 
     elif step in ("dcgan", "acgan"):
@@ -232,16 +232,18 @@ def bench_step(step: str, size: str, args) -> dict:
         def keras_io():
             nets = fresh(switches)
             if step == "dcgan":
-                trainer = ConcatenatedDCGAN(nets.generator, nets.discriminator, gan.latent_dim)
+                trainer = ConcatenatedDCGAN(nets.generator, nets.discriminator, gan.latent_dim,
+                                            gan.diff_augment, gan.seed)
             else:
-                trainer = ConcatenatedACGAN(nets.generator, nets.discriminator, gan.latent_dim, 3)
+                trainer = ConcatenatedACGAN(nets.generator, nets.discriminator, 3, gan.latent_dim,
+                                            gan.diff_augment, gan.seed)
             trainer.compile(nets.d_optimizer, nets.g_optimizer, **switches)
             return measure_fit(trainer, fit_data, batch, args)
 
         drop_remainder = True
         references["keras_io"] = keras_io
         references["eager"] = lambda: measure_eager(
-            fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)[0]), batch, args)
+            fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)), batch, args)
 
     else:
         from keras_lesions.models.disentangle import build_specified_classifier
@@ -270,7 +272,7 @@ def bench_step(step: str, size: str, args) -> dict:
                 fresh(switches), lambda e: {"x": images, "y": targets, "batch_size": batch,
                                             "shuffle": True}, batch, args)
             references["eager"] = lambda: measure_eager(
-                classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4)[0]),
+                classifier_tape_step(fresh(switches)), iter(_stream(arrays, batch, 10 ** 4)),
                 batch, args)
         else:
             def fresh(switches):  # as keras_lesions.train.disentangle builds step 2
@@ -295,10 +297,10 @@ def bench_step(step: str, size: str, args) -> dict:
                         + 3 * f_e + 3 * f_dec + 2 * f_a)
 
             references["eager"] = lambda: measure_eager(
-                fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)[0]), batch,
+                fresh(switches).train_step, iter(_stream(arrays, batch, 10 ** 4)), batch,
                 args)
 
-    fit_data = lambda e: {"x": _stream(arrays, batch, e, drop_remainder)[0],  # noqa: E731
+    fit_data = lambda e: {"x": _stream(arrays, batch, e, drop_remainder),  # noqa: E731
                           "steps_per_epoch": BATCHES_PER_EPOCH}
     model = fresh(switches)
     result["batch"] = batch
@@ -388,9 +390,8 @@ def run_child(task: str, args) -> dict:
     if args.threads:
         command += ["--threads", str(args.threads)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                  [str(HERE), os.environ.get("PYTHONPATH", "")])})
+        # the child runs this script, so bench/ is its sys.path[0]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"no result within {args.timeout:.0f} s (--timeout)"}
     if done.returncode != 0:
@@ -489,7 +490,6 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
-        sys.path.insert(0, str(HERE))
         print(json.dumps(child(args.child, args)))
         return
     steps = [s for s in args.steps.split(",") if s]
@@ -497,6 +497,12 @@ def main(argv=None) -> None:
     unknown = sorted(set(steps) - set(STEPS)) + sorted(set(sizes) - set(SIZES))
     if unknown:
         sys.exit(f"bench/run.py: unknown step or size: {', '.join(unknown)}")
+    if args.steps_per_execution < 1 or args.seconds <= 0 or not 1 <= args.min_steps <= args.max_steps:
+        sys.exit("bench/run.py: --steps-per-execution and --min-steps must be ≥ 1, "
+                 "--min-steps ≤ --max-steps, and --seconds > 0")
+    folder = Path(args.out).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        sys.exit(f"bench/run.py: {args.out}: its folder {folder} does not exist or is not writable")
     started = time.time()
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "switches": {"jit_compile": "auto", "xla_also": args.jit,

@@ -50,11 +50,13 @@ def test_the_keras_io_shaped_reference_trains_the_project_networks():
     generator = build_dcgan_generator(100, 0.0625)
     discriminator = build_dcgan_discriminator(0.0625)
     trainer = ConcatenatedDCGAN(generator, discriminator, 100)
-    trainer.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    trainer.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                    g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
     before_g = [w.copy() for w in generator.get_weights()]
     before_d = [w.copy() for w in discriminator.get_weights()]
     images = np.random.default_rng(0).uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)
     history = trainer.fit(images, batch_size=8, epochs=1, verbose=0).history
     assert np.isfinite(history["d_loss"][-1]) and np.isfinite(history["g_loss"][-1])
+    assert set(history) == {"d_loss", "g_loss", "d_accuracy"}  # the project trainer's trackers
     assert any(not np.array_equal(a, b) for a, b in zip(before_g, generator.get_weights()))
     assert any(not np.array_equal(a, b) for a, b in zip(before_d, discriminator.get_weights()))
