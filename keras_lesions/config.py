@@ -31,6 +31,9 @@ DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 # images, so a gain can be told apart from the effect of soft targets alone
 # (synth.controls).
 MIXTURE_CONTROLS = ("label-smoothing", "mixup")
+# compute.precision: Keras dtype policies (keras_lesions.train.precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DEFAULT_PRECISION = "float32"
 
 
 class ConfigError(KerasLesionsError):
@@ -246,6 +249,19 @@ class MixtureConfig:
 
 
 @dataclass
+class ComputeConfig:
+    """How the networks compute; none of it is in the papers.
+
+    ``precision``: "float32" (the default, what every result in this project
+    was made with), or a mixed policy for GPUs: "mixed_float16" (with dynamic
+    loss scaling) or "mixed_bfloat16". A mixed run's figures differ from a
+    float32 run's, so it is part of every run's settings.
+    """
+
+    precision: str = DEFAULT_PRECISION
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment; each section is one concern."""
 
@@ -267,6 +283,7 @@ class ExperimentConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     def validate(self, where: str = "<config>") -> None:
         """The checks one field's type and range cannot express.
@@ -317,6 +334,9 @@ class ExperimentConfig:
             (self.train.steps == 0 or self.train.steps >= self.train.epochs,
              "train.steps must be 0 (epochs over each run's own set) or at least train.epochs "
              "(one step per checkpointed part)"),
+            (self.compute.precision in PRECISIONS,
+             f"compute.precision must be one of {', '.join(PRECISIONS)}, got "
+             f"{_short(self.compute.precision)}"),
             (self.kind in EXPERIMENT_KINDS,
              f"kind must be one of {', '.join(EXPERIMENT_KINDS)}, got {_short(self.kind)}"),
         ]

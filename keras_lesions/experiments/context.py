@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from keras_lesions.config import ConfigError, ExperimentConfig, save_config
+from keras_lesions.config import DEFAULT_PRECISION, ConfigError, ExperimentConfig, save_config
 from keras_lesions.data.dataset import LesionDataset, read_dataset, write_dataset
 from keras_lesions.data.folds import Split, cell_split, repeat_folds
 from keras_lesions.errors import DatasetError
@@ -116,9 +116,13 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
         # the dataset file itself, wherever the command was started from
         settings["data"]["dataset"] = str(Path(settings["data"]["dataset"]).resolve())
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
+    # The precision only where it is not float32: folders made before the
+    # switch existed keep their fingerprint.
+    compute = {} if config.compute.precision == DEFAULT_PRECISION else \
+        {"compute": settings["compute"]}
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
-                       **{s: settings[s] for s in sections}},
+                       **{s: settings[s] for s in sections}, **compute},
             "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),
                         "class_names": list(dataset.class_names), "folds_sha1": folds}}
 

@@ -85,5 +85,8 @@ def build_lesion_classifier(
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 even under a mixed-precision policy (compute.precision): a
+    # float16 softmax loses small probabilities
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
+                           name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -92,7 +92,9 @@ def build_code_classifier(num_classes: int = 4, code_size: int = CODE_SIZE,
     x = layers.BatchNormalization(momentum=bn_momentum, name="bn1")(x)
     x = layers.Dense(units, activation="relu", name="dense2")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="bn2")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 outputs even under a mixed-precision policy (compute.precision)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
+                           name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -112,7 +114,8 @@ def build_decoder(input_size: int = 128, width: float = 1.0, c_size: int = CODE_
                           name=f"conv{i}")(x)
         if i <= 3:
             x = layers.UpSampling2D(2, name=f"up{i}")(x)
-    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="image")(x)
+    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32",
+                            name="image")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -100,7 +100,8 @@ def _generator_body(z, width: float):
     x = layers.Conv2DTranspose(1, KERNEL_SIZE, strides=2, padding="same",
                                kernel_initializer=_weights(), name="deconv4")(x)
     # §3.2: tanh on the output layer, no batch norm there.
-    return layers.Activation("tanh", name="image")(x)
+    # (float32 even under a mixed-precision policy: images leave G in float32)
+    return layers.Activation("tanh", dtype="float32", name="image")(x)
 
 
 def _discriminator_body(images, width: float):
@@ -118,7 +119,7 @@ def _discriminator_body(images, width: float):
 def _real_head(features):
     logit = layers.Dense(1, kernel_initializer=_weights(), name="real_logit")(features)
     # §3.2: "the Sigmoid function for the likelihood probability (0,1)"
-    return layers.Activation("sigmoid", name="real")(logit)
+    return layers.Activation("sigmoid", dtype="float32", name="real")(logit)
 
 
 def build_dcgan_generator(latent_dim: int = LATENT_DIM, width: float = 1.0,
@@ -202,5 +203,5 @@ def build_acgan_discriminator(num_classes: int, width: float = 1.0,
     features = _discriminator_body(images, width)
     # §3.3: "an auxiliary decoder network that outputs the class label"
     class_probs = layers.Dense(num_classes, activation="softmax", kernel_initializer=_weights(),
-                               name="class")(features)
+                               dtype="float32", name="class")(features)
     return keras.Model(images, {"real": _real_head(features), "class": class_probs}, name=name)

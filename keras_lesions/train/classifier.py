@@ -21,6 +21,7 @@ import numpy as np
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
+from keras_lesions.train.precision import precision_policy, precision_settings
 
 KIND = "lesion_classifier"
 
@@ -29,7 +30,8 @@ def classifier_config_settings(config: ExperimentConfig, seed: int) -> dict:
     """The settings of a classifier run that its config decides: the network
     and optimisation sections and the seed (checked before data are loaded)."""
     return {"classifier": dataclasses.asdict(config.classifier),
-            "train": {**dataclasses.asdict(config.train), "seed": seed}}
+            "train": {**dataclasses.asdict(config.train), "seed": seed},
+            **precision_settings(config)}
 
 
 def classifier_settings(config: ExperimentConfig, seed: int, images: np.ndarray,
@@ -38,6 +40,31 @@ def classifier_settings(config: ExperimentConfig, seed: int, images: np.ndarray,
     and the identity of its training data."""
     return {**classifier_config_settings(config, seed),
             "n_train": int(len(images)), "train_data": data_fingerprint(images, targets)}
+
+
+def build_compiled_classifier(config: ExperimentConfig, num_classes: int, input_size: int,
+                              mean: float):
+    """The classification CNN at the config's size under ``compute.precision``,
+    compiled as §4.1 trains it (under mixed_float16 ``compile`` wraps the
+    optimizer in a LossScaleOptimizer)."""
+    import keras
+
+    from keras_lesions.models import build_lesion_classifier
+
+    with precision_policy(config.compute.precision):
+        model = build_lesion_classifier(
+            num_classes=num_classes, input_size=input_size,
+            filters=tuple(config.classifier.filters), kernel_size=config.classifier.kernel_size,
+            dense_units=config.classifier.dense_units, dropout=config.classifier.dropout,
+            mean=mean)
+    model.compile(
+        # §4.1: SGD with Nesterov momentum, learning rate 0.001.
+        optimizer=keras.optimizers.SGD(learning_rate=config.train.learning_rate,
+                                       momentum=config.train.momentum, nesterov=True),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
 
 
 def train_classifier(
@@ -80,7 +107,6 @@ def train_classifier(
     """
     import keras
 
-    from keras_lesions.models import build_lesion_classifier
     from keras_lesions.pipeline import epoch_batches, step_batches
     from keras_lesions.runs.checkpoint import fit_resumably, save_networks
 
@@ -105,17 +131,7 @@ def train_classifier(
               config=config, resume=resume)
 
     keras.utils.set_random_seed(seed)
-    model = build_lesion_classifier(
-        num_classes=targets.shape[1], input_size=images.shape[1],
-        filters=tuple(config.classifier.filters), kernel_size=config.classifier.kernel_size,
-        dense_units=config.classifier.dense_units, dropout=config.classifier.dropout, mean=mean)
-    model.compile(
-        # §4.1: SGD with Nesterov momentum, learning rate 0.001.
-        optimizer=keras.optimizers.SGD(learning_rate=config.train.learning_rate,
-                                       momentum=config.train.momentum, nesterov=True),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    model = build_compiled_classifier(config, targets.shape[1], images.shape[1], mean)
     model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
     train = config.train
     if train.steps:

@@ -50,6 +50,7 @@ from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_netw
 from keras_lesions.runs.folder import (
     RunError, finish_run, is_done, is_started, read_done, read_run_info, start_run)
 from keras_lesions.runs.predictions import predict_and_record
+from keras_lesions.train.precision import precision_policy, precision_settings, scaled_optimizer
 from keras_lesions.train.specified_classifier import (
     INFERENCE_BATCH, best_epoch, crossentropy, online_batches, recalibrate_batch_norm,
     train_specified_classifier)
@@ -141,8 +142,9 @@ class DisentangleTrainer(keras.Model):
             with tf.GradientTape() as tape:
                 adv_probabilities = self.adversary(r, training=True)
                 adv_loss = self.crossentropy(targets, adv_probabilities)
+                scaled = self.adversary_optimizer.scale_loss(adv_loss)  # float16 only
             variables = self.adversary.trainable_variables
-            self.adversary_optimizer.apply(tape.gradient(adv_loss, variables), variables)
+            self.adversary_optimizer.apply(tape.gradient(scaled, variables), variables)
 
         # E_R and G_R: rebuild x from (c, r) while making the adversary wrong.
         # The adversary runs on batch statistics here too (training=True), as
@@ -153,8 +155,9 @@ class DisentangleTrainer(keras.Model):
             rec_loss = self.reconstruction_loss(images, reconstructed)
             fooled = self.crossentropy(targets, self.adversary(r, training=True))
             loss = self.rec_weight * rec_loss + self.adv_weight * fooled
+            scaled = self.ae_optimizer.scale_loss(loss)  # × the loss scale, float16 only
         variables = self.autoencoder_variables
-        self.ae_optimizer.apply(tape.gradient(loss, variables), variables)
+        self.ae_optimizer.apply(tape.gradient(scaled, variables), variables)
 
         self.loss_tracker.update_state(loss)
         self.rec_tracker.update_state(rec_loss)
@@ -180,6 +183,28 @@ def build_networks(num_classes: int, config: ExperimentConfig) -> dict[str, kera
         "adversary": build_code_classifier(num_classes, d.code_size, d.classifier_units,
                                            name="adversary"),
     }
+
+
+def build_disentangle_trainer(step1_model: keras.Model, num_classes: int,
+                              config: ExperimentConfig) -> tuple[DisentangleTrainer, dict]:
+    """Step 2's trainer around step 1's E_C, its new networks built under
+    ``compute.precision``, compiled with one Adam per player; and the five
+    networks by name (E_C and the classifier are step 1's)."""
+    d = config.disentangle
+    with precision_policy(config.compute.precision):
+        networks = build_networks(num_classes, config)
+    networks["encoder_c"] = step1_model.get_layer("encoder_c")
+    networks["classifier"] = step1_model.get_layer("classifier")
+    trainer = DisentangleTrainer(networks["encoder_c"], networks["encoder_r"],
+                                 networks["decoder"], networks["adversary"],
+                                 rec_weight=d.rec_weight, adv_weight=d.adv_weight,
+                                 adversary_steps=d.adversary_steps)
+
+    def adam():  # our choice (the paper names no optimizer)
+        return scaled_optimizer(keras.optimizers.Adam(d.learning_rate), config.compute.precision)
+
+    trainer.compile(ae_optimizer=adam(), adversary_optimizer=adam())
+    return trainer, networks
 
 
 def check_image_size(dataset: LesionDataset, config: ExperimentConfig, where) -> None:
@@ -224,7 +249,8 @@ def disentangle_settings(config: ExperimentConfig, fold: int, class_names, fit_i
     """Everything that changes a disentanglement run: its section, fold, classes
     and the lesions it fits."""
     return {"disentangle": dataclasses.asdict(config.disentangle), "fold": fold,
-            "class_names": list(class_names), "fit_ids": list(fit_ids)}
+            "class_names": list(class_names), "fit_ids": list(fit_ids),
+            **precision_settings(config)}
 
 
 def train_disentangle(
@@ -305,15 +331,7 @@ def train_disentangle(
 
     # Step 2: E_C fixed; E_R, G_R against the adversary (§2.1).
     keras.utils.set_random_seed(d.seed)
-    networks = build_networks(len(names), config)
-    networks["encoder_c"] = step1_model.get_layer("encoder_c")
-    networks["classifier"] = step1_model.get_layer("classifier")
-    trainer = DisentangleTrainer(networks["encoder_c"], networks["encoder_r"],
-                                 networks["decoder"], networks["adversary"],
-                                 rec_weight=d.rec_weight, adv_weight=d.adv_weight,
-                                 adversary_steps=d.adversary_steps)
-    trainer.compile(ae_optimizer=keras.optimizers.Adam(d.learning_rate),
-                    adversary_optimizer=keras.optimizers.Adam(d.learning_rate))
+    trainer, networks = build_disentangle_trainer(step1_model, len(names), config)
     state = {"encoder_r": trainer.encoder_r, "decoder": trainer.decoder,
              "adversary": trainer.adversary, "ae_optimizer": trainer.ae_optimizer,
              "adversary_optimizer": trainer.adversary_optimizer}

@@ -43,6 +43,8 @@ from keras_lesions.pipeline import epoch_batches
 from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_networks
 from keras_lesions.runs.folder import (
     RunError, data_fingerprint, finish_run, identity, is_done, read_run_info, start_run)
+from keras_lesions.train.precision import (
+    precision_policy, precision_settings, scaled_optimizer)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -126,16 +128,18 @@ class DCGANTrainer(keras.Model):
             real_prob = self.discriminate(real_images)
             fake_prob = self.discriminate(fake_images)
             d_loss = dcgan_discriminator_loss(real_prob, fake_prob)
+            scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16 only
         d_variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(d_loss, d_variables), d_variables)
+        self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
 
         # G: max_G log D(G(z)), the non-saturating form of min_G log(1 − D(G(z)))
         with tf.GradientTape() as tape:
             fake_prob_for_g = self.discriminate(
                 self.generator(self.sample_z(batch_size), training=True))
             g_loss = dcgan_generator_loss(fake_prob_for_g)
+            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
         g_variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(g_loss, g_variables), g_variables)
+        self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
@@ -202,8 +206,9 @@ class ACGANTrainer(DCGANTrainer):
             d_loss = acgan_discriminator_loss(real_out["real"], fake_out["real"],
                                               real_out["class"], real_classes,
                                               fake_out["class"], fake_classes)
+            scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16 only
         d_variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(d_loss, d_variables), d_variables)
+        self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
 
         # G: max_G L_C − L_S (non-saturating source term)
         g_classes = self.sample_classes(batch_size)
@@ -211,8 +216,9 @@ class ACGANTrainer(DCGANTrainer):
             g_out = self.discriminate(
                 self.generator([self.sample_z(batch_size), g_classes], training=True))
             g_loss = acgan_generator_loss(g_out["real"], g_out["class"], g_classes)
+            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
         g_variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(g_loss, g_variables), g_variables)
+        self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
@@ -352,12 +358,26 @@ def _check_inputs(kind, images, class_ids, class_names, named_class=None):
 
 
 def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> DCGANTrainer:
-    """Build G, D and their trainer for ``kind``, compiled with the §3.2 Adam."""
+    """Build G, D and their trainer for ``kind`` under ``compute.precision``,
+    compiled with the §3.2 Adam."""
+    gan = config.gan
+    precision = config.compute.precision
+    with precision_policy(precision):
+        trainer = _gan_trainer(kind, num_classes, gan)
+
+    def adam():  # §3.2: Adam, learning rate 2e-4, β1 = 0.5, β2 = 0.999
+        return scaled_optimizer(keras.optimizers.Adam(gan.learning_rate, beta_1=gan.beta_1,
+                                                      beta_2=gan.beta_2), precision)
+
+    trainer.compile(d_optimizer=adam(), g_optimizer=adam())
+    return trainer
+
+
+def _gan_trainer(kind, num_classes, gan) -> DCGANTrainer:
     from keras_lesions.models.gan import (
         build_acgan_discriminator, build_acgan_generator, build_dcgan_discriminator,
         build_dcgan_generator)
 
-    gan = config.gan
     if kind == "acgan":
         trainer = ACGANTrainer(
             build_acgan_generator(num_classes, gan.latent_dim, gan.width, name="generator"),
@@ -369,11 +389,6 @@ def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> 
             build_dcgan_generator(gan.latent_dim, gan.width, name="generator"),
             build_dcgan_discriminator(gan.width, name="discriminator"),
             latent_dim=gan.latent_dim, diff_augment=gan.diff_augment, seed=gan.seed)
-
-    def adam():  # §3.2: Adam, learning rate 2e-4, β1 = 0.5, β2 = 0.999
-        return keras.optimizers.Adam(gan.learning_rate, beta_1=gan.beta_1, beta_2=gan.beta_2)
-
-    trainer.compile(d_optimizer=adam(), g_optimizer=adam())
     return trainer
 
 
@@ -391,7 +406,8 @@ def gan_settings(kind: str, config: ExperimentConfig, images: np.ndarray,
     arrays = (images,) if class_ids is None else (images, class_ids)
     return {"gan": dataclasses.asdict(config.gan), "kind": kind,
             "class_names": class_info["class_names"], "class_name": class_info.get("class_name"),
-            "n_train": int(len(images)), "train_data": data_fingerprint(*arrays)}
+            "n_train": int(len(images)), "train_data": data_fingerprint(*arrays),
+            **precision_settings(config)}
 
 
 def _sample_grid_callback(kind, trainer, config, run_dir, class_names, every) -> SampleGrid:

@@ -35,6 +35,7 @@ from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
 from keras_lesions.runs.folder import data_fingerprint, identity, start_run
+from keras_lesions.train.precision import precision_policy, precision_settings
 
 # Batch of the inference passes over 128×128 images: a paper-size encoder's
 # first activations are 64 × 128 × 128 floats an image.
@@ -51,6 +52,22 @@ def build_specified_networks(num_classes: int, config: ExperimentConfig) -> dict
         "classifier": build_code_classifier(num_classes, d.code_size, d.classifier_units,
                                             name="classifier"),
     }
+
+
+def build_compiled_specified_classifier(num_classes: int, config: ExperimentConfig):
+    """E_C + classifier (the paper's classification network) under
+    ``compute.precision``, compiled with Adam and cross-entropy (our choice:
+    the paper names no optimizer; under mixed_float16 ``compile`` wraps it in a
+    LossScaleOptimizer)."""
+    from keras_lesions.models.disentangle import build_specified_classifier
+
+    with precision_policy(config.compute.precision):
+        networks = build_specified_networks(num_classes, config)
+        model = build_specified_classifier(networks["encoder_c"], networks["classifier"])
+    model.compile(optimizer=keras.optimizers.Adam(config.disentangle.classifier_learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return model
 
 
 def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed: int,
@@ -184,7 +201,7 @@ def specified_classifier_settings(config: ExperimentConfig, class_names, canvase
     return {"disentangle": d, "class_names": list(class_names),
             "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
             "train_data": data_fingerprint(canvases.canvases, targets),
-            "validation_data": data_fingerprint(*validation)}
+            "validation_data": data_fingerprint(*validation), **precision_settings(config)}
 
 
 def train_specified_classifier(
@@ -232,7 +249,6 @@ def train_specified_classifier(
             other settings.
         KerasLesionsError: targets or images that do not fit the config.
     """
-    from keras_lesions.models.disentangle import build_specified_classifier
     from keras_lesions.pipeline import one_hot
 
     d = config.disentangle
@@ -255,11 +271,7 @@ def train_specified_classifier(
               config=config, resume=resume)
 
     keras.utils.set_random_seed(d.seed)
-    networks = build_specified_networks(len(class_names), config)
-    model = build_specified_classifier(networks["encoder_c"], networks["classifier"])
-    model.compile(optimizer=keras.optimizers.Adam(d.classifier_learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model = build_compiled_specified_classifier(len(class_names), config)
     model.optimizer.build(model.trainable_variables)
     val_images, val_labels = validation
     fit_resumably(
@@ -268,7 +280,8 @@ def train_specified_classifier(
         make_data=lambda first: online_batches(canvases, targets, config, d.seed, first,
                                                steps_per_epoch),
         columns=["epoch", "loss", "accuracy", "val_loss", "val_accuracy"],
-        callbacks=[ValidateAndKeepBest(run_dir, networks["encoder_c"], networks["classifier"],
+        callbacks=[ValidateAndKeepBest(run_dir, model.get_layer("encoder_c"),
+                                       model.get_layer("classifier"),
                                        calibration_images, val_images,
                                        one_hot(val_labels, len(class_names)))],
         progress=progress, verbose=verbose)

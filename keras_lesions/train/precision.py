@@ -1,0 +1,55 @@
+"""Mixed precision (``compute.precision``): the Keras dtype policy the networks
+are built under, and the loss scaling float16 needs.
+
+On a GPU with tensor cores (or a TPU) ``mixed_float16`` / ``mixed_bfloat16``
+compute the layers in 16 bits and keep the weights in float32; on a CPU both
+run and are slower than float32 (``bench/run.py`` measures it). Every network's
+output layer computes in float32 (the builders say ``dtype="float32"``), so
+losses, probabilities and images leave the networks in float32.
+
+Keras wraps only a model's own ``optimizer`` in a ``LossScaleOptimizer``
+(``compile`` does it for the classifiers); the GAN and disentanglement trainers
+take one optimizer per network, so :func:`scaled_optimizer` wraps each, and
+their ``train_step``\\ s take gradients of ``optimizer.scale_loss(loss)``, which
+is the loss itself for an unwrapped optimizer. ``LossScaleOptimizer.apply``
+divides the gradients by the scale and skips a step whose gradients overflow.
+
+Keras is imported where it is used: run settings are computed without TensorFlow.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from keras_lesions.config import DEFAULT_PRECISION, ExperimentConfig
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Build networks under ``precision`` (a Keras dtype policy name); the
+    global policy is restored afterwards, so nothing else is affected."""
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def scaled_optimizer(optimizer, precision: str):
+    """``optimizer`` with dynamic loss scaling under ``mixed_float16`` (whose
+    small gradients underflow in float16); unchanged otherwise (bfloat16 has
+    float32's exponent range)."""
+    import keras
+
+    if precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def precision_settings(config: ExperimentConfig) -> dict:
+    """The run-settings entry for the precision: empty for float32, so that runs
+    made before the switch existed keep their settings (and still resume)."""
+    precision = config.compute.precision
+    return {} if precision == DEFAULT_PRECISION else {"precision": precision}
