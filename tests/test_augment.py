@@ -398,6 +398,21 @@ def collect(ds):
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]), batches
 
 
+def test_online_pipeline_cut_to_steps_per_epoch_keeps_each_epochs_first_batches():
+    canvases = unique_label_canvases()
+    cut = collect(online_augmented_dataset(canvases, repeats=4, batch_size=3, seed=2,
+                                           epochs=3, first_epoch=1, steps_per_epoch=2))
+    full = [collect(online_augmented_dataset(canvases, repeats=4, batch_size=3, seed=2,
+                                             epochs=1, first_epoch=e)) for e in (1, 2, 3)]
+    assert len(cut[2]) == 6 and all(len(f[2]) == 7 for f in full)
+    expected = [batch for f in full for batch in f[2][:2]]
+    for got, want in zip(cut[2], expected, strict=True):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(KerasLesionsError, match="steps_per_epoch"):
+        online_augmented_dataset(canvases, steps_per_epoch=0)
+
+
 def test_online_pipeline_shapes_range_and_repeat_count():
     canvases = unique_label_canvases()
     ds = online_augmented_dataset(canvases, repeats=4, batch_size=6, seed=0)

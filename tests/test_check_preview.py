@@ -56,6 +56,18 @@ def test_roi_inputs_window_hu_and_resize(toy_dataset):
     assert images.shape == (2, 64, 64, 1) and images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 1
     np.testing.assert_allclose(images[1], 0.5, atol=1e-5)  # L50 maps to the middle grey
+    # Rendered once: asked again, the same numbers; a caller's change to what
+    # it was given does not reach the next caller; a replaced lesion, a new
+    # window or size is rendered anew.
+    images[1] = 0.0
+    again = roi_inputs(toy_dataset, [1, 0])
+    np.testing.assert_allclose(again[0], 0.5, atol=1e-5)
+    np.testing.assert_array_equal(again[1], roi_inputs(toy_dataset, [0])[0])
+    _context_free(toy_dataset.lesions[1], np.full((8, 8), 250.0, np.float32))
+    np.testing.assert_allclose(roi_inputs(toy_dataset, [1])[0], 1.0, atol=1e-5)  # L50 W400: 250 HU is white
+    toy_dataset.window_level = 250.0
+    np.testing.assert_allclose(roi_inputs(toy_dataset, [1])[0], 0.5, atol=1e-5)
+    assert roi_inputs(toy_dataset, [1], size=32).shape == (1, 32, 32, 1)
 
 
 def test_test_inputs_are_resampled_exactly_like_training_originals(tmp_path, toy_dataset):

@@ -16,7 +16,8 @@ from keras_lesions.errors import DatasetError
 from keras_lesions.models.disentangle import (
     build_code_classifier, build_decoder, build_encoder)
 from keras_lesions.synth.mixture import (
-    MixtureError, draw_proportions, mix_codes, nearest_of_other_classes, parse_alpha)
+    MixtureError, code_effect, draw_proportions, mix_codes, nearest_of_other_classes,
+    parse_alpha)
 from keras_lesions.train.disentangle import DisentangleTrainer
 from keras_lesions_cli.main import cli
 
@@ -181,6 +182,38 @@ def test_good_alpha():
 # --------------------------------------------------------------------------- data and config
 
 
+def _codes_decoder(size: int, uses_c: bool, uses_r: bool):
+    """Networks whose E_C and E_R code an image's mean and its corner pixel, and
+    a decoder that paints the mean (if ``uses_c``) plus the corner (if
+    ``uses_r``) over the whole image."""
+    from types import SimpleNamespace
+
+    image = keras.Input((size, size, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(image)
+    corner = keras.layers.Flatten()(keras.layers.Cropping2D(((0, size - 1), (0, size - 1)))(image))
+    z = keras.Input((2,))
+    weights = np.array([[float(uses_c)], [float(uses_r)]], np.float32)
+    value = keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(
+        weights))(z)
+    painted = keras.layers.Reshape((size, size, 1))(keras.layers.RepeatVector(size * size)(value))
+    return SimpleNamespace(encoder_c=keras.Model(image, mean), encoder_r=keras.Model(image, corner),
+                           decoder=keras.Model(z, painted), input_size=size)
+
+
+@pytest.mark.parametrize("uses_c, uses_r, share", [(False, True, 0.0), (True, False, 1.0)])
+def test_code_effect_tells_a_decoder_that_ignores_the_specified_code(uses_c, uses_r, share):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 6)
+    images = (labels[:, None, None, None] / 3 + rng.uniform(0, 0.3, (18, 8, 8, 1))).astype(
+        np.float32)
+    effect = code_effect(_codes_decoder(8, uses_c, uses_r), images, labels)
+    assert effect["c_share"] == pytest.approx(share, abs=1e-6)
+    assert effect["pixels"] > 0.1 and effect["n"] == 18
+    assert ("nearly the same image" in effect["reading"]) == (share == 0.0)
+    with pytest.raises(MixtureError, match="two classes"):
+        code_effect(_codes_decoder(8, True, True), images[:6], labels[:6])
+
+
 def test_validation_split_keeps_patients_whole():
     dataset = make_toy_dataset(n_classes=4, lesions_per_patient=(1, 2, 1, 3, 1, 2, 1, 1, 2, 1,
                                                                  1, 2, 1, 1, 2, 1))
@@ -293,6 +326,9 @@ def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(expe
     # equal compute: the mixture arm takes the baseline's SGD steps
     assert comparison["steps"]["baseline"] == comparison["steps"]["proposed"]
     assert result["verdict"].startswith("The mixtures")
+    effect = result["code_effect"]
+    assert effect["fold"] == 0 and 0.0 <= effect["c_share"] <= 1.0
+    assert effect["reading"] in result["attribution"]
     report = (out / "report" / "mixture_report.md").read_text()
     assert "Table 2" in report and "Table 3" in report and result["verdict"] in report
     for name in ("swap.png", "mixtures.png", "adversary.png", "baseline.md", "proposed.md",

@@ -204,7 +204,8 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
                              epochs: int | None = 1, first_epoch: int = 0, shuffle: bool = True,
                              drop_remainder: bool = False, oversample: float = 2.0,
                              fill_mode: str = "reflect",
-                             targets: np.ndarray | None = None) -> tf.data.Dataset:
+                             targets: np.ndarray | None = None,
+                             steps_per_epoch: int | None = None) -> tf.data.Dataset:
     """A seeded tf.data pipeline of online-augmented lesions (Ben-Cohen §3.2).
 
     Args:
@@ -225,6 +226,10 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         fill_mode: "reflect", "nearest" or "constant" beyond the canvas.
         targets: optional float (n, classes) per case (one-hot or soft, e.g.
             mixtures of specified factors); yielded instead of the labels.
+        steps_per_epoch: yield only the first that many batches of each
+            epoch (equal compute for a larger set); each batch is still the
+            one the full epoch would yield (it depends on seed, epoch and
+            batch index only).
 
     Returns:
         A ``tf.data.Dataset`` of (images float32 (B, size, size, 1) in [0, 1],
@@ -234,7 +239,9 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         AugmentationError: bad counts, sizes, seed or fill mode.
     """
     for name, value, low in (("repeats", repeats, 1), ("batch_size", batch_size, 1),
-                             ("first_epoch", first_epoch, 0)):
+                             ("first_epoch", first_epoch, 0),
+                             ("steps_per_epoch", 1 if steps_per_epoch is None else
+                              steps_per_epoch, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise AugmentationError(f"{name} must be an integer ≥ {low}, got {value!r}")
     if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
@@ -283,6 +290,8 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
             cases = tf.repeat(tf.range(n, dtype=tf.int32), int(repeats))
         batches = tf.data.Dataset.from_tensor_slices(cases).batch(
             int(batch_size), drop_remainder=drop_remainder)
+        if steps_per_epoch is not None:
+            batches = batches.take(int(steps_per_epoch))
         return batches.enumerate().map(lambda b, idx: (epoch, b, idx))
 
     def render(epoch, batch_index, idx):

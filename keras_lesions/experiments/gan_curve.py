@@ -280,7 +280,9 @@ def gan_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
                         "base_group": group_name(p["base_index"]),
                         "dataset": str(exp.dataset_path)},
               resume=ctx.resume, progress=ctx.bar(f"{what} {cell_tag(repeat, fold)}"),
-              verbose=ctx.verbose)
+              # about ten sample grids a run: one per epoch cost more than
+              # a short GAN's training
+              sample_grid_every=max(1, config.gan.epochs // 10), verbose=ctx.verbose)
 
 
 def synthesize_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:

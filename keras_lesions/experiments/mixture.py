@@ -307,6 +307,8 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     attribution = attribution_sentence(found, config.mixture.controls)
     adversary = adversary_summary(disentangle_dirs)
     pictures = write_pictures(exp, disentangle_dirs[0], adversary)
+    effect = swap_effect(exp, disentangle_dirs[0])
+    attribution += f" Swap test (fold {effect['fold']}): {effect['reading']}."
     report_path = out / "mixture_report.md"
     write_text(report_path, mixture_markdown(config, dataset, summaries, rows, sentence,
                                              adversary, pictures, found, attribution))
@@ -314,10 +316,26 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
               "controls": {c: summaries[f"control-{c}"] for c in config.mixture.controls},
               "table2": rows, "verdict": sentence, "attribution": attribution,
               "comparison": found["mixtures"], "comparisons": found, "adversary": adversary,
-              "report": str(report_path)}
+              "code_effect": effect, "report": str(report_path)}
     write_json(out / "mixture.json", result)
     write_json(exp.layout.result, result)
     ctx.log(f"report: {report_path}")
+
+
+def swap_effect(exp: Experiment, run_dir, most: int = 128) -> dict:
+    """``synth.mixture.code_effect`` of a disentanglement run on (up to
+    ``most`` of) the lesions it was fitted on, with its fold."""
+    from keras_lesions.pipeline import roi_inputs
+    from keras_lesions.synth.mixture import code_effect
+    from keras_lesions.train.disentangle import load_disentangled
+
+    networks = load_disentangled(run_dir)
+    ids = list(exp.dataset.lesion_ids)
+    fit = [ids.index(i) for i in networks.info["fit_ids"]][:most]
+    images = roi_inputs(exp.dataset, fit, networks.input_size)
+    return {"fold": int(networks.info["fold"]),
+            **code_effect(networks, images, exp.dataset.labels[fit],
+                          seed=int(networks.info.get("seed", 0)))}
 
 
 def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:

@@ -282,22 +282,31 @@ class SampleGrid(keras.callbacks.Callback):
 
 def write_sample_grid(images: np.ndarray, path, columns: int = 8, row_labels=None,
                       title: str = "") -> None:
-    """Save a grid of greyscale images [n, H, W] in [0, 1] as a PNG (atomically)."""
+    """Save a grid of greyscale images [n, H, W] in [0, 1] as a PNG (atomically).
+
+    One mosaic in one Axes: a grid of 32 Axes took 1.3 s to draw, more than a
+    short GAN's training epochs between two grids.
+    """
     # A bare Figure (no pyplot): no global backend switch, nothing left open.
     from matplotlib.figure import Figure
 
-    rows = int(np.ceil(len(images) / columns))
+    images = np.asarray(images, np.float32)
+    n, height, width = images.shape
+    rows, gap = int(np.ceil(n / columns)), 2
+    mosaic = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap), np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        mosaic[r * (height + gap):r * (height + gap) + height,
+               c * (width + gap):c * (width + gap) + width] = image
     fig = Figure(figsize=(columns * 0.9, rows * 0.9 + 0.4))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    for r, label in enumerate(row_labels or []):
-        axes[r, 0].set_ylabel(label, fontsize=8)
+    ax = fig.subplots()
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(row_labels or []))],
+                  list(row_labels or []), fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, path, dpi=80)

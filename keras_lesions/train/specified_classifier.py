@@ -90,13 +90,13 @@ def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed
                                         epochs=None, first_epoch=first_epoch,
                                         drop_remainder=True, targets=targets)
         return data, natural
-    epochs = [online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
-                                       epochs=1, first_epoch=e, drop_remainder=True,
-                                       targets=targets).take(steps_per_epoch)
-              for e in range(first_epoch, max(first_epoch + 1, d.classifier_epochs))]
-    data = epochs[0]
-    for more in epochs[1:]:
-        data = data.concatenate(more)
+    # One pipeline (its canvases one constant), each epoch cut to its first
+    # batches; a pipeline per epoch copied the canvases into the graph once
+    # an epoch, which cost more than the epoch's training.
+    data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
+                                    epochs=max(1, d.classifier_epochs - first_epoch),
+                                    first_epoch=first_epoch, drop_remainder=True,
+                                    targets=targets, steps_per_epoch=steps_per_epoch)
     return data, steps_per_epoch
 
 
