@@ -40,6 +40,16 @@ def _copy_weights(target: keras.Model, source: keras.Model) -> None:
         t.assign(s)
 
 
+def _same_start(initial: dict, name: str, model: keras.Model, copy) -> None:
+    """The float32 run keeps a copy of ``model``'s initial weights under
+    ``name``; the mixed run starts from them."""
+    if copy:
+        _copy_weights(model, initial[name])
+    else:
+        initial[name] = keras.models.clone_model(model)
+        initial[name].set_weights(model.get_weights())
+
+
 def _images(n, size, low=0.0, seed=0):
     return np.random.default_rng(seed).uniform(low, 1.0, (n, size, size, 1)).astype(np.float32)
 
@@ -93,11 +103,7 @@ def test_classifier_step(precision):
     def step(config, copy):
         keras.utils.set_random_seed(0)
         model = build_compiled_classifier(config, 3, 64, mean=0.5)
-        if copy:
-            _copy_weights(model, initial["model"])
-        else:
-            initial["model"] = keras.models.clone_model(model)
-            initial["model"].set_weights(model.get_weights())
+        _same_start(initial, "model", model, copy)
         model.optimizer.build(model.trainable_variables)  # as the training does
         _settle(model.optimizer)
         return model.train_on_batch(images, targets, return_dict=True), model
@@ -119,14 +125,8 @@ def test_gan_step(kind, precision):
 
     def step(config, copy):
         trainer = build_gan_trainer(kind, 3, config)
-        if copy:
-            _copy_weights(trainer.generator, initial["g"])
-            _copy_weights(trainer.discriminator, initial["d"])
-        else:
-            initial["g"], initial["d"] = (keras.models.clone_model(trainer.generator),
-                                          keras.models.clone_model(trainer.discriminator))
-            initial["g"].set_weights(trainer.generator.get_weights())
-            initial["d"].set_weights(trainer.discriminator.get_weights())
+        _same_start(initial, "g", trainer.generator, copy)
+        _same_start(initial, "d", trainer.discriminator, copy)
         # the same noise in both runs: a fresh seed state
         trainer.seed_generator.state.assign(np.zeros_like(trainer.seed_generator.state))
         _settle(trainer.d_optimizer, trainer.g_optimizer)
@@ -159,11 +159,7 @@ def test_disentanglement_steps(precision):
     def step1(config, copy):
         keras.utils.set_random_seed(0)
         model = build_compiled_specified_classifier(4, config)
-        if copy:
-            _copy_weights(model, initial["step1"])
-        else:
-            initial["step1"] = keras.models.clone_model(model)
-            initial["step1"].set_weights(model.get_weights())
+        _same_start(initial, "step1", model, copy)
         model.optimizer.build(model.trainable_variables)  # as the training does
         _settle(model.optimizer)
         return model.train_on_batch(images, targets, return_dict=True), model
@@ -176,11 +172,7 @@ def test_disentanglement_steps(precision):
         _copy_weights(step1_model, initial["step1"])
         trainer, networks = build_disentangle_trainer(step1_model, 4, config)
         for name in ("encoder_r", "decoder", "adversary"):
-            if copy:
-                _copy_weights(networks[name], initial[name])
-            else:
-                initial[name] = keras.models.clone_model(networks[name])
-                initial[name].set_weights(networks[name].get_weights())
+            _same_start(initial, name, networks[name], copy)
         _settle(trainer.ae_optimizer, trainer.adversary_optimizer)
         return trainer.train_step((images, targets)), trainer
 

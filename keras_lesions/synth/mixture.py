@@ -278,10 +278,13 @@ def code_effect(networks, images: np.ndarray, labels: np.ndarray, seed: int = 0)
     * ``r_swap``: mean |G_R(E_C(x), E_R(y)) − base|, what swapping r changes;
     * ``pixels``: mean |y − x|, how far apart the images themselves are;
 
-    all on the [0, 1] intensity scale. ``c_share`` = c_swap / (c_swap +
-    r_swap). A decoder that ignores c (c_share near 0) draws the same image
-    for every mixture of codes, so mixtures then differ from their source
-    lesion by their soft target only: what the label-smoothing control tests.
+    all on the [0, 1] intensity scale; ``c_relative`` = c_swap / pixels and
+    ``c_share`` = c_swap / (c_swap + r_swap). A decoder whose image hardly
+    changes with c (c_relative below ``IGNORES_C``) draws the same image for
+    every mixture of codes, so mixtures then differ from their source lesion
+    by their soft target only: what the label-smoothing control tests. (A
+    decoder that draws one blob whatever it is given can still have a high
+    c_share: both swaps change next to nothing.)
 
     Raises:
         MixtureError: fewer than two classes among ``labels``, or images of
@@ -299,9 +302,10 @@ def code_effect(networks, images: np.ndarray, labels: np.ndarray, seed: int = 0)
     r_swap = float(np.abs(decode(networks, c, r[partner]) - base).mean())
     share = c_swap / (c_swap + r_swap) if c_swap + r_swap > 0 else 0.0
     pixels = float(np.abs(images[partner] - images).mean())
+    relative = c_swap / pixels if pixels > 0 else 0.0
     return {"n": int(len(images)), "c_swap": c_swap, "r_swap": r_swap, "pixels": pixels,
-            "c_share": share, "c_relative": c_swap / pixels if pixels > 0 else 0.0,
-            "reading": code_effect_reading(c_swap, pixels, share)}
+            "c_share": share, "c_relative": relative,
+            "reading": code_effect_reading(relative, share)}
 
 
 # Below this fraction of the lesions' own difference, a swap of c is taken to
@@ -309,8 +313,8 @@ def code_effect(networks, images: np.ndarray, labels: np.ndarray, seed: int = 0)
 IGNORES_C = 0.1
 
 
-def code_effect_reading(c_swap: float, pixels: float, share: float) -> str:
-    relative = c_swap / pixels if pixels > 0 else 0.0
+def code_effect_reading(relative: float, share: float) -> str:
+    """One sentence on ``code_effect``'s ``c_relative`` and ``c_share``."""
     if relative < IGNORES_C:
         return (f"G_R draws nearly the same image whatever specified code it is given "
                 f"(swapping E_C between lesions of different classes changes its image by "
