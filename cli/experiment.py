@@ -43,8 +43,8 @@ def _executor(jobs, threads, ray, ray_address, retries):
 @click.option("--report", "report_only", is_flag=True,
               help="Rebuild the report from the finished runs, training nothing.")
 @click.option("--jobs", type=click.IntRange(min=1),
-              help="Run up to N independent runs at once, each in its own process with its "
-                   "share of the CPU threads and GPU memory growth, so N runs share a GPU "
+              help="Run up to N independent runs at once in N worker processes, each with "
+                   "its share of the CPU threads and GPU memory growth, so N runs share a GPU "
                    "(whatever share of one each run asks for: mind the memory).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="TensorFlow threads per run with --jobs (default: cores / jobs).")

@@ -44,7 +44,7 @@ for family in (experiment, train, synth, models):
               help="Config of the Ben-Cohen 2019 part.")
 @click.option("--skip-mixture", is_flag=True, help="Leave out the Ben-Cohen 2019 part.")
 @click.option("--jobs", type=click.IntRange(min=1),
-              help="Run up to N independent runs at once, each in its own process.")
+              help="Run up to N independent runs at once, in N worker processes.")
 def demo_command(out_dir, seed, config_path, mixture_config_path, skip_mixture, jobs):
     """Run the main job on the built-in phantoms.
 

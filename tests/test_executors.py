@@ -61,7 +61,7 @@ def _toy_dataset(root: Path) -> Path:
 
 
 def tiny_config(root: Path, dataset_path: Path, name: str, **extra):
-    """A classic curve small enough that a fresh TensorFlow per run dominates."""
+    """A classic curve small enough that starting TensorFlow in a worker dominates."""
     return load_config(None, {
         "name": name, "output_dir": str(root / "out"), "data.dataset": str(dataset_path),
         "augment.n_rot": 1, "augment.n_trans": 1, "augment.n_scale": 0, "augment.n_flip": 0,
@@ -149,6 +149,10 @@ def test_parallel_processes_give_the_sequential_report_and_retry_a_killed_run(se
     starts = [line.split()[1] for line in lines if line.startswith("started ")]
     assert starts.count(victim) == 2
     assert all(starts.count(other) == 1 for other in set(starts) - {victim}), starts
+    # Two workers, each running run after run; the killed one is replaced once.
+    pids = [line.split("(process ")[1].split(",")[0] for line in lines
+            if line.startswith("started ")]
+    assert len(set(pids)) <= 3 and len(pids) > len(set(pids)), pids
     done = root / "out" / "parallel" / "runs" / victim / "done.json"
     assert done.stat().st_mtime > killed["at"]
 

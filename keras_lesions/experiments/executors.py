@@ -8,10 +8,12 @@ gives the same results for the same config and seeds: each run seeds itself
 and reads only the outputs of the runs it depends on.
 
 - :class:`SequentialExecutor` runs one run at a time in this process.
-- :class:`ProcessExecutor` (``kl experiment --jobs N``) runs up to N at once,
-  each in a fresh process with its own thread budget and GPU memory growth,
-  so N runs can share one GPU. A process that dies (killed, out of memory,
-  a crash) is retried, a bounded number of times, while the others go on.
+- :class:`ProcessExecutor` (``kl experiment --jobs N``) runs up to N at once
+  in N worker processes, each with its own thread budget and GPU memory
+  growth, so N runs can share one GPU. A worker imports TensorFlow once and
+  runs one run after another, as the sequential executor does; a run whose
+  worker dies (killed, out of memory, a crash) is retried in a fresh worker,
+  a bounded number of times, while the others go on.
 - :class:`RayExecutor` (``kl experiment --ray [ADDRESS]``) submits the runs
   as Ray tasks with their resource requests, passing the tasks they depend
   on as object references so Ray schedules them in order; Ray retries a task
@@ -124,14 +126,21 @@ def _worker_log(run_id: str):
 
 def run_in_worker(config_dict: dict, spec: RunSpec, threads: int | None,
                   verbose: int | str = 0) -> str:
-    """What a worker process or Ray task runs: configure TensorFlow, attach to
-    the opened experiment, run one spec. Returns its id."""
-    from keras_lesions.config import config_from_dict
-    from keras_lesions.experiments.registry import kind_of, open_for
+    """What a Ray task runs: configure TensorFlow, attach to the opened
+    experiment, run one spec. Returns its id."""
     from keras_lesions.runtime import configure_tensorflow, quiet_tensorflow_startup
 
     quiet_tensorflow_startup()
     configure_tensorflow(threads)
+    return _run_spec(config_dict, spec, verbose)
+
+
+def _run_spec(config_dict: dict, spec: RunSpec, verbose: int | str = 0) -> str:
+    """Attach to the opened experiment and run one spec, in a process whose
+    TensorFlow is configured. Returns its id."""
+    from keras_lesions.config import config_from_dict
+    from keras_lesions.experiments.registry import kind_of, open_for
+
     config = config_from_dict(config_dict)
     log = _worker_log(spec.id)
     exp = open_for(config, log, create=False)
@@ -196,31 +205,72 @@ def _execute_light(exp, kind, spec: RunSpec, ctx: StepContext, errors: list[str]
         errors.append(str(exc))
 
 
-def _process_main(connection, config_dict, spec, threads, verbose):
-    """A worker process: run one spec, report how it went through the pipe."""
-    from keras_lesions.runtime import raise_on_sigterm
+def _worker_main(connection, config_dict, threads, verbose):
+    """A worker process: configure TensorFlow once, then run the specs the
+    driver sends, one at a time, answering each through the pipe, until it
+    sends None or closes the pipe.
+
+    A bad input is an answer and the worker goes on; a crash or an
+    interruption ends the worker (a crashed TensorFlow is not trusted with
+    the next run: the retry gets a fresh process).
+    """
+    from keras_lesions.runtime import (
+        configure_tensorflow, quiet_tensorflow_startup, raise_on_sigterm)
 
     raise_on_sigterm()  # stop() terminates: the write in progress is undone
     try:
-        run_in_worker(config_dict, spec, threads, verbose)
-        connection.send(("ok", ""))
-    except KerasLesionsError as exc:
-        connection.send(("user-error", str(exc)))
+        quiet_tensorflow_startup()
+        configure_tensorflow(threads)
+        while True:
+            spec = connection.recv()
+            if spec is None:
+                return
+            try:
+                _run_spec(config_dict, spec, verbose)
+                answer = ("ok", "")
+            except KerasLesionsError as exc:
+                answer = ("user-error", str(exc))
+            connection.send(answer)
+            _forget_models()
+    except EOFError:  # the driver has gone
+        return
     except KeyboardInterrupt:  # Ctrl-C reaches every worker: the driver reports it once
-        connection.send(("interrupted", ""))
+        _send_last(connection, ("interrupted", ""))
     except BaseException as exc:  # a crash: traceback on stderr, then retried
         traceback.print_exc()
-        connection.send(("crash", f"{type(exc).__name__}: {exc}"))
+        _send_last(connection, ("crash", f"{type(exc).__name__}: {exc}"))
     finally:
         connection.close()
 
 
+def _send_last(connection, message) -> None:
+    try:
+        connection.send(message)
+    except OSError:  # the driver closed its end first
+        pass
+
+
+def _forget_models() -> None:
+    """Between two runs of a worker: drop the finished run's Keras state, so
+    the worker's memory does not grow with the runs it has done (each run
+    builds its networks and seeds itself afresh)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
 @dataclass
 class ProcessExecutor:
-    """Up to ``jobs`` runs at once, each in a fresh process.
+    """Up to ``jobs`` runs at once, in ``jobs`` worker processes.
 
-    Runs' GPU shares (``RunSpec.needs.gpus``) are not budgeted here: with a
-    GPU, ``jobs`` runs share it whatever each asks for (Ray budgets them).
+    Each worker imports TensorFlow once (several seconds) and then runs one
+    run after another; a run whose worker dies is started again in a fresh
+    one. Runs' GPU shares (``RunSpec.needs.gpus``) are not budgeted here:
+    with a GPU, ``jobs`` runs share it whatever each asks for (Ray budgets
+    them).
 
     Attributes:
         jobs: runs at once.
@@ -237,10 +287,11 @@ class ProcessExecutor:
             allowed: set[str] | None = None) -> None:
         import multiprocessing
 
-        spawn = multiprocessing.get_context("spawn")  # a fresh TensorFlow per run
+        spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
         threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.jobs))
         config_dict = worker_config(exp)
         running: dict[str, _Worker] = {}
+        idle: list[_Worker] = []
         attempts: dict[str, int] = {}
         errors: list[str] = []
         try:
@@ -253,15 +304,22 @@ class ProcessExecutor:
                         continue
                     for spec in ready[:max(0, self.jobs - len(running))]:
                         attempts[spec.id] = attempts.get(spec.id, 0) + 1
-                        running[spec.id] = _Worker.start(spawn, spec, config_dict, threads)
-                        ctx.log(f"started {spec.id} (process {running[spec.id].process.pid}, "
+                        worker = idle.pop() if idle else _Worker.start(spawn, config_dict,
+                                                                       threads)
+                        worker.assign(spec)
+                        running[spec.id] = worker
+                        ctx.log(f"started {spec.id} (process {worker.process.pid}, "
                                 f"{threads} threads" + (f", attempt {attempts[spec.id]}"
                                                         if attempts[spec.id] > 1 else "") + ")")
                 if not running:
                     break
                 for run_id in _wait_for_any(running):
                     worker = running.pop(run_id)
-                    status, message = worker.finish()
+                    status, message = worker.outcome()
+                    if status in ("ok", "user-error") and worker.process.is_alive():
+                        idle.append(worker)
+                    else:
+                        worker.stop()
                     if status == "ok":
                         ctx.log(f"finished {run_id}")
                     elif status == "user-error":
@@ -277,6 +335,8 @@ class ProcessExecutor:
             # an interrupted run resumes from its last epoch checkpoint next time.
             for worker in running.values():
                 worker.stop()
+            for worker in idle:
+                worker.close()
         if errors:
             raise ExecutionError(errors[0])
         _check_finished(exp, kind, allowed)
@@ -284,40 +344,58 @@ class ProcessExecutor:
 
 @dataclass
 class _Worker:
-    """One run in its own process, and the pipe its outcome comes back on."""
+    """A worker process, the pipe runs and their outcomes go through, and the
+    outcome of the run it was last given."""
 
     process: object
-    receive: object
+    connection: object
     message: tuple[str, str] | None = None
 
     @classmethod
-    def start(cls, spawn, spec: RunSpec, config_dict: dict, threads: int) -> "_Worker":
-        receive, send = spawn.Pipe(duplex=False)
-        process = spawn.Process(target=_process_main, name=spec.id, daemon=False,
-                                args=(send, config_dict, spec, threads, 0))
+    def start(cls, spawn, config_dict: dict, threads: int) -> "_Worker":
+        mine, theirs = spawn.Pipe(duplex=True)
+        process = spawn.Process(target=_worker_main, name="kl-worker", daemon=False,
+                                args=(theirs, config_dict, threads, 0))
         process.start()
-        send.close()
-        return cls(process, receive)
+        theirs.close()
+        return cls(process, mine)
+
+    def assign(self, spec: RunSpec) -> None:
+        self.message = None
+        self.connection.send(spec)
 
     def read(self) -> None:
-        """Take the worker's message off the pipe (so a long one never blocks it)."""
-        if self.message is None and self.receive.poll():
+        """Take the run's outcome off the pipe once it is there."""
+        if self.message is None and self.connection.poll():
             try:
-                self.message = self.receive.recv()
+                self.message = self.connection.recv()
             except EOFError:  # closed without a message: the process died
                 self.message = ("died", "")
 
-    def finish(self) -> tuple[str, str]:
-        self.process.join()
+    def done(self) -> bool:
+        return self.message is not None or not self.process.is_alive()
+
+    def outcome(self) -> tuple[str, str]:
         self.read()
-        self.receive.close()
-        return self.message or ("died", "")
+        if self.message is None:  # died without answering
+            self.process.join()
+            self.message = ("died", "")
+        return self.message
+
+    def close(self) -> None:
+        """An idle worker: ask it to exit, and make sure it does."""
+        try:
+            self.connection.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=30)
+        self.stop()
 
     def stop(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
-        self.receive.close()
+        self.connection.close()
 
     def how_it_ended(self, status: str, message: str) -> str:
         if status == "crash":
@@ -329,17 +407,16 @@ class _Worker:
 
 
 def _wait_for_any(running: dict[str, _Worker]) -> list[str]:
-    """Ids of the workers that have exited, waiting until there is one; messages
-    are read as they arrive, so a worker never blocks on a full pipe."""
+    """Ids of the runs whose worker has answered or died, waiting until there
+    is one."""
     from multiprocessing.connection import wait
 
     while True:
-        ready = wait([w.process.sentinel for w in running.values()]
-                     + [w.receive for w in running.values() if w.message is None])
+        wait([w.process.sentinel for w in running.values()]
+             + [w.connection for w in running.values() if w.message is None])
         for worker in running.values():
-            if worker.receive in ready:
-                worker.read()
-        finished = [i for i, w in running.items() if not w.process.is_alive()]
+            worker.read()
+        finished = [i for i, w in running.items() if w.done()]
         if finished:
             return finished
 
