@@ -47,7 +47,8 @@ def fit_lesions(n_lesions: int, folds: int, validation_fraction: float) -> float
 
 def frid_adar_images(config, n_lesions: int, n_classes: int, folds: int) -> dict:
     """Training images per step kind over the plan of a gan-curve (or
-    classic-curve) config: {"classifier": n, "dcgan": (low, high), ...}."""
+    classic-curve) config, with the number of runs and each run's epochs:
+    {"classifier": (n, runs, epochs), "dcgan": ((low, high), runs, epochs), ...}."""
     e, t, s, g = config.evaluate, config.train, config.synth, config.gan
     cells = e.repeats * len(e.folds)
     fit = fit_lesions(n_lesions, folds, e.validation_fraction)
@@ -59,14 +60,16 @@ def frid_adar_images(config, n_lesions: int, n_classes: int, folds: int) -> dict
 
     groups = config.augment.group_sizes
     classic = sum(classifier_images(fit + added) for added in groups) * cells * len(e.seeds)
-    images = {"classifier": classic}
+    classifier_runs = len(groups) * cells * len(e.seeds)
     if config.kind != "gan-curve":
-        return images
+        return {"classifier": (classic, classifier_runs, t.epochs)}
     arms_per_size = 1 + int(s.acgan) + int(s.compare_diff_augment) + int(s.more_real_data) + \
         int(s.classic_control)
     base_high = fit + max(groups)
-    images["classifier"] += sum(classifier_images(base_high + n * n_classes)
-                                for n in s.per_class_sizes) * arms_per_size * cells * len(e.seeds)
+    classic += sum(classifier_images(base_high + n * n_classes)
+                   for n in s.per_class_sizes) * arms_per_size * cells * len(e.seeds)
+    classifier_runs += len(s.per_class_sizes) * arms_per_size * cells * len(e.seeds)
+    images = {"classifier": (classic, classifier_runs, t.epochs)}
 
     def gan_images(base: float, per_gan_share: float) -> float:
         per_gan = base * per_gan_share
@@ -74,22 +77,25 @@ def frid_adar_images(config, n_lesions: int, n_classes: int, folds: int) -> dict
         return g.epochs * (per_gan // batch) * batch
 
     dcgans = n_classes * (1 + int(s.compare_diff_augment))
-    images["dcgan"] = tuple(gan_images(fit + added, 1 / n_classes) * dcgans * cells
-                            for added in (min(groups), max(groups)))
+    images["dcgan"] = (tuple(gan_images(fit + added, 1 / n_classes) * dcgans * cells
+                             for added in (min(groups), max(groups))), dcgans * cells, g.epochs)
     if s.acgan:
-        images["acgan"] = tuple(gan_images(fit + added, 1.0) * cells
-                                for added in (min(groups), max(groups)))
+        images["acgan"] = (tuple(gan_images(fit + added, 1.0) * cells
+                                 for added in (min(groups), max(groups))), cells, g.epochs)
     return images
 
 
 def ben_cohen_images(config, n_lesions: int, folds: int) -> dict:
-    """Training images per step kind over a mixture config's plan."""
+    """Training images per step kind over a mixture config's plan, with the
+    number of runs and each run's epochs (as :func:`frid_adar_images`)."""
     d, e = config.disentangle, config.evaluate
     cells = e.repeats * len(e.folds)
     per_epoch = fit_lesions(n_lesions, folds, d.validation_fraction) * d.repeats
     classifiers = 1 + 1 + len(config.mixture.controls)  # step 1 (the baseline), proposed, controls
-    return {"step1": classifiers * d.classifier_epochs * per_epoch * cells * len(e.seeds),
-            "step2": d.epochs * per_epoch * cells * len(e.seeds)}
+    runs = cells * len(e.seeds)
+    return {"step1": (classifiers * d.classifier_epochs * per_epoch * runs, classifiers * runs,
+                      d.classifier_epochs),
+            "step2": (d.epochs * per_epoch * runs, runs, d.epochs)}
 
 
 def plan_images(config) -> dict:
@@ -113,20 +119,29 @@ def project(bench: dict, gpu_tflops: float, utilization: float) -> list[dict]:
     for name, size in CONFIGS:
         config = load_config(resolve_config_path(REPO / "configs" / name))
         cpu_s, gpu_s, flop = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
-        known = True
-        for step, images in plan_images(config).items():
+        known, total_runs, by_step = True, 0, {}
+        for step, (images, runs, epochs) in plan_images(config).items():
+            total_runs += runs
             r = measured.get((step, size))
             if r is None:
                 known = False
                 continue
+            rate = r["ours"]["images_per_s"]
             for i, n in enumerate(_both(images)):
                 f = n * r["flops_per_image"]
                 flop[i] += f
                 gpu_s[i] += f / (gpu_tflops * 1e12 * utilization)
-                cpu_s[i] += n / r["ours"]["images_per_s"]
+                cpu_s[i] += n / rate
+            by_step[step] = {"runs": runs, "epochs": epochs,
+                             "cpu_seconds_per_epoch": [n / (runs * epochs) / rate
+                                                       for n in _both(images)]}
         rows.append({"config": name, "bench_size": size, "complete": known,
                      "pflop": [f / 1e15 for f in flop], "cpu_hours": [s / 3600 for s in cpu_s],
-                     "gpu_hours": [s / 3600 for s in gpu_s]})
+                     "gpu_hours": [s / 3600 for s in gpu_s], "runs": total_runs,
+                     # runs per hour of training steps: the fewer hours go with more runs/h
+                     "cpu_runs_per_hour": [total_runs * 3600 / s if s else None
+                                           for s in reversed(cpu_s)],
+                     "steps": by_step})
     return rows
 
 
@@ -153,14 +168,23 @@ def main(argv=None) -> None:
         rows = project(bench, args.gpu_tflops, args.utilization)
     except (ValueError, KeyError, TypeError) as exc:
         sys.exit(f"projection: {args.bench_json}: not a bench/run.py result ({exc})")
-    print(f"training steps only; GPU: {args.gpu_tflops:g} TFLOP/s float32 × "
-          f"{args.utilization:.0%} utilisation (assumed, not measured)")
-    print(f"{'config':31s} {'PFLOP':>11s} {'CPU hours':>13s} {'GPU hours':>11s}")
+    print(f"training steps only (runs: the trainings of the plan); GPU: {args.gpu_tflops:g} "
+          f"TFLOP/s float32 × {args.utilization:.0%} utilisation (assumed, not measured)")
+    print_projection(rows)
+
+
+def print_projection(rows: list[dict]) -> None:
+    print(f"{'config':31s} {'runs':>5s} {'PFLOP':>13s} {'CPU hours':>13s} {'CPU runs/h':>11s} "
+          f"{'GPU hours':>11s}")
     for r in rows:
-        cpu = _range(r["cpu_hours"])
-        print(f"{r['config']:31s} {_range(r['pflop'], '{:.2f}'):>11s} {cpu:>13s} "
+        per_hour = [x or 0.0 for x in r["cpu_runs_per_hour"]]
+        print(f"{r['config']:31s} {r['runs']:5d} {_range(r['pflop'], '{:.2f}'):>13s} "
+              f"{_range(r['cpu_hours']):>13s} {_range(per_hour):>11s} "
               f"{_range(r['gpu_hours'], '{:.2f}'):>11s}" + ("" if r["complete"] else
                                                              "  (a step was not benchmarked)"))
+        for step, found in r["steps"].items():
+            print(f"    {step}: {found['runs']} runs of {found['epochs']} epochs, "
+                  f"{_range(found['cpu_seconds_per_epoch'])} CPU s/epoch")
 
 
 if __name__ == "__main__":

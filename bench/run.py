@@ -27,6 +27,11 @@ groups' batched path, the online tf.data pipeline and a per-image OpenCV loop
 (``bench/bench_augment.py``) and sets them against what the classifiers
 consume.
 
+Ours and the references are measured in ``--repeats`` interleaved rounds;
+each ratio is taken within a round, and its median and range kept. From the
+measured rates it projects every bundled config's whole plan (trainings,
+CPU seconds per epoch of each kind, runs per hour: ``bench/projection.py``).
+
 Each measurement runs in its own process (so that its peak memory is its own)
 and the suite writes one JSON (``--out``) and prints a table. A benchmark, not
 a test: nothing is asserted. The sizes come from the bundled configs named in
@@ -307,19 +312,44 @@ def bench_step(step: str, size: str, args) -> dict:
     result["flops_per_image"] = flops(model)
     # every network's weights (a trainer wrapping its networks is never built itself)
     result["parameters"] = int(sum(np.prod(w.shape) for w in model.weights))
-    result["ours"] = measure_fit(model, fit_data, batch, args)
-    result["memory"] = peak_memory()
-    del model
+    measures = {"ours": lambda: measure_fit(model, fit_data, batch, args)}
     if args.jit:
-        result["ours_xla"] = measure_fit(fresh({**switches, "jit_compile": True}), fit_data,
-                                         batch, args)
-    for name, measure in references.items():
-        result[name] = measure()
-    for name in ("ours", "ours_xla", "eager", "keras_io", "plain_fit"):
-        if name in result:
-            result[name]["gflops_per_s"] = (result["flops_per_image"]
-                                            * result[name]["images_per_s"] / 1e9)
+        xla_model = fresh({**switches, "jit_compile": True})
+        measures["ours_xla"] = lambda: measure_fit(xla_model, fit_data, batch, args)
+    measures.update(references)
+    # Rounds interleave ours and the references, so a drift of the machine
+    # (another job, clock changes) reaches all of them alike; a ratio is
+    # taken within each round, and its median and range across rounds kept.
+    rounds: dict[str, list[dict]] = {name: [] for name in measures}
+    for round_index in range(args.repeats):
+        for name, measure in measures.items():
+            rounds[name].append(measure())
+        if round_index == 0:
+            result["memory"] = peak_memory()  # ours built and run: the step's own peak
+    for name, found in rounds.items():
+        result[name] = _median_round(found)
+        result[name]["gflops_per_s"] = (result["flops_per_image"]
+                                        * result[name]["images_per_s"] / 1e9)
+    result["repeats"] = args.repeats
+    result["ratios"] = {name: _ratio_range(rounds["ours"], rounds[name])
+                        for name in references}
+    if args.jit:
+        result["ratios"]["xla_over_ours"] = _ratio_range(rounds["ours_xla"], rounds["ours"])
     return result
+
+
+def _median_round(found: list[dict]) -> dict:
+    """The round of median images/s, with every round's images/s beside it."""
+    ranked = sorted(found, key=lambda r: r["images_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2],
+            "rounds_images_per_s": [r["images_per_s"] for r in found]}
+
+
+def _ratio_range(numerators: list[dict], denominators: list[dict]) -> dict:
+    """images/s of one over the other, round by round: median, min, max."""
+    ratios = [a["images_per_s"] / b["images_per_s"] for a, b in zip(numerators, denominators)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "rounds": ratios}
 
 
 def bench_matmul(args, n: int = 2048) -> dict:
@@ -384,7 +414,8 @@ def run_child(task: str, args) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", task,
                "--seconds", str(args.seconds), "--min-steps", str(args.min_steps),
                "--max-steps", str(args.max_steps), "--augment-count", str(args.augment_count),
-               "--steps-per-execution", str(args.steps_per_execution)]
+               "--steps-per-execution", str(args.steps_per_execution),
+               "--repeats", str(args.repeats)]
     if args.jit:
         command.append("--jit")
     if args.threads:
@@ -407,6 +438,17 @@ def _ratio(a, b) -> str:
     return f"{a / b:5.2f}×" if a and b else "    –"
 
 
+def _row_ratio(row: dict, name: str) -> str:
+    """Ours over reference ``name``: the median of the rounds' ratios (a row
+    written before rounds existed: the ratio of its one measurement)."""
+    found = row.get("ratios", {}).get(name)
+    if found:
+        return f"{found['median']:5.2f}×"
+    if name == "xla_over_ours":
+        return _ratio(row.get("ours_xla", {}).get("images_per_s"), row["ours"]["images_per_s"])
+    return _ratio(row["ours"]["images_per_s"], row.get(name, {}).get("images_per_s"))
+
+
 def print_table(results: dict) -> None:
     peak = results.get("matmul", {}).get("gflops_per_s")
     if peak:
@@ -424,10 +466,14 @@ def print_table(results: dict) -> None:
               f"{row['flops_per_image'] / 1e9:9.3f} {ours['images_per_s']:9.1f} "
               f"{ours['median_step_ms']:8.1f} {ours['gflops_per_s']:8.1f} {share:>6s} "
               f"{row['memory']['host_peak_mib']:8.0f}  "
-              f"{_ratio(ours['images_per_s'], row.get('eager', {}).get('images_per_s')):>6s} "
-              f"{_ratio(ours['images_per_s'], row.get('keras_io', {}).get('images_per_s')):>9s} "
-              f"{_ratio(ours['images_per_s'], row.get('plain_fit', {}).get('images_per_s')):>10s} "
-              f"{_ratio(row.get('ours_xla', {}).get('images_per_s'), ours['images_per_s']):>8s}")
+              f"{_row_ratio(row, 'eager'):>6s} {_row_ratio(row, 'keras_io'):>9s} "
+              f"{_row_ratio(row, 'plain_fit'):>10s} {_row_ratio(row, 'xla_over_ours'):>8s}")
+    ranges = [f"  {row['step']} {row['size']} {name}: {r['min']:.2f}–{r['max']:.2f}×"
+              for row in results["steps"] if "error" not in row
+              for name, r in row.get("ratios", {}).items() if len(r["rounds"]) > 1]
+    if ranges:
+        print("ratios, range over the rounds:")
+        print("\n".join(ranges))
     augment = results.get("augment")
     if augment and "error" not in augment:
         print("augmentation, images/s:")
@@ -457,6 +503,22 @@ def consumption(results: dict) -> list[str]:
     return lines
 
 
+# The GPU that bench/projection.py assumes by default (an A100's float32 without
+# tensor cores, at a utilisation that needs several runs packed on it).
+GPU_TFLOPS, GPU_UTILIZATION = 19.5, 0.3
+
+
+def whole_plans(results: dict) -> list[dict]:
+    """Each bundled config's plan projected from this run's rates (its
+    trainings, seconds per epoch of each kind, runs per hour); only the
+    configs whose bench size was measured."""
+    from projection import project
+
+    measured = {r["size"] for r in results["steps"] if "ours" in r}
+    return [row for row in project(results, GPU_TFLOPS, GPU_UTILIZATION)
+            if row["bench_size"] in measured]
+
+
 def _write(path, results: dict) -> None:
     """Write the JSON whole or not at all (a temporary, then a rename)."""
     temporary = Path(f"{path}.tmp")
@@ -471,6 +533,9 @@ def parse_args(argv=None):
     parser.add_argument("--sizes", default="cpu,paper", help="comma-separated: cpu, paper")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="timed seconds per measurement (after warm-up)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of ours and the references, interleaved; the table "
+                             "gives the median ratio, the JSON every round")
     parser.add_argument("--min-steps", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--augment-count", type=int, default=2000)
@@ -497,8 +562,9 @@ def main(argv=None) -> None:
     unknown = sorted(set(steps) - set(STEPS)) + sorted(set(sizes) - set(SIZES))
     if unknown:
         sys.exit(f"bench/run.py: unknown step or size: {', '.join(unknown)}")
-    if args.steps_per_execution < 1 or args.seconds <= 0 or not 1 <= args.min_steps <= args.max_steps:
-        sys.exit("bench/run.py: --steps-per-execution and --min-steps must be ≥ 1, "
+    if (args.steps_per_execution < 1 or args.repeats < 1 or args.seconds <= 0
+            or not 1 <= args.min_steps <= args.max_steps):
+        sys.exit("bench/run.py: --steps-per-execution, --repeats and --min-steps must be ≥ 1, "
                  "--min-steps ≤ --max-steps, and --seconds > 0")
     folder = Path(args.out).resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -507,7 +573,8 @@ def main(argv=None) -> None:
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "switches": {"jit_compile": "auto", "xla_also": args.jit,
                             "steps_per_execution": args.steps_per_execution,
-                            "dtype_policy": "float32", "threads": args.threads},
+                            "dtype_policy": "float32", "threads": args.threads,
+                            "repeats": args.repeats},
                "matmul": run_child("matmul", args), "steps": []}
     for step in steps:
         for size in sizes:
@@ -519,9 +586,16 @@ def main(argv=None) -> None:
         print("… augmentation", file=sys.stderr, flush=True)
         results["augment"] = run_child("augment", args)
     results["consumption"] = consumption(results)
+    results["projection"] = whole_plans(results)
     results["seconds"] = time.time() - started
     _write(args.out, results)
     print_table(results)
+    if results["projection"]:
+        print(f"whole plans, training steps only, from these rates (GPU: "
+              f"{GPU_TFLOPS:g} TFLOP/s × {GPU_UTILIZATION:.0%}, assumed):")
+        from projection import print_projection
+
+        print_projection(results["projection"])
     print(f"written: {args.out} ({results['seconds']:.0f} s)")
 
 

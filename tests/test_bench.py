@@ -60,3 +60,17 @@ def test_the_keras_io_shaped_reference_trains_the_project_networks():
     assert set(history) == {"d_loss", "g_loss", "d_accuracy"}  # the project trainer's trackers
     assert any(not np.array_equal(a, b) for a, b in zip(before_g, generator.get_weights()))
     assert any(not np.array_equal(a, b) for a, b in zip(before_d, discriminator.get_weights()))
+
+
+def test_ratios_are_taken_round_by_round_and_the_median_round_is_reported():
+    from run import _median_round, _ratio_range
+
+    ours = [{"images_per_s": v, "median_step_ms": 1000 / v} for v in (100.0, 90.0, 120.0)]
+    reference = [{"images_per_s": v} for v in (50.0, 100.0, 60.0)]
+    ratio = _ratio_range(ours, reference)
+    # within rounds: 2.0, 0.9, 2.0 (not the ratio of the medians, 100 / 60)
+    assert ratio["rounds"] == [2.0, 0.9, 2.0]
+    assert (ratio["median"], ratio["min"], ratio["max"]) == (2.0, 0.9, 2.0)
+    median = _median_round(ours)
+    assert median["images_per_s"] == 100.0 and median["median_step_ms"] == 10.0
+    assert median["rounds_images_per_s"] == [100.0, 90.0, 120.0]
