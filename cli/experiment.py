@@ -131,18 +131,28 @@ def augment_command(config_path, fold, output_dir):
 @click.argument("runs", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               help="Report folder (default: RUNS/report).")
-def evaluate_command(runs, out):
+@click.option("--positive-class", help="Two classes: the class whose sensitivity the operating "
+                                       "points give (default: the second class).")
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=0.9,
+              show_default=True, help="Two classes: the sensitivity a threshold chosen on each "
+                                      "run's validation patients aims at.")
+def evaluate_command(runs, out, positive_class, target_sensitivity):
     """Cross-validated metrics of the finished classifier runs under RUNS.
 
     Groups the runs by data group; for each, sums the confusion matrices over
     test folds and reports total accuracy, per-class sensitivity/specificity
     and their weighted averages, per-fold accuracy (mean ± std) and 95% CIs over
-    seeds, as JSON, Markdown and PNG.
+    seeds; ROC AUC (two classes; macro one-vs-rest for more) with a
+    patient-bootstrap CI; for two classes, sensitivity and specificity at 0.5
+    and at a threshold chosen on each run's validation patients; the expected
+    calibration error (15 bins). As JSON, Markdown and PNG (confusion matrix,
+    reliability diagram).
     """
     from keras_lesions.evaluate.crossval import evaluate_runs
     from keras_lesions.evaluate.report import text_table
 
-    results = evaluate_runs(runs, out)
+    results = evaluate_runs(runs, out, positive_class=positive_class,
+                            target_sensitivity=target_sensitivity)
     for group, result in results.items():
         click.echo(f"\n{group}")
         click.echo(text_table(result))

@@ -67,6 +67,48 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
                    f"run: {result['run_dir']}")
 
 
+@click.command("train-final")
+@config_option("configs/frid-adar-2018-quick.yaml")
+@resume_option
+@restart_option
+@click.option("--test-on", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An external test set (.h5) of other patients: the final model is tested "
+                   "once on it (default: the config's data.test_dataset).")
+@output_dir_option()
+def train_final_command(config_path, resume, restart, test_on, output_dir):
+    """Train the final classifier of an experiment on every patient.
+
+    Uses what `kl experiment` on the same config chose on its validation
+    patients (the D_aug group chosen by most cells) and writes the model, its
+    model card (MODEL_CARD.md, model_card.json: data, training, the
+    experiment's cross-validated figures, intended use and limits) into
+    OUTPUT_DIR/NAME/final/classifier. That folder is what `kl predict` and
+    `kl export` are meant for. With --test-on (or data.test_dataset), the
+    final model is tested once on that dataset of other patients and the
+    figures go beside the cross-validated ones (final/external/external.md
+    and the model card).
+    """
+    from keras_lesions.experiments.final import train_final
+
+    _one_of(resume, restart)
+    config = load(config_path, {"output_dir": output_dir})
+    bars = ProgressBars()
+    try:
+        result = train_final(config, log=note,
+                             progress=lambda done, total: bars("final model", done, total),
+                             resume=resume, restart=restart, test_on=test_on)
+    finally:
+        bars.close()
+    state = "is already trained" if result["already_done"] else "trained"
+    click.echo(f"final model {state}: {result['run_dir']} ({result['group']}, chosen "
+               f"{result['counts']}); model card: {result['card']}")
+    if result["external"] is not None:
+        pooled = result["external"]["pooled"]
+        click.echo(f"external test: accuracy {100 * pooled['accuracy']:.1f}% over "
+                   f"{pooled['n']} lesions (beside the cross-validated figures in "
+                   f"{Path(result['run_dir']).parent / 'external' / 'external.md'})")
+
+
 def _gan_options(command):
     for option in reversed([
             config_option(GAN_CONFIG, "Experiment config (YAML); its gan section sets the GAN."),
@@ -173,4 +215,5 @@ def train_disentangle_command(config_path, fold, run_dir, resume, restart, epoch
     click.echo(f"run: {result['run_dir']}")
 
 
-COMMANDS = [train_cnn_command, train_gan_command, train_acgan_command, train_disentangle_command]
+COMMANDS = [train_cnn_command, train_gan_command, train_acgan_command, train_disentangle_command,
+            train_final_command]

@@ -84,6 +84,9 @@ class DataConfig:
     phantom_seed: int = seed_field()
     phantom_difficulty: float = between(0.5, 0.0, 1.0)
     fold_seed: int = seed_field()
+    # An external test set (.h5): `kl train-final` tests the final model,
+    # trained on every patient of `dataset`, once on it (no patient shared).
+    test_dataset: str | None = None
 
 
 @dataclass
@@ -196,6 +199,12 @@ class EvaluateConfig:
     # D_aug^optimal: the smallest group whose accuracy is within this much
     # of the best group's ("saturation", §4.2.1). Our choice: one point.
     saturation_tolerance: float = between(0.01, 0.0, 1.0, ends="[)")
+    # Two-class tasks: the class whose sensitivity the reports' operating
+    # points give (null: the second class, e.g. "malignant" after "benign"),
+    # and the sensitivity a threshold chosen on each run's validation
+    # patients aims at. Our choice: 0.9.
+    positive_class: str | None = None
+    target_sensitivity: float = between(0.9, 0.0, 1.0, ends="(]")
 
 
 @dataclass
@@ -530,6 +539,12 @@ def _coerce(hint, value, where: str, key: str):
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {type(value).__name__}", where)
         return [_coerce(item_hint, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
+        # An optional setting: null, or a value of the one other type.
+        if value is None:
+            return None
+        (other,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(other, value, where, key)
     if origin in (typing.Union, types.UnionType):
         # A number or a word (mixture.alpha: 0.6 or "random").
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -36,15 +36,28 @@ def check_version_dir(out: str | os.PathLike) -> Path:
     return out
 
 
+RAW_SIGNATURE = "serve_raw"
+
+
 def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Export a finished classifier run as a TF Serving SavedModel.
 
-    The ``serving_default`` signature takes ``roi``: float32 [N, S, S, 1] in
-    [0, 1] (HU windowed W400/L50 and resized, as ``pipeline.roi_inputs``
-    makes it; a Frid-Adar classifier subtracts its training-set mean inside the
-    model, a Ben-Cohen one (E_C + classifier) normalises with batch norm) and returns
-    ``probabilities`` float32 [N, classes] and ``class_name`` string [N].
+    Two signatures, both returning ``probabilities`` float32 [N, classes] and
+    ``class_name`` string [N]:
 
+    - ``serving_default`` takes ``roi``: float32 [N, S, S, 1] in [0, 1], the
+      network input (HU windowed and resized, as ``pipeline.roi_inputs``
+      makes it; a Frid-Adar classifier subtracts its training-set mean inside
+      the model).
+    - ``serve_raw`` takes ``roi``: float32 [N, H, W, 1], ROI crops of any one
+      size in the units of the training data (HU, or normalized [0, 1]), and
+      ``hounsfield``: bool [N], whether they are HU. It windows them with the
+      run's window and resizes them in the graph with the training code's own
+      operations (``augment.classic.roi_network_inputs``), as `kl predict`
+      renders a ROI image without a diameter; a flag other than the training
+      data's unit is an InvalidArgument error.
+
+    ``assets.extra/classifier.json`` describes both and the preprocessing.
     The export is written to a temporary folder beside ``out`` and renamed
     into place when complete.
 
@@ -54,12 +67,15 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
     import tensorflow as tf
     import keras
 
+    from keras_lesions.augment.classic import roi_network_inputs
+    from keras_lesions.predict import PredictError, run_preprocessing
+    from keras_lesions.runs.folder import read_run_info
     from keras_lesions.train.classifier import load_run_model
 
     out = check_version_dir(out)
     run_dir = Path(run_dir)
+    info = read_run_info(run_dir, kind="lesion_classifier")
     model = load_run_model(run_dir)
-    info = json.loads((run_dir / "run.json").read_text())
     class_names = info.get("class_names")
     num_classes = model.output_shape[-1]
     if not class_names or len(class_names) != num_classes:
@@ -67,25 +83,85 @@ def export_classifier(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
                           "model", run_dir)
     size = model.input_shape[1]
     names = tf.constant(class_names)
+    try:
+        preprocessing = run_preprocessing(info, run_dir, int(size))
+    except PredictError:
+        # A run from before runs recorded their preprocessing, its dataset
+        # gone: the network-input signature only.
+        preprocessing = None
+    trained_on_hu = preprocessing is not None and preprocessing["intensity_unit"] == "HU"
+    margin = 0.4 if preprocessing is None or preprocessing.get("roi_margin") is None else \
+        float(preprocessing["roi_margin"])
 
     archive = keras.export.ExportArchive()
     archive.track(model)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="roi")])
-    def serve(roi):
-        probabilities = model(roi, training=False)
+    def classify(network_input):
+        probabilities = model(network_input, training=False)
         return {"probabilities": probabilities,
                 "class_name": tf.gather(names, tf.argmax(probabilities, axis=-1))}
 
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="roi")])
+    def serve(roi):
+        return classify(roi)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="roi"),
+                                  tf.TensorSpec([None], tf.bool, name="hounsfield")])
+    def serve_raw(roi, hounsfield):
+        unit = "Hounsfield units" if trained_on_hu else "normalized [0, 1] values"
+        checks = [tf.debugging.assert_equal(
+            hounsfield, tf.fill(tf.shape(hounsfield), trained_on_hu),
+            message=f"this classifier was trained on {unit}: send hounsfield="
+                    f"{str(trained_on_hu).lower()}"),
+            tf.debugging.assert_equal(tf.shape(hounsfield)[0], tf.shape(roi)[0],
+                                      message="one hounsfield flag per ROI")]
+        with tf.control_dependencies(checks):
+            if trained_on_hu:
+                low = preprocessing["window_level"] - preprocessing["window_width"] / 2.0
+                windowed = tf.clip_by_value((roi - low) / float(preprocessing["window_width"]),
+                                            0.0, 1.0)
+                return classify(roi_network_inputs(windowed, margin, size))
+            clipped = tf.clip_by_value(roi, 0.0, 1.0)
+            # As pipeline.roi_inputs: a normalized ROI already at the input size
+            # is network input as it is.
+            at_size = tf.reduce_all(tf.equal(tf.shape(roi)[1:3], size))
+            network_input = tf.cond(at_size, lambda: tf.ensure_shape(clipped, [None, size, size, 1]),
+                                    lambda: roi_network_inputs(clipped, margin, size))
+            return classify(network_input)
+
     archive.add_endpoint("serving_default", serve)
-    return _write_archive(archive, out, run_dir)
+    signatures = {"serving_default": {"inputs": {
+        "roi": f"float32 [N, {size}, {size}, 1] in [0, 1]"}}}
+    if preprocessing is not None:
+        archive.add_endpoint(RAW_SIGNATURE, serve_raw)
+        signatures[RAW_SIGNATURE] = {"inputs": {
+            "roi": "float32 [N, H, W, 1], ROI crops of one size, in "
+                   + ("HU" if trained_on_hu else "normalized [0, 1] values"),
+            "hounsfield": f"bool [N], must be {str(trained_on_hu).lower()}"}}
+    else:
+        signatures[RAW_SIGNATURE] = ("not exported: the run records no preprocessing and its "
+                                     "dataset file is gone")
+    description = {
+        "kind": "lesion_classifier", "class_names": list(class_names), "input_size": int(size),
+        "preprocessing": preprocessing,
+        "signatures": signatures,
+        "outputs": {"probabilities": f"float32 [N, {num_classes}]", "class_name": "string [N]"},
+        "run": str(run_dir),
+    }
+    from keras_lesions.model_card import CARD_JSON, CARD_MARKDOWN, card_markdown, card_of_run
+
+    card = card_of_run(run_dir)
+    return _write_archive(archive, out, run_dir, {"classifier.json": description, CARD_JSON: card},
+                          {CARD_MARKDOWN: card_markdown(card)})
 
 
-def _write_archive(archive, out: Path, run_dir: Path, extra_files: dict | None = None) -> Path:
+def _write_archive(archive, out: Path, run_dir: Path, extra_files: dict | None = None,
+                   extra_text: dict[str, str] | None = None) -> Path:
     """Write ``archive`` to a staging folder beside ``out``, then rename it into place.
 
     The run's config.yaml, run.json and done.json (and ``extra_files``:
-    name -> JSON-able payload) are copied into ``assets.extra/``.
+    name -> JSON-able payload; ``extra_text``: name -> text) are copied into
+    ``assets.extra/``.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -98,12 +174,25 @@ def _write_archive(archive, out: Path, run_dir: Path, extra_files: dict | None =
             if (run_dir / extra).is_file():
                 shutil.copy2(run_dir / extra, provenance / extra)
         for name, payload in (extra_files or {}).items():
-            (provenance / name).write_text(json.dumps(payload, indent=2, sort_keys=True),
+            (provenance / name).write_text(json.dumps(payload, indent=2, sort_keys=True,
+                                                      default=_plain),
                                            encoding="utf-8")
+        for name, text in (extra_text or {}).items():
+            (provenance / name).write_text(text, encoding="utf-8")
         os.replace(staging / "model", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:

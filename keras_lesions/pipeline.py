@@ -31,9 +31,6 @@ def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
     training groups (the identity augmentation), so test, serving and
     training inputs are resampled identically.
     """
-    from keras_lesions.augment.classic import (
-        AffineParams, augment_lesion, lesion_geometry, windowed_context)
-
     size = size or dataset.input_size
     indices = range(len(dataset)) if indices is None else indices
     out = np.empty((len(indices), size, size, 1), np.float32)
@@ -49,18 +46,65 @@ def roi_inputs(dataset: LesionDataset, indices: Sequence[int] | None = None,
         if known is not None and _same_lesion(known[0], lesion):
             out[row] = known[1]
             continue
-        if (dataset.intensity_unit == "normalized" and not lesion.has_context
-                and lesion.roi.shape == (size, size)):
-            # Already network input (e.g. synthetic lesions): resampling a
-            # size×size image to size×size would only blur it.
-            out[row, :, :, 0] = np.clip(lesion.roi, 0.0, 1.0)
-        else:
-            context = windowed_context(lesion, dataset.window_level, dataset.window_width,
-                                       dataset.intensity_unit)
-            out[row] = augment_lesion(context, lesion_geometry(lesion), [AffineParams()],
-                                      size=size)[0]
+        out[row] = _network_input(lesion, size, dataset.intensity_unit, dataset.window_level,
+                                  dataset.window_width)
         rendered[int(i)] = (_lesion_state(lesion), out[row].copy())
     return out
+
+
+def lesion_inputs(lesions: Sequence, preprocessing: dict) -> np.ndarray:
+    """Lesions that belong to no training dataset (new cases to classify) as
+    network input, rendered exactly as :func:`roi_inputs` renders a dataset's.
+
+    Args:
+        lesions: ``data.Lesion`` objects in the units ``preprocessing`` names.
+        preprocessing: :func:`preprocessing_record` of the training dataset.
+
+    Returns:
+        float32 [n, size, size, 1] in [0, 1].
+    """
+    size = int(preprocessing["input_size"])
+    out = np.empty((len(lesions), size, size, 1), np.float32)
+    for row, lesion in enumerate(lesions):
+        out[row] = _network_input(lesion, size, preprocessing["intensity_unit"],
+                                  _number(preprocessing["window_level"]),
+                                  _number(preprocessing["window_width"]))
+    return out
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _network_input(lesion, size: int, intensity_unit: str, window_level: float,
+                   window_width: float) -> np.ndarray:
+    """One lesion's original ROI as float32 [size, size, 1] in [0, 1]."""
+    from keras_lesions.augment.classic import (
+        AffineParams, augment_lesion, lesion_geometry, windowed_context)
+
+    if intensity_unit == "normalized" and not lesion.has_context and lesion.roi.shape == (size,
+                                                                                        size):
+        # Already network input (e.g. synthetic lesions): resampling a
+        # size×size image to size×size would only blur it.
+        return np.clip(lesion.roi, 0.0, 1.0)[:, :, None].astype(np.float32)
+    context = windowed_context(lesion, window_level, window_width, intensity_unit)
+    return augment_lesion(context, lesion_geometry(lesion), [AffineParams()], size=size)[0]
+
+
+def preprocessing_record(dataset: LesionDataset, size: int | None = None) -> dict:
+    """What turns a lesion of ``dataset`` into network input, as a run records
+    it (``run.json`` "preprocessing") so that new cases can be classified the
+    way its training lesions were: the units, the HU window, the network's
+    input side and how the importer cropped the ROIs."""
+    extra = dataset.extra or {}
+    normalized = dataset.intensity_unit == "normalized"  # no window: recorded as null
+    return {"intensity_unit": dataset.intensity_unit,
+            "window_level": None if normalized else float(dataset.window_level),
+            "window_width": None if normalized else float(dataset.window_width),
+            "input_size": int(size or dataset.input_size),
+            "resampling": "bicubic with antialiasing (augment.classic.augment_lesion, identity)",
+            "roi_margin": extra.get("roi_margin"), "context_margin": extra.get("context_margin"),
+            "source": extra.get("importer") or extra.get("generator")}
 
 
 def _lesion_state(lesion) -> tuple:

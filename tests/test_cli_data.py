@@ -30,7 +30,8 @@ def assert_one_line_error(result, *fragments):
     [], ["data"], ["data", "phantoms"], ["data", "import"], ["data", "check"],
     ["data", "preview"], ["data", "folds"], ["demo"], ["augment"], ["train-cnn"],
     ["evaluate"], ["experiment"], ["export"], ["models"], ["train-gan"], ["train-acgan"],
-    ["evaluate-acgan"], ["synthesize"], ["train-disentangle"], ["swap"], ["mix"],
+    ["evaluate-acgan"], ["synthesize"], ["train-disentangle"], ["swap"], ["mix"], ["predict"],
+    ["train-final"],
 ])
 def test_every_command_explains_itself(command):
     result = run(*command, "--help")

@@ -53,6 +53,8 @@ def test_overrides_and_round_trip(tmp_path):
     ("train: {epochs: [\n", "not valid YAML"),
     ("kind: gan-magic\n", "kind must be one of"),
     ("data:\n  dataset: phantoms:lidc\n", "unknown phantom preset"),
+    ("evaluate:\n  positive_class: 3\n", "evaluate.positive_class must be a string"),
+    ("evaluate:\n  target_sensitivity: 0\n", "target_sensitivity must lie in (0, 1]"),
 ])
 def test_bad_configs_give_one_line(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -60,6 +62,13 @@ def test_bad_configs_give_one_line(tmp_path, text, fragment):
         load_config(path)
     message = str(info.value)
     assert fragment in message and str(path) in message and "\n" not in message
+
+
+def test_optional_settings_take_null_or_their_type(tmp_path):
+    assert load_config(write(tmp_path, "evaluate:\n  positive_class: null\n")
+                       ).evaluate.positive_class is None
+    assert load_config(write(tmp_path, "evaluate:\n  positive_class: malignant\n")
+                       ).evaluate.positive_class == "malignant"
 
 
 def test_missing_config(tmp_path):

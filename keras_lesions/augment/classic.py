@@ -547,3 +547,49 @@ def augment_lesion(context: np.ndarray, geometry: LesionGeometry,
                          resolved.flip_signs[part], resolved.shifts[part] * scale,
                          tf.constant(grid, tf.int32), tf.constant(size, tf.int32)).numpy())
     return np.concatenate(out, axis=0)
+
+
+def roi_network_inputs(rois, roi_margin: float, size: int, oversample: float = 2.0):
+    """Serving-graph twin of ``augment_lesion(..., [AffineParams()])`` for ROIs
+    without context: pure TensorFlow, traceable into a SavedModel.
+
+    Each ROI is rendered as ``augment_lesion`` renders the lesion that the
+    class-folder importer makes of a ROI image without a diameter in its
+    CSV: the whole image is the ROI, the diameter estimated as
+    max(H, W)/(1 + 2·roi_margin). The geometry (``grid_and_prescale``), the
+    pre-shrink and ``affine_crop_resize`` are the same operations, computed
+    from the image's shape in the graph (float64, as Python computes them).
+
+    Args:
+        rois: float32 [B, H, W, 1] in [0, 1] (windowed), one size per batch.
+        roi_margin: the importer's margin the diameter is estimated with.
+        size: the network's input side.
+
+    Returns:
+        float32 [B, size, size, 1] in [0, 1].
+    """
+    rois = tf.convert_to_tensor(rois, tf.float32)
+    shape = tf.shape(rois)
+    hw = tf.cast(shape[1:3], tf.float64)
+    diameter = tf.reduce_max(hw) / (1.0 + 2.0 * roi_margin)
+    reference = tf.maximum(tf.reduce_max(hw), (1 + 2 * MARGIN_FRACTION_RANGE[1]) * diameter)
+    cap = float(max(8, int(round(oversample * size))))
+    grid = tf.minimum(tf.constant(cap, tf.float64),
+                      tf.maximum(tf.constant(8.0, tf.float64), tf.math.ceil(reference)))
+    shrink = tf.minimum(tf.constant(1.0, tf.float64), grid / reference)
+    new_hw = tf.maximum(tf.constant(2.0, tf.float64), tf.round(hw * shrink))
+
+    def shrunk():
+        resized = tf.image.resize(rois, tf.cast(new_hw, tf.int32), method="bicubic",
+                                  antialias=True)
+        return tf.clip_by_value(resized, 0.0, 1.0), tf.cast(new_hw, tf.float32) / tf.cast(
+            hw, tf.float32)
+
+    images, scale = tf.cond(shrink < 1.0, shrunk, lambda: (rois, tf.ones([2], tf.float32)))
+    batch = shape[0]
+    # the identity AffineParams: the ROI box's centre and side, no turn, flip or shift
+    centers = tf.tile((tf.cast(hw, tf.float32) / 2.0 * scale)[None], [batch, 1])
+    sides = tf.tile((tf.cast(hw, tf.float32) * scale)[None], [batch, 1])
+    return affine_crop_resize(images, centers, sides, tf.zeros([batch]),
+                              tf.ones([batch, 2]), tf.zeros([batch, 2]),
+                              grid_size=tf.cast(grid, tf.int32), size=tf.constant(size, tf.int32))

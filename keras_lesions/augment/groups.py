@@ -142,7 +142,7 @@ def _check_group_sizes(group_sizes) -> tuple[int, ...]:
 
 def build_augmentation_groups(
     dataset: LesionDataset,
-    test_fold: int,
+    test_fold: int | None,
     group_sizes: Sequence[int] = PAPER_GROUP_SIZES,
     n_rot: int = 30,
     n_flip: int = 3,
@@ -161,7 +161,8 @@ def build_augmentation_groups(
 
     Args:
         dataset: a lesion dataset with folds.
-        test_fold: the fold held out; only lesions of the other folds are used.
+        test_fold: the fold held out; only lesions of the other folds are used
+            (None: none is held out, as for a final model on every patient).
         group_sizes: augmented samples added per group (non-decreasing; §4.2.1).
         n_rot, n_flip, n_trans, n_scale: the §3.1 counts; N per lesion is
             n_rot·(1 + n_flip + n_trans + n_scale).
@@ -191,7 +192,10 @@ def build_augmentation_groups(
     if len(dataset.folds) != len(dataset):
         raise AugmentationError(
             f"the dataset has {len(dataset.folds)} fold entries for {len(dataset)} lesions")
-    train, test = train_test_indices(dataset.folds, int(test_fold))
+    if test_fold is None:  # a final model: every patient is a training patient
+        train, test = np.arange(len(dataset)), np.zeros(0, np.int64)
+    else:
+        train, test = train_test_indices(dataset.folds, int(test_fold))
     if train_indices is not None:
         train = np.asarray(sorted(set(int(i) for i in train_indices)), np.int64)
         if np.isin(train, test).any():
@@ -284,7 +288,9 @@ def build_augmentation_groups(
         with h5py.File(tmp, "w") as h5:
             attrs = {
                 "format": GROUPS_FORMAT, "format_version": GROUPS_FORMAT_VERSION,
-                "test_fold": int(test_fold), "seed": int(seed), "n_rot": int(n_rot),
+                # -1: none held out (a final model's groups)
+                "test_fold": -1 if test_fold is None else int(test_fold), "seed": int(seed),
+                "n_rot": int(n_rot),
                 "n_flip": int(n_flip), "n_trans": int(n_trans), "n_scale": int(n_scale),
                 "n_per_lesion": int(n_per_lesion), "group_sizes": json.dumps(list(sizes)),
                 "size": int(size), "oversample": float(oversample),
@@ -320,8 +326,9 @@ def build_augmentation_groups(
                                  ("flip", flip), ("shift_px", shift), ("margin_px", margin),
                                  ("zoom", zoom), ("crop_side_px", crop_side)):
                 aug.create_dataset(name, data=values)
-    return GroupsBuildResult(path=path, test_fold=int(test_fold), n_train_lesions=n_train,
-                             group_sizes=sizes, per_lesion_augmented=per_lesion, notes=notes)
+    return GroupsBuildResult(path=path, test_fold=-1 if test_fold is None else int(test_fold),
+                             n_train_lesions=n_train, group_sizes=sizes,
+                             per_lesion_augmented=per_lesion, notes=notes)
 
 
 def _write_images(h5: h5py.File, name: str, images: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Importing class folders of already-cropped lesion ROIs (``SOURCE/<class>/<ROI>``)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,54 @@ def import_class_folders(
     )
     dataset.validate(source)
     return dataset
+
+
+def import_image_folder(
+    source: str | os.PathLike,
+    *,
+    roi_margin: float = 0.4,
+    npy_unit: str = "HU",
+    log: Callable[[str], None] = print,
+) -> tuple[list[Lesion], str]:
+    """Read a folder of unlabelled ROI images (new cases to classify).
+
+    Every visible file of ``source`` must be a readable ROI, read as
+    :func:`import_class_folders` reads the files of a class folder; there are
+    no sub-folders and no classes. Lesion ids are the file names without
+    suffix, patients the file names; ``label`` is −1 (unknown).
+
+    Returns:
+        (lesions in file-name order, their one intensity unit).
+
+    Raises:
+        ImportSourceError: naming the file or folder at fault.
+    """
+    check_options(roi_margin, roi_margin, 64, npy_unit)
+    source = Path(source)
+    if not source.is_dir():
+        raise ImportSourceError("expected a folder of ROI images", source)
+    files = []
+    for entry in visible_entries(source):
+        if entry.is_dir():
+            raise ImportSourceError(
+                f"holds the folder {entry.name!r} beside images: give either a folder of "
+                "images or one sub-folder of images per class", source)
+        files.append(_RoiFile(entry, entry.name, "", ""))
+    if not files:
+        raise ImportSourceError("holds no images", source)
+    images = {f.rel: read_roi_image(f.path, npy_unit) for f in files}
+    unit = _single_unit(files, images, source)
+    lesions = []
+    for f in files:
+        image, _, spacing = images[f.rel]
+        lesion = _roi_lesion(f, image, spacing, None, [""], roi_margin, log)
+        lesions.append(dataclasses.replace(lesion, lesion_id=f.path.stem, label=-1))
+    stems = [lesion.lesion_id for lesion in lesions]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise ImportSourceError(f"files named {repeated[0]!r} with different suffixes: ids "
+                                "are file names without suffix, rename one", source)
+    return lesions, unit
 
 
 def _roi_lesions(files: list[_RoiFile], images: dict, rows: dict[str, CsvRow] | None,

@@ -18,11 +18,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.evaluate.discrimination import DEFAULT_TARGET_SENSITIVITY
 from keras_lesions.evaluate.report import summarize_predictions, write_summary
 from keras_lesions.io import save_figure, write_json, write_text
 from keras_lesions.runs.folder import read_done
-from keras_lesions.runs.predictions import PREDICTIONS, read_predictions
+from keras_lesions.runs.predictions import PREDICTIONS, VALIDATION_PREDICTIONS, read_predictions
 
 
 def group_name(index: int) -> str:
@@ -37,7 +40,10 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
     Returns:
         ``{"repeat", "fold", "seed", "group", "y_true", "y_pred",
         "probabilities", "lesion_ids", "run_dir", "class_names", "dataset",
-        "added_samples", "n_train", "sgd_steps"}``.
+        "added_samples", "n_train", "sgd_steps", "validation"}``; "validation"
+        holds the run's validation predictions (what a threshold may be
+        chosen on) when the record is of its test predictions and the run
+        has them, else None.
 
     Raises:
         RunError: an unfinished run, or a damaged record.
@@ -45,6 +51,15 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
     """
     done = read_done(run_dir)
     predictions = read_predictions(run_dir, predictions_file)
+    validation = None
+    if predictions_file == PREDICTIONS and (Path(run_dir) / VALIDATION_PREDICTIONS).is_file():
+        validation = read_predictions(run_dir, VALIDATION_PREDICTIONS)
+    names = done.get("class_names")
+    if isinstance(names, list) and np.ndim(predictions["probabilities"]) == 2 and \
+            predictions["probabilities"].shape[1] != len(names):
+        raise KerasLesionsError(f"{predictions_file} has {predictions['probabilities'].shape[1]} "
+                                f"probability columns for the {len(names)} classes done.json "
+                                "lists; delete the run folder to train it again", run_dir)
     try:
         fold, seed = int(done["fold"]), int(done["seed"])
     except (KeyError, TypeError, ValueError):
@@ -57,7 +72,7 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
             "lesion_ids": predictions["lesion_ids"], "run_dir": str(run_dir),
             "class_names": done.get("class_names"), "dataset": done.get("dataset"),
             "added_samples": done.get("added_samples"), "n_train": done.get("n_train"),
-            "sgd_steps": done.get("sgd_steps")}
+            "sgd_steps": done.get("sgd_steps"), "validation": validation}
 
 
 def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
@@ -99,20 +114,50 @@ def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
     return grouped
 
 
-def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
+def evaluate_runs(runs_root: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                  positive_class: str | None = None,
+                  target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY) -> dict:
     """Cross-validated metrics of every group of finished runs under a folder.
 
-    Writes ``<group>.json/.md/-confusion.png`` into ``out_dir`` (default:
-    ``runs_root/report``) and returns {group: summary}.
+    Writes ``<group>.json/.md/-confusion.png/-reliability.png`` into
+    ``out_dir`` (default: ``runs_root/report``) and returns {group: summary}.
+    The AUC's and operating points' intervals resample the patients of the
+    dataset the runs name, when it can be read.
     """
     grouped = collect_runs(runs_root)
+    if positive_class is not None:
+        for records in grouped.values():
+            names = records[0]["class_names"] or []
+            if len(names) != 2 or positive_class not in names:
+                raise KerasLesionsError(
+                    f"--positive-class {positive_class!r}: the runs' classes are "
+                    f"{', '.join(names)}; operating points need one of two classes", runs_root)
     out_dir = Path(out_dir) if out_dir is not None else Path(runs_root) / "report"
     results = {}
     for group, records in grouped.items():
-        summary = summarize_predictions(records, records[0]["class_names"])
+        summary = summarize_predictions(records, records[0]["class_names"],
+                                        patients_of_runs(records), positive_class=positive_class,
+                                        target_sensitivity=target_sensitivity)
         write_summary(summary, out_dir, group, group)
         results[group] = summary
     return results
+
+
+def patients_of_runs(records: Sequence[dict]) -> dict[str, str] | None:
+    """Lesion id -> patient id from the dataset file the runs name, or None
+    when it cannot be read (the intervals then resample lesions, and say so)."""
+    from keras_lesions.data import read_dataset
+
+    path = records[0].get("dataset") if records else None
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        dataset = read_dataset(path, images=False)
+    except KerasLesionsError:
+        return None
+    patient_of = dict(zip(dataset.lesion_ids.tolist(), dataset.patient_ids.tolist()))
+    wanted = {str(i) for r in records for i in np.asarray(r["lesion_ids"]).tolist()}
+    return patient_of if wanted <= set(patient_of) else None
 
 
 def curve_point(group: str, added: int, summary: dict, ci95=(float("nan"), float("nan"))) -> dict:

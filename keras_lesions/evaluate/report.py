@@ -10,22 +10,34 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from keras_lesions.evaluate.discrimination import (
+    DEFAULT_TARGET_SENSITIVITY, discrimination_summary, write_reliability_png)
 from keras_lesions.io import atomic_path, save_figure
 from keras_lesions.evaluate.metrics import confusion_matrix, mean_std_ci, metrics_from_confusion
 
 
-def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -> dict:
+def summarize_predictions(records: Sequence[dict], class_names: Sequence[str],
+                          patient_of: Mapping[str, str] | None = None, *,
+                          positive_class: str | None = None,
+                          target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY) -> dict:
     """Cross-validated metrics of one configuration from its test-fold predictions.
 
     Args:
         records: one per (repeat, fold, seed) run, each with "fold", "seed",
             optionally "repeat" (default 0), "y_true" (int [n]) and "y_pred"
-            (int [n]).
+            (int [n]); with "probabilities" and "lesion_ids" (as
+            ``crossval.run_record`` reads them) also AUC and calibration.
         class_names: class order of the labels.
+        patient_of: lesion id -> patient id, the unit the AUC's and the
+            operating points' bootstrap resamples.
+        positive_class, target_sensitivity: two classes: the positive class
+            (default the second) and the sensitivity a threshold chosen on
+            each run's validation patients aims at
+            (``discrimination.discrimination_summary``).
 
     Returns:
         dict: "pooled" (metrics of the confusion matrix summed over every
@@ -51,7 +63,7 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -
         by_run[key] += matrix
     run_accuracy = {f"repeat{r}/seed{s}": float(np.trace(m) / max(m.sum(), 1))
                     for (r, s), m in sorted(by_run.items())}
-    return {
+    summary = {
         "class_names": list(class_names),
         "pooled": metrics_from_confusion(total, class_names),
         "confusion": (total / max(len(by_run), 1)).tolist(),
@@ -60,6 +72,11 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str]) -
         "accuracy_by_seed": {"values": run_accuracy,
                              **mean_std_ci(list(run_accuracy.values()))},
     }
+    if records and all("probabilities" in r and "lesion_ids" in r for r in records):
+        summary["discrimination"] = discrimination_summary(
+            records, class_names, patient_of, positive_class=positive_class,
+            target_sensitivity=target_sensitivity)
+    return summary
 
 
 def count_text(value: float) -> str:
@@ -98,11 +115,58 @@ def markdown_tables(summary: dict, title: str) -> str:
                      f"{c['support']} |")
     lines.append(f"| weighted average | {_pct(pooled['weighted_sensitivity'])} | "
                  f"{_pct(pooled['weighted_specificity'])} | {pooled['n']} |")
+    if "discrimination" in summary:
+        lines += ["", *discrimination_lines(summary["discrimination"])]
     lines += ["", "| repeat | fold | seed | accuracy | n |", "|---|---|---|---|---|"]
     for r in summary["per_fold"]:
         lines.append(f"| {r.get('repeat', 0)} | {r['fold']} | {r['seed']} | "
                      f"{_pct(r['accuracy'])} | {r['n']} |")
     return "\n".join(lines) + "\n"
+
+
+def _interval(ci) -> str:
+    low, high = ci
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval"
+    return f"95% CI {100 * low:.1f}–{100 * high:.1f}"
+
+
+def discrimination_lines(discrimination: dict) -> list[str]:
+    """AUC, operating points and calibration as Markdown sentences and a table."""
+    auc = discrimination["auc"]
+    value = auc["value"]
+    low, high = auc["ci95"]
+    if not np.isfinite(value):
+        auc_text = "n/a (a test fold lacks a class)"
+    elif np.isfinite(low) and np.isfinite(high):
+        auc_text = f"{value:.3f} (95% CI {low:.3f}–{high:.3f}, {auc['resampled']} resampled)"
+    else:
+        auc_text = f"{value:.3f} (no interval)"
+    cal = discrimination["calibration"]
+    lines = [f"{auc['kind'][0].upper()}{auc['kind'][1:]}: {auc_text}, mean over {auc['n_cells']} trained "
+             "model(s).",
+             f"Calibration: expected calibration error {_pct(cal['ece'])} "
+             f"({cal['bins']} equal-width bins of the top-label confidence, "
+             f"n = {cal['n']}; 0% is perfectly calibrated)."]
+    if "positive_class" in discrimination:
+        lines += ["", f"Operating points (positive class: {discrimination['positive_class']}):",
+                  "", "| threshold | sensitivity | specificity |", "|---|---|---|"]
+        half = discrimination["at_0.5"]
+        lines.append(f"| 0.5 | {_pct(half['sensitivity'])} ({_interval(half['sensitivity_ci95'])})"
+                     f" | {_pct(half['specificity'])} ({_interval(half['specificity_ci95'])}) |")
+        chosen = discrimination["at_validation_threshold"]
+        target = _pct(chosen["target_sensitivity"])
+        if chosen["available"]:
+            spread = chosen["thresholds"]
+            lines.append(
+                f"| chosen on validation for sensitivity ≥ {target} (median "
+                f"{chosen['threshold']:.3f}, {min(spread):.3f}–{max(spread):.3f} over runs) | "
+                f"{_pct(chosen['sensitivity'])} ({_interval(chosen['sensitivity_ci95'])}) | "
+                f"{_pct(chosen['specificity'])} ({_interval(chosen['specificity_ci95'])}) |")
+        else:
+            lines.append(f"| chosen on validation for sensitivity ≥ {target} | n/a: "
+                         f"{chosen['why']} | |")
+    return lines
 
 
 def text_table(summary: dict) -> str:
@@ -122,6 +186,18 @@ def text_table(summary: dict) -> str:
                  + ", ".join(_pct(r["accuracy"]) for r in summary["per_fold"])
                  + (f"   (mean {100 * acc['mean']:.1f} ± {100 * acc['std']:.1f})"
                     if acc["n"] > 1 else ""))
+    if "discrimination" in summary:
+        d = summary["discrimination"]
+        auc = d["auc"]
+        low, high = auc["ci95"]
+        value = f"{auc['value']:.3f}" if np.isfinite(auc["value"]) else "n/a"
+        line = (f"AUC: {value}" + (f" [{low:.3f}, {high:.3f}]" if np.isfinite(low) else "")
+                + f"   ECE: {_pct(d['calibration']['ece'])}")
+        if "positive_class" in d:
+            half = d["at_0.5"]
+            line += (f"   {d['positive_class']} at 0.5: sensitivity {_pct(half['sensitivity'])}, "
+                     f"specificity {_pct(half['specificity'])}")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -169,7 +245,8 @@ def write_confusion_png(summary: dict, path: str | os.PathLike, title: str) -> N
 
 
 def write_summary(summary: dict, out_dir: str | os.PathLike, name: str, title: str) -> list[Path]:
-    """Write NAME.json, NAME.md and NAME-confusion.png into ``out_dir``."""
+    """Write NAME.json, NAME.md, NAME-confusion.png and, with probabilities,
+    NAME-reliability.png into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}-confusion.png"]
@@ -178,4 +255,7 @@ def write_summary(summary: dict, out_dir: str | os.PathLike, name: str, title: s
     with atomic_path(paths[1], suffix=".md") as tmp:
         tmp.write_text(markdown_tables(summary, title), encoding="utf-8")
     write_confusion_png(summary, paths[2], title)
+    if "discrimination" in summary:
+        paths.append(out_dir / f"{name}-reliability.png")
+        write_reliability_png(summary["discrimination"]["calibration"], paths[-1], title)
     return paths

@@ -25,7 +25,9 @@ in patients. Each function answers one question under those facts:
   is the AUC's counterpart of the pooled, patient-resampled accuracy interval;
   :func:`macro_ovr_auc` is the AUC both use.
 * :func:`wilson_interval`: the interval of one proportion (a sensitivity,
-  a specificity, one arm's accuracy on one run).
+  a specificity, one arm's accuracy on one run);
+  :func:`cluster_bootstrap_proportion` and :func:`cluster_bootstrap_auc`:
+  one arm's pooled proportion and mean AUC with patient-resampled intervals.
 * :func:`detectable_difference`: what the comparison could have found: the
   smallest accuracy difference a paired test of n lesions detects with 80%
   power (Connor 1987); it says whether "no evidence" means "no effect" or
@@ -165,6 +167,47 @@ def cluster_bootstrap_difference(correct_a: Sequence[bool], correct_b: Sequence[
     patient_sizes = np.bincount(index, minlength=n_clusters).astype(np.float64)
     draws = _cluster_draw_counts(n_clusters, n_boot, seed)
     resampled = (draws @ patient_sums) / (draws @ patient_sizes)
+    result.update(ci95=_percentile_interval(resampled, confidence), n_boot=int(n_boot))
+    return result
+
+
+def cluster_bootstrap_proportion(successes: Sequence[bool], counted: Sequence[bool],
+                                 clusters: Sequence, *, n_boot: int = 2000, seed: int = 0,
+                                 confidence: float = 0.95) -> dict:
+    """A pooled proportion (a sensitivity, a specificity) with a patient-cluster
+    bootstrap interval.
+
+    The proportion is Σ successes / Σ counted over the predictions that count
+    (for a sensitivity: the true positives among the lesions of the class);
+    patients are resampled as in :func:`cluster_bootstrap_difference`, so the
+    repeated predictions of one lesion and a patient's lesions move together.
+
+    Args:
+        successes: per prediction, whether it is a success (only read where
+            ``counted``).
+        counted: per prediction, whether it is in the denominator.
+        clusters: per prediction, its patient.
+
+    Returns:
+        {"value", "ci95", "n": predictions counted, "n_clusters", "n_boot"};
+        NaN value without a counted prediction, NaN interval with fewer than
+        two patients among the counted ones.
+    """
+    hit = np.asarray(successes, bool).reshape(-1)
+    used = np.asarray(counted, bool).reshape(-1)
+    index, _ = _cluster_index(clusters)
+    if not hit.shape == used.shape == index.shape:
+        raise ValueError("successes, counted and clusters must have one entry per prediction")
+    index, n_clusters = _cluster_index(index[used])
+    hit = hit[used]
+    result = {"value": float(hit.mean()) if hit.size else math.nan, "ci95": _nan_interval(),
+              "n": int(hit.size), "n_clusters": n_clusters, "n_boot": 0}
+    if n_clusters < 2:
+        return result
+    patient_hits = np.bincount(index, weights=hit.astype(np.float64), minlength=n_clusters)
+    patient_sizes = np.bincount(index, minlength=n_clusters).astype(np.float64)
+    draws = _cluster_draw_counts(n_clusters, n_boot, seed)
+    resampled = (draws @ patient_hits) / (draws @ patient_sizes)
     result.update(ci95=_percentile_interval(resampled, confidence), n_boot=int(n_boot))
     return result
 
@@ -421,6 +464,55 @@ def _weighted_macro_aucs(y: np.ndarray, probabilities: np.ndarray, n_classes: in
                     for c in range(n_classes)], axis=0)
 
 
+def _resampled_mean_auc(y: np.ndarray, probabilities: np.ndarray, index: np.ndarray,
+                        members: Sequence[np.ndarray], draws: np.ndarray,
+                        n_classes: int) -> np.ndarray:
+    """Per resample (row of ``draws``), the mean over cells of the weighted macro AUC."""
+    resampled = np.zeros(len(draws))
+    for rows in members:
+        weights = draws[:, index[rows]]  # a prediction weighs as often as its patient was drawn
+        resampled += _weighted_macro_aucs(y[rows], probabilities[rows], n_classes, weights)
+    return resampled / len(members)
+
+
+def cluster_bootstrap_auc(y_true: Sequence[int], probabilities: np.ndarray, clusters: Sequence,
+                          cells: Sequence, *, n_classes: int, n_boot: int = 1000, seed: int = 0,
+                          confidence: float = 0.95) -> dict:
+    """One arm's mean-over-cells macro AUC with a patient bootstrap interval.
+
+    The AUC of each cell (one trained model: a repeat, fold and seed) by
+    :func:`macro_ovr_auc`, averaged over the cells: the predictions of
+    different models are not pooled into one ranking, since their scores
+    need not be on one scale. Patients are resampled as in
+    :func:`cluster_bootstrap_auc_difference`.
+
+    Returns:
+        {"auc", "ci95", "n_boot": resamples used, "skipped", "n_clusters",
+        "n_cells"}; NaN if some cell lacks a class.
+    """
+    y = np.asarray(y_true, np.int64).reshape(-1)
+    p = np.asarray(probabilities, np.float64)
+    cell_of = np.asarray(cells).reshape(-1)
+    index, n_clusters = _cluster_index(clusters)
+    if not (p.shape == (y.size, n_classes) and y.shape == cell_of.shape == index.shape):
+        raise ValueError("y_true, probabilities, clusters and cells must describe the same "
+                         "predictions")
+    members = [np.flatnonzero(cell_of == cell) for cell in np.unique(cell_of)]
+    auc = (float(np.mean([macro_ovr_auc(y[r], p[r], n_classes) for r in members]))
+           if members else math.nan)
+    result = {"auc": auc, "ci95": _nan_interval(), "n_boot": 0, "skipped": 0,
+              "n_clusters": n_clusters, "n_cells": len(members)}
+    if math.isnan(auc) or n_clusters < 2:
+        return result
+    resampled = _resampled_mean_auc(y, p, index, members,
+                                    _cluster_draw_counts(n_clusters, n_boot, seed), n_classes)
+    valid = resampled[~np.isnan(resampled)]
+    result["skipped"] = int(n_boot - valid.size)
+    if valid.size:
+        result.update(ci95=_percentile_interval(valid, confidence), n_boot=int(valid.size))
+    return result
+
+
 def cluster_bootstrap_auc_difference(y_true: Sequence[int], prob_a: np.ndarray,
                                      prob_b: np.ndarray, clusters: Sequence, cells: Sequence,
                                      *, n_classes: int, n_boot: int = 500, seed: int = 0,
@@ -463,12 +555,8 @@ def cluster_bootstrap_auc_difference(y_true: Sequence[int], prob_a: np.ndarray,
     if math.isnan(difference) or n_clusters < 2:
         return result
     draws = _cluster_draw_counts(n_clusters, n_boot, seed)
-    resampled = np.zeros(n_boot)
-    for rows in members:
-        weights = draws[:, index[rows]]  # a prediction weighs as often as its patient was drawn
-        resampled += (_weighted_macro_aucs(y[rows], pb[rows], n_classes, weights)
-                      - _weighted_macro_aucs(y[rows], pa[rows], n_classes, weights))
-    resampled /= len(members)
+    resampled = (_resampled_mean_auc(y, pb, index, members, draws, n_classes)
+                 - _resampled_mean_auc(y, pa, index, members, draws, n_classes))
     valid = resampled[~np.isnan(resampled)]
     result["skipped"] = int(n_boot - valid.size)
     if valid.size:

@@ -27,7 +27,7 @@ from keras_lesions.data.folds import Split
 from keras_lesions.errors import DatasetError, KerasLesionsError
 from keras_lesions.evaluate.crossval import (
     curve_point, group_name, run_record, saturation_point, write_curve_report)
-from keras_lesions.evaluate.report import summarize_predictions, text_table
+from keras_lesions.evaluate.report import text_table
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.layout import cell_tag
@@ -345,7 +345,7 @@ def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
                    run_dir: Path | None = None) -> float:
     """Train a classifier spec's run (into ``run_dir``, default its plan folder)
     and test it on its cell; returns the test accuracy."""
-    from keras_lesions.pipeline import one_hot
+    from keras_lesions.pipeline import one_hot, preprocessing_record
 
     p = spec.params
     repeat, fold, group_index = p["repeat"], p["fold"], p["group_index"]
@@ -369,7 +369,9 @@ def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
     run_info = {"repeat": repeat, "fold": fold, "group": p["group"], "n_fit": int(len(split.fit)),
                 "base_group": group_name(group_index), "added_samples": p["base_added"],
                 "n_added": n_added, "additions": p["additions"], "validation_held_out": held_out,
-                "class_names": exp.class_names, "dataset": str(exp.dataset_path)}
+                "class_names": exp.class_names, "dataset": str(exp.dataset_path),
+                "preprocessing": preprocessing_record(exp.dataset,
+                                                      exp.config.classifier.input_size)}
     return train_and_test(exp, run_dir or exp.layout.run_dir(spec.id), images, targets, split,
                           p["seed"], run_info, ctx)
 
@@ -434,7 +436,7 @@ def classic_curve(exp: Experiment, plan_: Plan) -> tuple[list[dict], dict[str, d
     for index, added in enumerate(exp.config.augment.group_sizes):
         records = arm_records(exp, plan_, group_name(index))
         if records:
-            summaries[group_name(index)] = summarize_predictions(records, exp.class_names)
+            summaries[group_name(index)] = exp.summarize(records)
             curve.append(curve_point(group_name(index), added, summaries[group_name(index)],
                                      accuracy_interval(records, patient_of)))
     return curve, summaries
@@ -464,7 +466,7 @@ def classic_report(exp: Experiment, plan_: Plan) -> dict:
     choices = cell_choices(exp)
     optimal = optimal_records(exp, plan_, choices)
     return write_curve_report(curve, summaries, choices,
-                              summarize_predictions(optimal, exp.class_names),
+                              exp.summarize(optimal),
                               exp.layout.report, exp.config.evaluate.saturation_tolerance,
                               selected_on(exp.config))
 

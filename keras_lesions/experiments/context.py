@@ -20,6 +20,10 @@ from keras_lesions.io import write_json
 from keras_lesions.runs.folder import first_difference
 
 PHANTOM_PREFIX = "phantoms:"
+# Settings only the reports (operating points) and the final model's
+# external test read: (section, key).
+REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sensitivity"),
+                        ("data", "test_dataset"))
 Log = Callable[[str], None]
 # (label, done, total), drawn as bars by the CLI
 Progress = Callable[[str, int, int], None]
@@ -81,6 +85,16 @@ class Experiment:
         """Lesion id -> patient id (the unit the statistics resample)."""
         return dict(zip(self.dataset.lesion_ids.tolist(), self.dataset.patient_ids.tolist()))
 
+    def summarize(self, records: Sequence[dict]) -> dict:
+        """``summarize_predictions`` of runs of this experiment: intervals over
+        its patients, operating points as ``evaluate`` sets them."""
+        from keras_lesions.evaluate.report import summarize_predictions
+
+        evaluate = self.config.evaluate
+        return summarize_predictions(records, self.class_names, self.patient_of(),
+                                     positive_class=evaluate.positive_class,
+                                     target_sensitivity=evaluate.target_sensitivity)
+
     def repeat_dataset(self, repeat: int) -> LesionDataset:
         """The dataset with the folds of ``repeat`` (repeat 0: the dataset itself),
         for code that reads a dataset's folds."""
@@ -115,6 +129,11 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     if not settings["data"]["dataset"].startswith(PHANTOM_PREFIX):
         # the dataset file itself, wherever the command was started from
         settings["data"]["dataset"] = str(Path(settings["data"]["dataset"]).resolve())
+    # What the reports and the final model read, not what any run of the
+    # plan does: changing them remakes a report, never a run.
+    for section, key in REPORT_ONLY_SETTINGS:
+        if section in sections:
+            settings[section].pop(key, None)
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
     # The precision only where it is not float32: folders made before the
     # switch existed keep their fingerprint.
@@ -158,6 +177,12 @@ def prepare_dataset(config: ExperimentConfig, layout: ExperimentLayout, log: Log
     header = read_dataset(path, images=False)
     if header.folds is None:
         raise DatasetError("has no fold assignment: run `kl data folds` on it first", path)
+    positive = config.evaluate.positive_class
+    if positive is not None and (len(header.class_names) != 2
+                                 or positive not in header.class_names):
+        raise ConfigError(
+            f"evaluate.positive_class is {positive!r}, but the dataset's classes are "
+            f"{', '.join(header.class_names)}: it must name one of two classes", path)
     bad = [f for f in config.evaluate.folds if f >= header.fold_k]
     if bad:
         raise DatasetError(f"config asks for fold {bad[0]} but the dataset has folds "

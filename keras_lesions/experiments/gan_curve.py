@@ -34,7 +34,7 @@ from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.evaluate.crossval import group_name, run_record
 from keras_lesions.evaluate.gan_report import write_gan_report, write_synthetic_grid
-from keras_lesions.evaluate.report import summarize_predictions, text_table
+from keras_lesions.evaluate.report import text_table
 from keras_lesions.evaluate.verdict import accuracy_interval, compare_arms
 from keras_lesions.experiments import classic_curve as classic
 from keras_lesions.experiments.context import Experiment
@@ -552,7 +552,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     names = exp.class_names
     found, arms, curves = comparisons(exp, the_plan)
     effect = selection_effect(exp, the_plan, arms)
-    summaries = {arm: summarize_predictions(records, names)
+    summaries = {arm: exp.summarize(records)
                  for arm, records in arms.items() if records}
     quality = {cell_tag(s.params["repeat"], s.params["fold"]):
                read_json_record(exp.layout.data_file(s.id, ".json"))

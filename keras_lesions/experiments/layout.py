@@ -17,6 +17,10 @@
     choices/<cell>/<name>.json      choices that later runs depend on, per cell
                                     (D_aug optimal, the best synthetic sizes)
     report/                         tables, figures, result.json
+    final/augment.h5, final/classifier/
+                                    the final model: every patient, the
+                                    settings chosen on validation, its model
+                                    card (``kl train-final``)
 
 Run ids name what a run is (fold, what it trains, the base group it starts
 from, its seed); nothing reads meaning back out of a path: every run records
@@ -74,6 +78,11 @@ class ExperimentLayout:
 
     def data_file(self, run_id: str, suffix: str = ".h5") -> Path:
         return self.root / "data" / f"{run_id}{suffix}"
+
+    @property
+    def final(self) -> Path:
+        """The final model trained on every patient (``kl train-final``)."""
+        return self.root / "final"
 
     def choice(self, name: str) -> Path:
         return self.root / "choices" / f"{name}.json"

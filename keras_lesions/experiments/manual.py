@@ -14,7 +14,7 @@ from pathlib import Path
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.folds import train_test_indices
 from keras_lesions.evaluate.crossval import group_name, run_record
-from keras_lesions.evaluate.report import summarize_predictions, write_summary
+from keras_lesions.evaluate.report import write_summary
 from keras_lesions.experiments import classic_curve as classic
 from keras_lesions.experiments import gan_curve as gan
 from keras_lesions.experiments import mixture
@@ -153,7 +153,7 @@ def evaluate_acgan(config: ExperimentConfig, folds=None, log=print) -> dict:
         if not is_done(exp.layout.run_dir(spec.id)):
             gan.acgan_discriminator_step(exp, spec, StepContext())
         records.append(run_record(exp.layout.run_dir(spec.id)))
-    result = summarize_predictions(records, exp.class_names)
+    result = exp.summarize(records)
     write_summary(result, exp.layout.report, "ACGAN_discriminator",
                   "ACGAN discriminator as the classifier (Table 5, last row)")
     return result

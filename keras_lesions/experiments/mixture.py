@@ -38,7 +38,7 @@ from keras_lesions.data.folds import fit_validation_test_indices
 from keras_lesions.evaluate.crossval import run_record
 from keras_lesions.evaluate.mixture_report import (
     CONTROL_TITLES, adversary_summary, mixture_markdown)
-from keras_lesions.evaluate.report import side_by_side, summarize_predictions, write_summary
+from keras_lesions.evaluate.report import side_by_side, write_summary
 from keras_lesions.evaluate.verdict import HELPED, compare_arms, paired_differences
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
@@ -197,7 +197,7 @@ def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, fit_idx: n
     """Train the specified classifier on the real fit lesions (one-hot) plus
     ``cases`` (soft targets), at the baseline's SGD steps per epoch, and test it."""
     from keras_lesions.augment.online import prepare_online_canvases
-    from keras_lesions.pipeline import one_hot, roi_inputs
+    from keras_lesions.pipeline import one_hot, preprocessing_record, roi_inputs
     from keras_lesions.runs.predictions import predict_and_record
     from keras_lesions.train.specified_classifier import best_epoch, train_specified_classifier
 
@@ -214,6 +214,7 @@ def _train_soft_arm(exp: Experiment, spec: RunSpec, ctx: StepContext, fit_idx: n
     steps_per_epoch = baseline_steps_per_epoch(config, len(real))
     info = {"repeat": repeat, "fold": fold, "group": group,
             "dataset": str(exp.dataset_path), "class_names": names, "mixtures": str(mixed_path),
+            "preprocessing": preprocessing_record(dataset, size),
             "n_real": int(len(real)), "n_mixed": int(len(cases)),
             "sgd_steps": steps_per_epoch * config.disentangle.classifier_epochs}
     ctx.log(f"{spec.id}: training on {len(real)} real images + {len(cases)} {what} "
@@ -291,10 +292,10 @@ def attribution_sentence(found: dict[str, dict], controls) -> str:
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     """Tables 2 and 3 in Markdown and JSON, confusion PNGs, swap and mixture pictures."""
-    config, dataset, names = exp.config, exp.dataset, exp.class_names
+    config, dataset = exp.config, exp.dataset
     arms, disentangle_dirs = arm_records(exp)
     out = exp.layout.report
-    summaries = {arm: summarize_predictions(records, names) for arm, records in arms.items()}
+    summaries = {arm: exp.summarize(records) for arm, records in arms.items()}
     baseline, proposed = summaries["baseline"], summaries["proposed"]
     write_summary(baseline, out, "baseline", "Classic training scheme (baseline)")
     write_summary(proposed, out, "proposed", "Proposed training scheme (mixtures)")
