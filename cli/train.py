@@ -74,12 +74,18 @@ def train_cnn_command(config_path, fold, group_index, extra, seed, epochs, run_d
 @click.option("--test-on", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An external test set (.h5) of other patients: the final model is tested "
                    "once on it (default: the config's data.test_dataset).")
+@click.option("--synthetic", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True,
+              help="gan-curve experiments: add DCGAN lesions (at the size chosen on validation) "
+                   "only when the verdict says they help (auto), always, or never.")
 @output_dir_option()
-def train_final_command(config_path, resume, restart, test_on, output_dir):
+def train_final_command(config_path, resume, restart, test_on, synthetic, output_dir):
     """Train the final classifier of an experiment on every patient.
 
     Uses what `kl experiment` on the same config chose on its validation
-    patients (the D_aug group chosen by most cells) and writes the model, its
+    patients (the D_aug group chosen by most cells; for a gan-curve experiment
+    whose verdict says DCGAN augmentation helps, also DCGANs trained on every
+    patient and the synthetic size chosen by most cells) and writes the model, its
     model card (MODEL_CARD.md, model_card.json: data, training, the
     experiment's cross-validated figures, intended use and limits) into
     OUTPUT_DIR/NAME/final/classifier. That folder is what `kl predict` and
@@ -96,12 +102,14 @@ def train_final_command(config_path, resume, restart, test_on, output_dir):
     try:
         result = train_final(config, log=note,
                              progress=lambda done, total: bars("final model", done, total),
-                             resume=resume, restart=restart, test_on=test_on)
+                             resume=resume, restart=restart, test_on=test_on,
+                             synthetic=synthetic)
     finally:
         bars.close()
     state = "is already trained" if result["already_done"] else "trained"
-    click.echo(f"final model {state}: {result['run_dir']} ({result['group']}, chosen "
+    click.echo(f"final model {state}: {result['run_dir']} ({result['group']}; D_aug chosen "
                f"{result['counts']}); model card: {result['card']}")
+    click.echo(result["why"])
     if result["external"] is not None:
         pooled = result["external"]["pooled"]
         click.echo(f"external test: accuracy {100 * pooled['accuracy']:.1f}% over "

@@ -273,3 +273,34 @@ def test_train_gan_trains_the_plans_run(tmp_path):
     runs = sorted(p.parent.relative_to(tmp_path / "out" / "by-hand" / "runs").as_posix()
                   for p in (tmp_path / "out" / "by-hand" / "runs").rglob("done.json"))
     assert runs == [run_id, other]
+
+
+@pytest.mark.slow  # the DCGAN experiment fixture takes ~45 s
+def test_final_model_follows_the_verdict_or_adds_the_chosen_synthetic_size(dcgan_experiment):
+    out, config = dcgan_experiment["out"], dcgan_experiment["config"]
+    verdict = dcgan_experiment["result"]["comparisons"]["DCGAN"]["outcome"]
+    result = run("train-final", "--config", config)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "final" / "classifier" / "run.json").read_text())
+    if verdict != "helped":  # a tiny experiment: no evidence, so no synthetic lesions
+        assert "no evidence that DCGAN augmentation helps" in result.output
+        assert info["additions"] == [] and not (out / "final" / "gan").exists()
+    import shutil
+
+    shutil.rmtree(out / "final" / "classifier")
+    result = run("train-final", "--config", config, "--synthetic", "always")
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "final" / "classifier" / "run.json").read_text())
+    (addition,) = info["additions"]
+    assert addition["per_class"] == 6 and "+D_synth6x3" in info["group"]  # the one size offered
+    names = read_dataset(dcgan_experiment["dataset"], images=False).class_names
+    for name in names:  # a DCGAN per class, trained on every patient's lesions
+        gan = json.loads((out / "final" / "gan" / f"dcgan-{name}" / "done.json").read_text())
+        assert gan["final"] is True
+    synthetic = read_dataset(out / "final" / "synthetic.h5", images=False)
+    assert synthetic.class_counts() == {n: 6 for n in names}
+    n_real = len(read_dataset(dcgan_experiment["dataset"], images=False))
+    # every patient's originals, the chosen group's classic augmentations, the synthetic
+    assert info["n_train"] == n_real + info["added_samples"] + 6 * len(names)
+    card = (out / "final" / "classifier" / "MODEL_CARD.md").read_text()
+    assert "DCGAN arm at each cell's chosen synthetic size" in card

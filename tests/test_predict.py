@@ -57,22 +57,30 @@ def png_run(tmp_path_factory):
     """Class folders of PNG ROIs (sizes 18-30 px) with a patient CSV, imported,
     and a tiny classifier trained on fold 0's training patients."""
     root = tmp_path_factory.mktemp("png_run")
-    rng = np.random.default_rng(0)
+    _png_cohort(root, "pngs", "patients.csv", root / "ds.h5", n=24, seed=0, stem="roi",
+                prefix="P", sides=(18, 13))
+    return root, _train(root, root / "ds.h5")
+
+
+def _png_cohort(root: Path, folder: str, csv_name: str, out: Path, *, n: int, seed: int,
+                stem: str, prefix: str, sides: tuple[int, int], classes=CLASSES) -> None:
+    """``n`` PNG ROIs in class folders (two lesions per patient ``prefix``NN,
+    sides from sides[0] up by i mod sides[1]), their patient CSV, imported to ``out``."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for i in range(24):
+    for i in range(n):
         label = i % 2
-        name = f"{CLASSES[label]}/roi{i:02d}.png"
-        (root / "pngs" / CLASSES[label]).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "pngs" / name), _roi(rng, label, 18 + i % 13))
-        rows.append({"file": name, "patient_id": f"P{i // 2:02d}"})
-    with open(root / "patients.csv", "w", newline="") as handle:
+        name = f"{classes[label]}/{stem}{i:02d}.png"
+        (root / folder / classes[label]).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / folder / name), _roi(rng, label, sides[0] + i % sides[1]))
+        rows.append({"file": name, "patient_id": f"{prefix}{i // 2:02d}"})
+    with open(root / csv_name, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "patient_id"])
         writer.writeheader()
         writer.writerows(rows)
-    result = run("data", "import", root / "pngs", root / "ds.h5", "--mapping",
-                 root / "patients.csv", "--input-size", 16)
+    result = run("data", "import", root / folder, out, "--mapping", root / csv_name,
+                 "--input-size", 16)
     assert result.exit_code == 0, result.output
-    return root, _train(root, root / "ds.h5")
 
 
 def _read_csv(path: Path) -> dict[str, dict]:
@@ -367,22 +375,9 @@ def test_a_phantom_trained_model_card_says_not_for_clinical_use(tmp_path):
 
 def _second_cohort(root: Path, first: Path, *, seed: int, prefix: str, classes=CLASSES) -> Path:
     """Class folders like the fixture's, of other patients (ids ``prefix``..)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(12):
-        label = i % 2
-        name = f"{classes[label]}/ext{i:02d}.png"
-        (root / "ext" / classes[label]).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "ext" / name), _roi(rng, label, 20 + i % 9))
-        rows.append({"file": name, "patient_id": f"{prefix}{i // 2:02d}"})
-    with open(root / "ext.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "patient_id"])
-        writer.writeheader()
-        writer.writerows(rows)
     out = root / f"ext-{prefix}.h5"
-    result = run("data", "import", root / "ext", out, "--mapping", root / "ext.csv",
-                 "--input-size", 16)
-    assert result.exit_code == 0, result.output
+    _png_cohort(root, "ext", "ext.csv", out, n=12, seed=seed, stem="ext", prefix=prefix,
+                sides=(20, 9), classes=classes)
     return out
 
 
@@ -422,3 +417,28 @@ def test_external_test_set_is_reported_beside_the_cross_validation(png_run, tmp_
     assert card["performance"]["external"]["dataset"] == str(other)
     predictions = read_predictions(tmp_path / "out" / "ext" / "final" / "external")
     assert len(predictions["lesion_ids"]) == 12
+
+
+@pytest.mark.slow
+def test_external_test_on_two_phantom_datasets_of_different_seeds(tmp_path):
+    """The README's stand-in: phantoms of seed 0, new patients of seed 1."""
+    assert run("data", "phantoms", tmp_path / "mine.h5", "--seed", 0).exit_code == 0
+    result = run("data", "phantoms", tmp_path / "other.h5", "--seed", 1, "--extra-pool",
+                 "--folds", 0)
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({
+        **TINY, "name": "mine", "output_dir": str(tmp_path / "out"),
+        "augment": {**TINY["augment"], "group_sizes": [0, 100]},
+        "classifier": {"input_size": 32, "filters": [4, 8, 8], "dense_units": 16},
+        "data": {"dataset": str(tmp_path / "mine.h5")}}))
+    assert run("experiment", config).exit_code == 0
+    result = run("train-final", "--config", config, "--test-on", tmp_path / "other.h5")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "mine" / "final" / "external" / "external.md").read_text()
+    assert "78 lesions of" in report and "| accuracy |" in report
+    card = json.loads((tmp_path / "out" / "mine" / "final" / "classifier" /
+                       "model_card.json").read_text())
+    cross, external = card["performance"], card["performance"]["external"]
+    assert 0 < cross["accuracy"] <= 1 and 0 < external["accuracy"] <= 1
+    assert card["data"]["phantom"] and "NOT FOR CLINICAL USE" in card["limits"][0]

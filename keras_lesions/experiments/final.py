@@ -8,10 +8,11 @@ smaller group). Its figures are the experiment's cross-validated ones for
 that recipe (no patient is left to test the final model on), written into
 its model card.
 
-CNN-AUG only, for now: a gan-curve experiment's final model is its CNN-AUG
-baseline (synthetic augmentation would need GANs trained on every patient,
-and the experiment's verdict on it is reported beside), and mixture
-experiments have no final model yet.
+A gan-curve experiment's final model adds synthetic lesions only when its
+verdict says DCGAN augmentation helps (both intervals above zero), at the
+synthetic size most cells chose on validation, from per-class DCGANs
+trained on every patient's lesions; otherwise it is CNN-AUG, and its card
+says why. Mixture experiments have no final model yet.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
@@ -71,18 +74,76 @@ def check_external(dataset, external_path: str | os.PathLike):
     return external
 
 
+SYNTHETIC_MODES = ("auto", "always", "never")
+
+
+def final_recipe(exp, index: int, synthetic: str) -> dict:
+    """What the final classifier trains on: the D_aug group, and for a
+    gan-curve experiment whose verdict says DCGAN augmentation helped (or
+    with ``synthetic="always"``) the DCGAN lesions at the size most cells
+    chose on validation (ties: the smaller size).
+
+    Returns:
+        {"base_index", "group" (the classifier's group label), "per_class"
+        (synthetic lesions per class, or None), "why"}.
+    """
+    from keras_lesions.experiments import gan_curve
+    from keras_lesions.evaluate.verdict import HELPED, outcome
+    from keras_lesions.runs.folder import read_json_record
+
+    config = exp.config
+    plain = {"base_index": index, "group": classic.group_name(index), "per_class": None}
+    if synthetic == "never" or (config.kind != "gan-curve" and synthetic == "auto"):
+        return {**plain, "why": "CNN-AUG: classic augmentation only"}
+    if config.kind != "gan-curve":
+        raise KerasLesionsError(f"--synthetic always needs a gan-curve experiment; this one is "
+                                f"{config.kind}", exp.layout.root)
+    if synthetic == "auto":
+        if not exp.layout.result.is_file():
+            raise KerasLesionsError("has no report yet (report/result.json): run `kl "
+                                    "experiment` to its end first; the final model follows its "
+                                    "verdict", exp.layout.root)
+        comparison = read_json_record(exp.layout.result).get("comparisons", {}).get(
+            gan_curve.DCGAN.title)
+        if not isinstance(comparison, dict) or "ci95" not in comparison:
+            raise KerasLesionsError("report/result.json holds no DCGAN comparison: run `kl "
+                                    "experiment --report` again", exp.layout.root)
+        if outcome(comparison) != HELPED:
+            return {**plain, "why": "CNN-AUG: the experiment found no evidence that DCGAN "
+                                    "augmentation helps (its interval includes zero or lies "
+                                    "below it), so the final model has no synthetic lesions"}
+    sizes = [gan_curve.chosen_size(exp, r, k, gan_curve.DCGAN) for r, k in exp.cells()]
+    if any(n is None for n in sizes):
+        raise KerasLesionsError("has not chosen every cell's synthetic size yet: run `kl "
+                                "experiment` to its end first", exp.layout.root)
+    tally = Counter(sizes)
+    per_class = min(n for n, c in tally.items() if c == max(tally.values()))
+    base = config.synth.base_group - 1 if config.synth.base_group else index
+    n_classes = len(exp.class_names)
+    return {"base_index": base, "per_class": per_class,
+            "group": gan_curve.arm_group(classic.group_name(base), gan_curve.DCGAN.tag,
+                                         per_class, n_classes),
+            "why": (f"CNN-AUG-GAN: {classic.group_name(base)} plus {per_class} DCGAN lesions "
+                    f"per class (the size chosen on validation in {tally[per_class]} of "
+                    f"{len(sizes)} cells), "
+                    + ("as the experiment's verdict found it helps" if synthetic == "auto"
+                       else "asked for with --synthetic always"))}
+
+
 def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
                 progress=None, resume: bool = False, restart: bool = False,
-                test_on: str | os.PathLike | None = None) -> dict:
+                test_on: str | os.PathLike | None = None, synthetic: str = "auto") -> dict:
     """Train the final classifier of an experiment whose choices are made,
     and test it once on an external test set if one is given.
 
     Args:
         test_on: the external test set (default ``data.test_dataset``).
+        synthetic: "auto" (DCGAN lesions only when the experiment's verdict
+            says they help), "always" or "never" (see :func:`final_recipe`).
 
     Returns:
         {"run_dir", "group", "counts", "already_done", "card", "external"
-        (its summary, or None)}.
+        (its summary, or None), "why"}.
 
     Raises:
         KerasLesionsError: another kind of experiment, one that has not made
@@ -107,13 +168,18 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
             f"has made {len(choices)} of its {len(exp.cells())} D_aug choices: run "
             "`kl experiment` on this config first (the final model uses what it chose)",
             exp.layout.root)
+    if synthetic not in SYNTHETIC_MODES:
+        raise KerasLesionsError(f"synthetic must be one of {', '.join(SYNTHETIC_MODES)}")
     index, counts = chosen_group(choices)
-    group = classic.group_name(index)
+    recipe = final_recipe(exp, index, synthetic)
+    group = recipe["group"]
     run_dir = exp.layout.final / "classifier"
     seed = config.evaluate.seeds[0]
     card_facts = {"experiment": str(exp.layout.root),
-                  "chosen": f"{group}, chosen in {counts[group]} of {len(choices)} cells on "
-                            f"their {classic.selected_on(config)} patients ({counts})"}
+                  "chosen": f"{classic.group_name(index)}, chosen in "
+                            f"{counts[classic.group_name(index)]} of {len(choices)} cells on "
+                            f"their {classic.selected_on(config)} patients ({counts})",
+                  "recipe": recipe["why"]}
     test_on = test_on or config.data.test_dataset
     external = check_external(exp.dataset, test_on) if test_on else None
     if classic.selected_on(config) == "test":
@@ -128,16 +194,17 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
                 f"holds a final model of {trained}, but the experiment now chooses {group}: "
                 "delete the folder to train the final model again", run_dir)
         done = {"run_dir": run_dir, "group": group, "counts": counts, "already_done": True,
-                "card": run_dir / CARD_MARKDOWN, "external": None}
+                "card": run_dir / CARD_MARKDOWN, "external": None, "why": recipe["why"]}
         if not (run_dir / CARD_MARKDOWN).is_file():  # killed between training and card
             write_card(classifier_card(run_dir, performance=cross_validated_performance(
-                exp, group), provenance=card_facts), run_dir)
+                exp, recipe), provenance=card_facts), run_dir)
         if external is not None:
-            done["external"] = test_externally(exp, run_dir, external, Path(test_on), group,
+            done["external"] = test_externally(exp, run_dir, external, Path(test_on), recipe,
                                                card_facts, log)
         return done
     check_resumable(run_dir, resume=resume, restart=restart,
                     settings={**classifier_config_settings(config, seed), "group": group})
+    index = recipe["base_index"]
     if restart:
         discard_for_restart([run_dir], log)
     dataset = exp.dataset
@@ -145,7 +212,8 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
     path = exp.layout.final / "augment.h5"
     added = aug.group_sizes[index]
     if not path.exists():
-        log(f"final model: augmenting all {len(dataset)} lesions ({group}, +{added}) -> {path}")
+        log(f"final model: augmenting all {len(dataset)} lesions "
+            f"({classic.group_name(index)}, +{added}) -> {path}")
         build_augmentation_groups(dataset, test_fold=None, path=path, group_sizes=[added],
                                   n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans,
                                   n_scale=aug.n_scale, seed=aug.seed,
@@ -155,29 +223,81 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
     made_for = list(read_augmentation_sources(path)["attrs"]["group_sizes"])
     if made_for != [added]:
         raise KerasLesionsError(f"holds the group of {made_for} augmented samples, but the "
-                                f"final model needs {group} (+{added}): delete it to build it "
-                                "again", path)
+                                f"final model needs {classic.group_name(index)} (+{added}): "
+                                "delete it to build it again", path)
     images, labels, _ = read_augmentation_group(path, 0)
-    info = {"final": True, "group": group, "added_samples": added, "additions": [],
+    n_classes = len(exp.class_names)
+    targets, additions = one_hot(labels, n_classes), []
+    if recipe["per_class"] is not None:
+        synthetic_images, synthetic_labels, addition = final_synthetic(
+            exp, images, labels, recipe, resume=resume, log=log)
+        images = np.concatenate([images, synthetic_images])
+        targets = np.concatenate([targets, one_hot(synthetic_labels, n_classes)])
+        additions.append(addition)
+    info = {"final": True, "group": group, "added_samples": added, "additions": additions,
+            "recipe": recipe["why"],
             "group_counts": counts, "experiment": str(exp.layout.root),
             "class_names": exp.class_names, "dataset": str(exp.dataset_path),
             "n_patients": int(len(set(dataset.patient_ids.tolist()))),
             "preprocessing": preprocessing_record(dataset, config.classifier.input_size)}
     log(f"final model: training on {len(images)} images of every patient ({group}) -> "
         f"{run_dir}")
-    train_classifier(images, one_hot(labels, len(exp.class_names)), config, run_dir, seed=seed,
-                     resume=resume, run_info=info, progress=progress)
+    train_classifier(images, targets, config, run_dir, seed=seed, resume=resume, run_info=info,
+                     progress=progress)
     finish_run(run_dir, {**info, "seed": seed, "n_train": int(len(images))})
-    card = classifier_card(run_dir, performance=cross_validated_performance(exp, group),
+    card = classifier_card(run_dir, performance=cross_validated_performance(exp, recipe),
                            provenance=card_facts)
     write_card(card, run_dir)
-    summary = (test_externally(exp, run_dir, external, Path(test_on), group, card_facts, log)
+    summary = (test_externally(exp, run_dir, external, Path(test_on), recipe, card_facts, log)
                if external is not None else None)
     return {"run_dir": run_dir, "group": group, "counts": counts, "already_done": False,
-            "card": run_dir / CARD_MARKDOWN, "external": summary}
+            "card": run_dir / CARD_MARKDOWN, "external": summary, "why": recipe["why"]}
 
 
-def test_externally(exp, run_dir: Path, external, external_path: Path, group: str,
+def final_synthetic(exp, images: np.ndarray, labels: np.ndarray, recipe: dict, *,
+                    resume: bool, log) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-class DCGANs trained on the final group of every patient (§3.2, as
+    the experiment's cells train theirs on their fit patients), and the
+    recipe's number of their lesions per class.
+
+    Returns:
+        (images, labels, the addition as run.json records it).
+    """
+    from keras_lesions.data import read_dataset, write_dataset
+    from keras_lesions.runs.folder import is_done
+    from keras_lesions.synth import synthesize_dataset
+    from keras_lesions.train.gan import train_gan
+
+    config, names = exp.config, exp.class_names
+    generators = []
+    for c, name in enumerate(names):
+        gan_dir = exp.layout.final / "gan" / f"dcgan-{name}"
+        generators.append(gan_dir)
+        if is_done(gan_dir):
+            continue
+        log(f"final model: training the DCGAN of {name} on {int(np.sum(labels == c))} images "
+            f"({config.gan.epochs} epochs) -> {gan_dir}")
+        train_gan("dcgan", images[labels == c], config, gan_dir, class_names=names,
+                  run_info={"final": True, "class_name": name,
+                            "base_group": classic.group_name(recipe["base_index"]),
+                            "dataset": str(exp.dataset_path)},
+                  resume=resume, sample_grid_every=max(1, config.gan.epochs // 10))
+    path = exp.layout.final / "synthetic.h5"
+    per_class = recipe["per_class"]
+    if path.is_file():
+        synthetic = read_dataset(path)
+    else:
+        synthetic = synthesize_dataset(generators, per_class, config.synth.seed, names)
+        synthetic.created_by = f"keras_lesions train-final {config.name}"
+        write_dataset(synthetic, path)
+    synthetic_images, synthetic_labels = classic.take_per_class(synthetic, per_class,
+                                                                len(names))
+    return synthetic_images, synthetic_labels, {
+        "source": "synthetic", "per_class": per_class, "data": str(path),
+        "generators": [str(g) for g in generators]}
+
+
+def test_externally(exp, run_dir: Path, external, external_path: Path, recipe: dict,
                     card_facts: dict, log) -> dict:
     """Predict the external test set once with the final model, report it
     beside the cross-validated figures (``final/external/``) and add it to
@@ -206,7 +326,8 @@ def test_externally(exp, run_dir: Path, external, external_path: Path, group: st
     summary = summarize_predictions([record], external.class_names, patient_of,
                                     positive_class=evaluate.positive_class,
                                     target_sensitivity=evaluate.target_sensitivity)
-    cross = cross_validated_performance(exp, group)
+    cross = cross_validated_performance(exp, recipe)
+    group = recipe["group"]
     from keras_lesions.evaluate.verdict import accuracy_interval
 
     low, high = accuracy_interval([record], patient_of)
@@ -258,20 +379,26 @@ def _ci(ci, points: bool = True) -> str:
             else f"95% CI {ci[0]:.3f}–{ci[1]:.3f}")
 
 
-def cross_validated_performance(exp, group: str) -> dict:
-    """The experiment's cross-validated figures of CNN-AUG on each cell's
-    chosen group: the recipe the final model was trained with."""
+def cross_validated_performance(exp, recipe: dict) -> dict:
+    """The experiment's cross-validated figures of the final model's recipe:
+    CNN-AUG on each cell's chosen group, or the DCGAN arm at each cell's
+    chosen size."""
     from keras_lesions.experiments import gan_curve
 
-    plan = (classic.plan if exp.config.kind == "classic-curve" else gan_curve.plan)(exp)
-    records = classic.optimal_records(exp, plan, classic.cell_choices(exp))
+    if exp.config.kind == "classic-curve":
+        records = classic.optimal_records(exp, classic.plan(exp), classic.cell_choices(exp))
+    else:
+        arm = gan_curve.DCGAN.title if recipe["per_class"] is not None else "CNN-AUG"
+        records = gan_curve.comparisons(exp, gan_curve.plan(exp))[1].get(arm, [])
+    what = ("the DCGAN arm at each cell's chosen synthetic size"
+            if recipe["per_class"] is not None else "CNN-AUG on each cell's chosen group")
     if not records:
         return {"what": "no finished cross-validation runs were found"}
     from keras_lesions.evaluate.verdict import accuracy_interval
 
     summary = exp.summarize(records)
-    return {"what": f"the experiment's cross-validation of this recipe (CNN-AUG on each "
-                    f"cell's chosen group; {len(records)} trained models, "
+    return {"what": f"the experiment's cross-validation of this recipe ({what}; "
+                    f"{len(records)} trained models, "
                     f"{summary['pooled']['n']} test predictions of held-out patients); the "
                     "final model itself has no held-out patients",
             "accuracy": summary["pooled"]["accuracy"],
