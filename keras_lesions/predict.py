@@ -13,6 +13,7 @@ images) are refused before anything is written.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -210,6 +211,23 @@ def read_cases(source: str | os.PathLike, classifier: Classifier, *,
                                             log=log)
         _check_unit(unit, pre, source)
         return Cases(lesions, np.full(len(lesions), -1, np.int64), unit, "images")
+    elif source.is_dir() and mapping_csv is None and _single_class_folder(source) is not None:
+        # One class's lesions (a training dataset needs two classes; new
+        # cases need not): the folder's images, labelled by its name.
+        from keras_lesions.data.registry import canonical_class_name
+
+        folder = _single_class_folder(source)
+        name = canonical_class_name(folder.name) or folder.name
+        if name not in classifier.class_names:
+            raise PredictError(f"holds lesions of class {name!r}, which the classifier does not "
+                               f"know (its classes: {', '.join(classifier.class_names)})", source)
+        lesions, unit = import_image_folder(folder, roi_margin=roi_margin, npy_unit=npy_unit,
+                                            log=log)
+        _check_unit(unit, pre, source)
+        lesions = [dataclasses.replace(l, lesion_id=f"{name}/{l.lesion_id}",
+                                       source=f"{folder.name}/{l.source}") for l in lesions]
+        return Cases(lesions, np.full(len(lesions), classifier.class_names.index(name), np.int64),
+                     unit, "class-folders")
     else:
         dataset = import_source(source, mapping_csv=mapping_csv, roi_margin=roi_margin,
                                 context_margin=context_margin, input_size=classifier.input_size,
@@ -230,6 +248,12 @@ def _recorded(preprocessing: dict, key: str, default: float) -> float:
     (phantoms draw theirs per lesion); 0 is a margin like any other."""
     value = preprocessing.get(key)
     return default if value is None else float(value)
+
+
+def _single_class_folder(source: Path) -> Path | None:
+    """The one sub-folder of a folder that holds nothing else, or None."""
+    entries = list(_entries(source))
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else None
 
 
 def _entries(folder: Path):

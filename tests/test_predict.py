@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,18 @@ def test_predict_an_unlabelled_folder_and_the_dataset_file(png_run, tmp_path):
     names = [Path(i).name for i in test["lesion_ids"].tolist()]
     np.testing.assert_allclose(_probabilities(rows, names), test["probabilities"], atol=1e-6)
     assert all(rows[n]["true_class"] == "" for n in names)
+
+    # one class's folder alone (a dataset needs two classes, new cases need not)
+    single = tmp_path / "single"
+    shutil.copytree(root / "pngs" / "metastasis", single / "metastasis")
+    result = run("predict", run_dir, single, "-o", tmp_path / "single.csv")
+    assert result.exit_code == 0, result.output
+    rows = _read_csv(tmp_path / "single.csv")
+    assert len(rows) == 12 and {r["true_class"] for r in rows.values()} == {"metastasis"}
+    both = _read_csv(tmp_path / "flat.csv")
+    tested = [i for i in test["lesion_ids"].tolist() if i.startswith("metastasis/")]
+    np.testing.assert_allclose(_probabilities(rows, tested),
+                               _probabilities(both, [Path(i).name for i in tested]), atol=1e-6)
 
     result = run("predict", run_dir, root / "ds.h5", "-o", tmp_path / "ds.csv")
     assert result.exit_code == 0, result.output
