@@ -206,7 +206,7 @@ def write_reliability_png(calibration_result: dict, path, title: str) -> None:
             align="edge", color="tab:blue", edgecolor="white", label="accuracy in the bin")
     top.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
     top.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o",
-             color="tab:red", markersize=3, label="bin's mean confidence")
+             color="tab:red", markersize=3, label="at the bin's mean confidence")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
     top.legend(fontsize=7, loc="upper left")
