@@ -11,13 +11,13 @@ a disentanglement run, and ``export_run`` picks one by the run's kind.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.io import write_json
 
 
 class ExportError(KerasLesionsError):
@@ -174,25 +174,13 @@ def _write_archive(archive, out: Path, run_dir: Path, extra_files: dict | None =
             if (run_dir / extra).is_file():
                 shutil.copy2(run_dir / extra, provenance / extra)
         for name, payload in (extra_files or {}).items():
-            (provenance / name).write_text(json.dumps(payload, indent=2, sort_keys=True,
-                                                      default=_plain),
-                                           encoding="utf-8")
+            write_json(provenance / name, payload)
         for name, text in (extra_text or {}).items():
             (provenance / name).write_text(text, encoding="utf-8")
         os.replace(staging / "model", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
-
-
-def _plain(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:

@@ -211,12 +211,12 @@ def read_cases(source: str | os.PathLike, classifier: Classifier, *,
                                             log=log)
         _check_unit(unit, pre, source)
         return Cases(lesions, np.full(len(lesions), -1, np.int64), unit, "images")
-    elif source.is_dir() and mapping_csv is None and _single_class_folder(source) is not None:
+    elif source.is_dir() and mapping_csv is None and (
+            folder := _single_class_folder(source)) is not None:
         # One class's lesions (a training dataset needs two classes; new
         # cases need not): the folder's images, labelled by its name.
         from keras_lesions.data.registry import canonical_class_name
 
-        folder = _single_class_folder(source)
         name = canonical_class_name(folder.name) or folder.name
         if name not in classifier.class_names:
             raise PredictError(f"holds lesions of class {name!r}, which the classifier does not "

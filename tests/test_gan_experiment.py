@@ -294,10 +294,12 @@ def test_final_model_follows_the_verdict_or_adds_the_chosen_synthetic_size(dcgan
     (addition,) = info["additions"]
     assert addition["per_class"] == 6 and "+D_synth6x3" in info["group"]  # the one size offered
     names = read_dataset(dcgan_experiment["dataset"], images=False).class_names
+    base = info["group"].split("+")[0]
     for name in names:  # a DCGAN per class, trained on every patient's lesions
-        gan = json.loads((out / "final" / "gan" / f"dcgan-{name}" / "done.json").read_text())
+        gan = json.loads((out / "final" / "gan" / f"base-{base}" / f"dcgan-{name}" /
+                          "done.json").read_text())
         assert gan["final"] is True
-    synthetic = read_dataset(out / "final" / "synthetic.h5", images=False)
+    synthetic = read_dataset(out / "final" / f"synthetic-{base}-6.h5", images=False)
     assert synthetic.class_counts() == {n: 6 for n in names}
     n_real = len(read_dataset(dcgan_experiment["dataset"], images=False))
     # every patient's originals, the chosen group's classic augmentations, the synthetic

@@ -32,17 +32,22 @@ from keras_lesions.experiments.registry import open_for
 FINAL_KINDS = ("classic-curve", "gan-curve")
 
 
+def most_chosen(values) -> tuple[int, Counter]:
+    """The value most cells chose (ties: the smaller, i.e. fewer added
+    images), and the tally."""
+    tally = Counter(values)
+    return min(v for v, n in tally.items() if n == max(tally.values())), tally
+
+
 def chosen_group(choices: dict) -> tuple[int, dict[str, int]]:
     """The group index most cells chose (ties: the smaller group), and how
     often each group was chosen."""
     try:
-        counts = Counter(int(c["group_index"]) for c in choices.values())
+        index, tally = most_chosen(int(c["group_index"]) for c in choices.values())
     except (KeyError, TypeError, ValueError):
         raise KerasLesionsError("a D_aug choice file of this experiment names no group_index: "
                                 "delete choices/ and run `kl experiment` again") from None
-    top = max(counts.values())
-    index = min(i for i, n in counts.items() if n == top)
-    return index, {classic.group_name(i): n for i, n in sorted(counts.items())}
+    return index, {classic.group_name(i): n for i, n in sorted(tally.items())}
 
 
 def check_external(dataset, external_path: str | os.PathLike):
@@ -116,8 +121,7 @@ def final_recipe(exp, index: int, synthetic: str) -> dict:
     if any(n is None for n in sizes):
         raise KerasLesionsError("has not chosen every cell's synthetic size yet: run `kl "
                                 "experiment` to its end first", exp.layout.root)
-    tally = Counter(sizes)
-    per_class = min(n for n, c in tally.items() if c == max(tally.values()))
+    per_class, tally = most_chosen(sizes)
     base = config.synth.base_group - 1 if config.synth.base_group else index
     n_classes = len(exp.class_names)
     return {"base_index": base, "per_class": per_class,
@@ -154,7 +158,7 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
     from keras_lesions.model_card import CARD_MARKDOWN, classifier_card, write_card
     from keras_lesions.pipeline import one_hot, preprocessing_record
     from keras_lesions.runs.checkpoint import check_resumable
-    from keras_lesions.runs.folder import discard_for_restart, finish_run, is_done
+    from keras_lesions.runs.folder import discard_for_restart, finish_run, is_done, read_run_info
     from keras_lesions.train.classifier import classifier_config_settings, train_classifier
 
     if config.kind not in FINAL_KINDS:
@@ -186,8 +190,6 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
         log("warning: evaluate.selection is paper: the group was chosen on the test folds, "
             "and the model card says so")
     if is_done(run_dir):
-        from keras_lesions.runs.folder import read_run_info
-
         trained = read_run_info(run_dir).get("group")
         if trained != group:
             raise KerasLesionsError(
@@ -209,7 +211,9 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
         discard_for_restart([run_dir], log)
     dataset = exp.dataset
     aug = config.augment
-    path = exp.layout.final / "augment.h5"
+    # One file per group: the augment settings are in the experiment's
+    # fingerprint, so a file of that name holds that group.
+    path = exp.layout.final / f"augment-{classic.group_name(index)}.h5"
     added = aug.group_sizes[index]
     if not path.exists():
         log(f"final model: augmenting all {len(dataset)} lesions "
@@ -218,13 +222,6 @@ def train_final(config: ExperimentConfig, *, log: Callable[[str], None] = print,
                                   n_rot=aug.n_rot, n_flip=aug.n_flip, n_trans=aug.n_trans,
                                   n_scale=aug.n_scale, seed=aug.seed,
                                   size=config.classifier.input_size, log=log)
-    from keras_lesions.augment import read_augmentation_sources
-
-    made_for = list(read_augmentation_sources(path)["attrs"]["group_sizes"])
-    if made_for != [added]:
-        raise KerasLesionsError(f"holds the group of {made_for} augmented samples, but the "
-                                f"final model needs {classic.group_name(index)} (+{added}): "
-                                "delete it to build it again", path)
     images, labels, _ = read_augmentation_group(path, 0)
     n_classes = len(exp.class_names)
     targets, additions = one_hot(labels, n_classes), []
@@ -269,21 +266,22 @@ def final_synthetic(exp, images: np.ndarray, labels: np.ndarray, recipe: dict, *
     from keras_lesions.train.gan import train_gan
 
     config, names = exp.config, exp.class_names
+    base = classic.group_name(recipe["base_index"])
     generators = []
     for c, name in enumerate(names):
-        gan_dir = exp.layout.final / "gan" / f"dcgan-{name}"
+        # keyed by the group they learn from, as the plan's GAN runs are
+        gan_dir = exp.layout.final / "gan" / f"base-{base}" / f"dcgan-{name}"
         generators.append(gan_dir)
         if is_done(gan_dir):
             continue
         log(f"final model: training the DCGAN of {name} on {int(np.sum(labels == c))} images "
             f"({config.gan.epochs} epochs) -> {gan_dir}")
         train_gan("dcgan", images[labels == c], config, gan_dir, class_names=names,
-                  run_info={"final": True, "class_name": name,
-                            "base_group": classic.group_name(recipe["base_index"]),
+                  run_info={"final": True, "class_name": name, "base_group": base,
                             "dataset": str(exp.dataset_path)},
                   resume=resume, sample_grid_every=max(1, config.gan.epochs // 10))
-    path = exp.layout.final / "synthetic.h5"
     per_class = recipe["per_class"]
+    path = exp.layout.final / f"synthetic-{base}-{per_class}.h5"
     if path.is_file():
         synthetic = read_dataset(path)
     else:
