@@ -17,10 +17,13 @@
     choices/<cell>/<name>.json      choices that later runs depend on, per cell
                                     (D_aug optimal, the best synthetic sizes)
     report/                         tables, figures, result.json
-    final/augment.h5, final/classifier/
-                                    the final model: every patient, the
+    final/classifier/               the final model: every patient, the
                                     settings chosen on validation, its model
-                                    card (``kl train-final``)
+                                    card (``kl train-final``), beside what it
+                                    is made from: augment-<group>.h5,
+                                    gan/base-<group>/dcgan-<class>/,
+                                    synthetic-<group>-<n>.h5, and external/
+                                    (its one external test)
 
 Run ids name what a run is (fold, what it trains, the base group it starts
 from, its seed); nothing reads meaning back out of a path: every run records
