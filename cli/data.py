@@ -1,10 +1,12 @@
 """``kl data``: make, import, inspect and split lesion datasets."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
+from keras_lesions.data.registry import PRESETS, canonical_class_name
 from keras_lesions_cli.common import SEED, command_line, note, progress_bar
 
 H5_PATH = click.Path(dir_okay=False, path_type=Path)
@@ -22,13 +24,52 @@ def data_group():
     """Make, import, check, preview and split lesion datasets (HDF5)."""
 
 
+def parse_class_counts(text: str, preset: str) -> dict[str, int]:
+    """``--class-counts``: "cyst=20,metastasis=80" as {class: count}, checked
+    against the preset's classes (each at most once, counts non-negative
+    integers). Raises click.BadParameter, which the CLI shows as one line."""
+    class_names = PRESETS[preset].class_names
+    counts: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise click.BadParameter(
+                f"expected NAME=COUNT items separated by commas (e.g. cyst=20,metastasis=80), "
+                f"got {item.strip()!r}", param_hint="'--class-counts'")
+        if name not in class_names:
+            canonical = canonical_class_name(name)
+            hint = (f" (did you mean {canonical!r}?)"
+                    if canonical in class_names and canonical != name else "")
+            raise click.BadParameter(
+                f"unknown class {name!r}{hint}: the {preset} preset has "
+                f"{', '.join(class_names)}", param_hint="'--class-counts'")
+        if name in counts:
+            raise click.BadParameter(f"class {name!r} is given twice",
+                                     param_hint="'--class-counts'")
+        if not re.fullmatch(r"[0-9]+", value):
+            raise click.BadParameter(
+                f"the count of {name!r} must be a non-negative integer, got {value!r}",
+                param_hint="'--class-counts'")
+        counts[name] = int(value)
+    return counts
+
+
 @data_group.command("phantoms")
 @click.argument("out", type=H5_PATH)
-@click.option("--preset", type=click.Choice(["frid-adar-2018", "ben-cohen-2019"]),
+@click.option("--preset", type=click.Choice(list(PRESETS)),
               default="frid-adar-2018", show_default=True,
               help="Mirror this paper's dataset: 182 lesions in 3 classes at 64x64 "
                    "(frid-adar-2018) or 239 in 4 classes with healthy tissue at 128x128 "
-                   "(ben-cohen-2019).")
+                   "(ben-cohen-2019); or frid-adar-2018-imbalanced, our variant of "
+                   "Frid-Adar's classes with a realistic imbalance: 20 cysts, 80 "
+                   "metastases, 40 hemangiomas (140 lesions, 64x64, 3 folds).")
+@click.option("--class-counts", metavar="NAME=N,...",
+              help="Lesions per class instead of the preset's, e.g. "
+                   "cyst=20,metastasis=80,hemangioma=40. Names are the preset's classes, "
+                   "each at most once; counts are integers >= 0. A class left out keeps "
+                   "the preset's count (with --extra-pool, the extra pool's); give it as "
+                   "NAME=0 for none of that class. With folds, every class with lesions needs "
+                   "enough patients for every fold.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Same seed, same dataset, bit for bit.")
 @click.option("--difficulty", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
@@ -42,7 +83,7 @@ def data_group():
               callback=lambda ctx, param, value: _not_one(param, value),
               help="Also store a patient-level k-fold assignment (0: none; never for "
                    "--extra-pool).")
-def phantoms_command(out, preset, seed, difficulty, extra_pool, k):
+def phantoms_command(out, preset, class_counts, seed, difficulty, extra_pool, k):
     """Generate the built-in CT phantom dataset into OUT (.h5).
 
     Portal-venous-phase CT ROIs of cysts, metastases, hemangiomas (and healthy
@@ -50,17 +91,25 @@ def phantoms_command(out, preset, seed, difficulty, extra_pool, k):
     correlated scanner noise, with per-patient and per-scanner effects
     (shared/PHANTOMS.md). Stored in HU at native pixel spacing.
     """
-    from keras_lesions.data import PRESETS, write_dataset
+    from keras_lesions.data import write_dataset
     from keras_lesions.data.builtin import make_phantom_dataset
+    from keras_lesions.data.phantoms import default_class_counts
 
-    bar, progress = progress_bar(PRESETS[preset].n_lesions, f"phantoms {preset}")
+    counts = default_class_counts(preset, "extra" if extra_pool else "main")
+    if class_counts is not None:
+        counts.update(parse_class_counts(class_counts, preset))
+        if sum(counts.values()) == 0:
+            raise click.BadParameter("asks for no lesions at all: give at least one class a "
+                                     "count above 0", param_hint="'--class-counts'")
+    bar, progress = progress_bar(sum(counts.values()), f"phantoms {preset}")
     with bar:
         dataset = make_phantom_dataset(preset, seed, difficulty, k=k, extra_pool=extra_pool,
+                                       class_counts=None if class_counts is None else counts,
                                        created_by=command_line(), progress=progress)
     write_dataset(dataset, out)
     k = dataset.fold_k
-    counts = ", ".join(f"{n} {name}" for name, n in dataset.class_counts().items())
-    click.echo(f"wrote {out}: {len(dataset)} lesions ({counts}) from "
+    counts_text = ", ".join(f"{n} {name}" for name, n in dataset.class_counts().items())
+    click.echo(f"wrote {out}: {len(dataset)} lesions ({counts_text}) from "
                f"{len(set(dataset.patient_ids))} patients" + (f", {k} folds" if k else ""))
 
 

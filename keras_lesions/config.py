@@ -31,6 +31,13 @@ DIFF_AUGMENT_POLICIES = ("translation", "cutout", "color")
 # images, so a gain can be told apart from the effect of soft targets alone
 # (synth.controls).
 MIXTURE_CONTROLS = ("label-smoothing", "mixup")
+# train.class_balance: how a classifier's training set's class prior is
+# treated (keras_lesions.train.balance). "none": as it is (the papers);
+# "weights": inverse-frequency class weights in the loss; "sampling":
+# class-balanced batches.
+CLASS_BALANCES = ("none", "weights", "sampling")
+# evaluate.primary_metric: what verdicts and choices read.
+PRIMARY_METRICS = ("accuracy", "balanced_accuracy", "auc")
 # compute.precision: Keras dtype policies (keras_lesions.train.precision).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_PRECISION = "float32"
@@ -129,6 +136,13 @@ class TrainConfig:
     # 0: ``epochs`` passes over each run's own set (§4.1), which gives a larger
     # set proportionally more steps; reports then say so.
     steps: int = between(0, 0, 100_000_000)
+    # Beyond the papers (whose configs say "none", as the papers trained):
+    # "weights" (the default of a new config) weighs each lesion's loss by
+    # n / (classes × n_class) of its training set, "sampling" draws batches
+    # with every class equally often. The same rule for every arm of a
+    # comparison, each on its own training set (real, augmented and synthetic
+    # lesions together).
+    class_balance: str = "weights"
     seed: int = seed_field()
 
 
@@ -196,9 +210,27 @@ class EvaluateConfig:
     # Share of each fold's training patients (per class) held out to make the
     # choices on; nothing fitted ever sees them. Our choice.
     validation_fraction: float = between(0.25, 0.0, 1.0, ends="()")
-    # D_aug^optimal: the smallest group whose accuracy is within this much
-    # of the best group's ("saturation", §4.2.1). Our choice: one point.
-    saturation_tolerance: float = between(0.01, 0.0, 1.0, ends="[)")
+    # What the verdicts call a gain or a loss and the choices maximise, on
+    # the test and the validation predictions: "accuracy" (total accuracy,
+    # the papers' configs, as the papers report), "balanced_accuracy" (the
+    # mean of the classes' sensitivities, the default of a new config) or
+    # "auc" (macro one-vs-rest ROC AUC).
+    primary_metric: str = "balanced_accuracy"
+    # A gain on the primary metric is called "helped" only if no class's
+    # sensitivity fell by more than this (the change of the point estimate,
+    # proposed minus baseline); otherwise the verdict names the class that
+    # paid for it. Our choice: five points.
+    class_sensitivity_margin: float = between(0.05, 0.0, 1.0)
+    # D_aug^optimal (and the best synthetic size): the smallest group whose
+    # primary metric on the validation patients is within a tolerance of the
+    # best group's ("saturation", §4.2.1). The tolerance is
+    # `saturation_fraction` × the half-width of the best group's 95%
+    # patient-bootstrap interval, so it follows the metric's own noise
+    # (0.5 ≈ one standard error, the "one-standard-error rule" of Breiman et
+    # al. 1984 and Hastie et al. 2009 §7.10), unless `saturation_tolerance`
+    # fixes it in the metric's units (the papers' configs: 0.01, one point).
+    saturation_tolerance: float | None = between(None, 0.0, 1.0, ends="[)")
+    saturation_fraction: float = between(0.5, 0.0, 10.0)
     # Two-class tasks: the class whose sensitivity the reports' operating
     # points give (null: the second class, e.g. "malignant" after "benign"),
     # and the sensitivity a threshold chosen on each run's validation
@@ -343,6 +375,16 @@ class ExperimentConfig:
             (self.train.steps == 0 or self.train.steps >= self.train.epochs,
              "train.steps must be 0 (epochs over each run's own set) or at least train.epochs "
              "(one step per checkpointed part)"),
+            (self.train.class_balance in CLASS_BALANCES,
+             f"train.class_balance must be one of {', '.join(CLASS_BALANCES)}, got "
+             f"{_short(self.train.class_balance)}"),
+            (self.evaluate.primary_metric in PRIMARY_METRICS,
+             f"evaluate.primary_metric must be one of {', '.join(PRIMARY_METRICS)}, got "
+             f"{_short(self.evaluate.primary_metric)}"),
+            (self.kind != "mixture" or self.train.class_balance != "sampling",
+             "train.class_balance: sampling is not available for mixture experiments (their "
+             "online pipeline shows every case `disentangle.repeats` times an epoch); use "
+             "weights or none"),
             (self.compute.precision in PRECISIONS,
              f"compute.precision must be one of {', '.join(PRECISIONS)}, got "
              f"{_short(self.compute.precision)}"),
@@ -515,6 +557,8 @@ def _build(cls, raw: Any, where: str, prefix: str):
         values[name] = _coerce(hints[name], value, where, key)
         if bounds[name] is not None:
             for item in values[name] if isinstance(values[name], list) else [values[name]]:
+                if item is None:
+                    continue
                 _check_range(item, bounds[name], where, key)
     return cls(**values)
 

@@ -143,8 +143,40 @@ def _batchable(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
+def balanced_pass(classes: np.ndarray, seed: int, index: int) -> np.ndarray:
+    """Pass ``index``'s order of the n rows for class-balanced sampling: n
+    row indices in which every class present is drawn n/K times (± 1), in a
+    random order from (seed, index).
+
+    A class's rows are drawn in shuffled rounds, every row once a round, so a
+    minority class's rows repeat equally often and a majority class's rows
+    are subsampled without replacement within the pass.
+    """
+    classes = np.asarray(classes).reshape(-1)
+    rng = np.random.default_rng([seed, index])
+    present = np.unique(classes)
+    n, k = len(classes), len(present)
+    # which classes get the n % k extra draws varies with the pass
+    extra = rng.permutation(k) < n % k
+    parts = []
+    for c, plus in zip(present, extra):
+        rows = np.flatnonzero(classes == c)
+        need = n // k + int(plus)
+        rounds = -(-need // len(rows))
+        parts.append(np.concatenate([rng.permutation(rows) for _ in range(rounds)])[:need])
+    return rng.permutation(np.concatenate(parts))
+
+
+def _pass_order(n: int, seed: int, index: int, classes: np.ndarray | None) -> np.ndarray:
+    """Pass ``index``'s order of n rows: a permutation from (seed, index), or
+    a class-balanced draw (:func:`balanced_pass`) when ``classes`` are given."""
+    if classes is None:
+        return np.random.default_rng([seed, index]).permutation(n)
+    return balanced_pass(classes, seed, index)
+
+
 def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first_epoch: int,
-                  epochs: int, *, drop_remainder: bool):
+                  epochs: int, *, drop_remainder: bool, balance_classes: np.ndarray | None = None):
     """Shuffled batches of every epoch from ``first_epoch`` on, as one tf.data stream.
 
     Epoch e's order depends on (seed, e) only, so a resumed run sees the very
@@ -159,6 +191,9 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
         drop_remainder: drop each epoch's last partial batch (a different
             rest each epoch), so every batch norm sees full batches (GANs);
             otherwise every row is seen each epoch (the classifier).
+        balance_classes: each row's class: every epoch is then a
+            class-balanced draw of n rows (:func:`balanced_pass`) instead of
+            a permutation (``train.class_balance: sampling``).
 
     Returns:
         ``(dataset, steps_per_epoch)``: a dataset of one array (or a tuple of
@@ -173,7 +208,7 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
     # Each epoch's order from (seed, epoch), drawn here once; tf.data only
     # gathers the rows, in parallel, ahead of the training step.
     used = steps * batch if drop_remainder else n
-    orders = np.stack([np.random.default_rng([seed, epoch]).permutation(n)[:used]
+    orders = np.stack([_pass_order(n, seed, epoch, balance_classes)[:used]
                        for epoch in range(first_epoch, epochs)] or [np.zeros(0, np.int64)])
     tensors = [tf.convert_to_tensor(a) for a in arrays]
 
@@ -189,7 +224,7 @@ def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, firs
 
 
 def step_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first_part: int,
-                 parts: int, steps_per_part: int):
+                 parts: int, steps_per_part: int, *, balance_classes: np.ndarray | None = None):
     """A fixed number of SGD steps, whatever the set's size, as one tf.data stream.
 
     The rows are visited in shuffled passes (pass p's order from (seed, p)),
@@ -205,6 +240,9 @@ def step_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first
         seed: shuffling seed.
         first_part, parts: stream the parts ``[first_part, parts)``.
         steps_per_part: batches in each part.
+        balance_classes: each row's class: the passes are then
+            class-balanced draws (:func:`balanced_pass`), so every class is
+            seen equally often (``train.class_balance: sampling``).
 
     Returns:
         ``(dataset, steps_per_part)``.
@@ -216,7 +254,7 @@ def step_batches(arrays: Sequence[np.ndarray], batch_size: int, seed: int, first
     batch = max(1, min(int(batch_size), n))
     start, stop = first_part * steps_per_part * batch, parts * steps_per_part * batch
     first_pass, last_pass = start // n, -(-stop // n)
-    order = np.concatenate([np.random.default_rng([seed, p]).permutation(n)
+    order = np.concatenate([_pass_order(n, seed, p, balance_classes)
                             for p in range(first_pass, last_pass)] or [np.zeros(0, np.int64)])
     order = order[start - first_pass * n:stop - first_pass * n].reshape(-1, batch)
     tensors = [tf.convert_to_tensor(a) for a in arrays]

@@ -92,3 +92,101 @@ def test_folds_that_cannot_be_made_leave_the_dataset_alone(tmp_path):
 def test_preview_needs_png(tmp_path):
     path = write_dataset(make_toy_dataset(), tmp_path / "toy.h5")
     assert_one_line_error(run("data", "preview", path, "-o", tmp_path / "g.jpg"), "g.jpg", ".png")
+
+
+# --------------------------------------------------------------------------- phantoms --class-counts
+
+
+def assert_exactly_one_error_line(result, *fragments):
+    """The refusal is one `kl: error:` line, a non-zero exit and no traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("kl: error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, result.output)
+
+
+def assert_patient_level_folds_with_every_class(dataset, k):
+    assert dataset.fold_k == k
+    for pid in set(dataset.patient_ids):
+        assert len(set(dataset.folds[dataset.patient_ids == pid])) == 1, pid
+    for label, n in enumerate(dataset.class_counts().values()):
+        if n:
+            assert set(dataset.folds[dataset.labels == label]) == set(range(k)), label
+
+
+def test_phantoms_class_counts_override_some_classes_of_the_imbalanced_preset(tmp_path):
+    # cyst and metastasis as asked; hemangioma, left out, keeps the preset's 40
+    path = tmp_path / "imbalanced.h5"
+    result = run("data", "phantoms", path, "--preset", "frid-adar-2018-imbalanced",
+                 "--class-counts", " cyst = 4 ,metastasis=9")
+    assert result.exit_code == 0, result.output
+    assert "53 lesions (4 cyst, 9 metastasis, 40 hemangioma)" in result.output
+    back = read_dataset(path)
+    assert back.class_names == ["cyst", "metastasis", "hemangioma"]
+    assert back.class_counts() == {"cyst": 4, "metastasis": 9, "hemangioma": 40}
+    assert back.input_size == 64 and back.extra["preset"] == "frid-adar-2018-imbalanced"
+    assert_patient_level_folds_with_every_class(back, 3)
+
+
+def test_phantoms_class_counts_of_every_class_and_a_zero(tmp_path):
+    path = tmp_path / "no-cysts.h5"
+    result = run("data", "phantoms", path, "--class-counts", "cyst=0,metastasis=6,hemangioma=6",
+                 "--seed", "1")
+    assert result.exit_code == 0, result.output
+    back = read_dataset(path)
+    # a class listed as 0 stays one of the dataset's classes, with no lesions
+    assert back.class_counts() == {"cyst": 0, "metastasis": 6, "hemangioma": 6}
+    assert_patient_level_folds_with_every_class(back, 3)
+
+
+@pytest.mark.parametrize("preset, counts, seed, fragments", [
+    ("frid-adar-2018", "tumour=5", 0, ["--class-counts", "unknown class 'tumour'",
+                                       "cyst, metastasis, hemangioma"]),
+    ("frid-adar-2018", "healthy=5", 0, ["unknown class 'healthy'", "frid-adar-2018 preset"]),
+    ("frid-adar-2018", "cysts=5", 0, ["unknown class 'cysts'", "did you mean 'cyst'"]),
+    ("frid-adar-2018", "cyst=-3", 0, ["'cyst'", "non-negative integer", "'-3'"]),
+    ("frid-adar-2018", "cyst=2.5", 0, ["'cyst'", "non-negative integer", "'2.5'"]),
+    ("frid-adar-2018", "cyst=many", 0, ["'cyst'", "non-negative integer"]),
+    ("frid-adar-2018", "cyst=4,cyst=5", 0, ["class 'cyst' is given twice"]),
+    ("frid-adar-2018", "cyst=4,,metastasis=5", 0, ["NAME=COUNT"]),
+    ("frid-adar-2018", "cyst:4", 0, ["NAME=COUNT", "'cyst:4'"]),
+    ("frid-adar-2018", "cyst=0,metastasis=0,hemangioma=0", 0, ["no lesions at all"]),
+    ("ben-cohen-2019", "cyst=0,metastasis=0,hemangioma=0,healthy=0", 0, ["no lesions at all"]),
+    # fewer lesions than folds: refused before anything is generated
+    ("frid-adar-2018", "cyst=2,metastasis=6,hemangioma=6", 0,
+     ["class 'cyst'", "only 2 lesion(s)", "3 folds"]),
+    # enough lesions, but they fall to two patients under this seed
+    ("frid-adar-2018", "cyst=3,metastasis=6,hemangioma=6", 0,
+     ["class 'cyst'", "only 2 patient(s)", "3 folds"]),
+    # three patients, but the balanced split leaves a fold without a cyst
+    ("frid-adar-2018", "cyst=3,metastasis=6,hemangioma=6", 2,
+     ["class 'cyst'", "fold 2 would have none"]),
+])
+def test_phantoms_bad_class_counts_give_one_line_and_write_nothing(tmp_path, preset, counts,
+                                                                    seed, fragments):
+    path = tmp_path / "out.h5"
+    result = run("data", "phantoms", path, "--preset", preset, "--class-counts", counts,
+                 "--seed", seed)
+    assert_exactly_one_error_line(result, *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_phantoms_class_counts_without_folds_allow_small_classes(tmp_path):
+    path = tmp_path / "tiny.h5"
+    result = run("data", "phantoms", path, "--class-counts", "cyst=1,metastasis=2,hemangioma=0",
+                 "--folds", "0")
+    assert result.exit_code == 0, result.output
+    back = read_dataset(path)
+    assert back.class_counts() == {"cyst": 1, "metastasis": 2, "hemangioma": 0}
+    assert back.folds is None
+
+
+def test_phantoms_help_documents_class_counts_and_the_imbalanced_preset():
+    result = run("data", "phantoms", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--class-counts NAME=N,..." in text
+    assert "A class left out keeps the preset's count" in text
+    assert "frid-adar-2018-imbalanced" in text

@@ -587,7 +587,12 @@ def test_fingerprint_leaves_out_sections_the_kind_does_not_read(tmp_path):
     mixture = fingerprint(load_config(None, {"kind": "mixture"}), KINDS["mixture"].sections,
                           dataset)["config"]
     assert "disentangle" not in gan and "mixture" not in gan and "gan" in gan
-    assert "disentangle" in mixture and "gan" not in mixture and "train" not in mixture
+    assert "disentangle" in mixture and "gan" not in mixture
+    # of the train section, only the class balance its classifiers apply
+    assert mixture["train"] == {"class_balance": "weights"}
+    paper_rule = fingerprint(load_config(None, {"kind": "mixture", "train.class_balance": "none"}),
+                             KINDS["mixture"].sections, dataset)["config"]
+    assert "train" not in paper_rule  # "none", as every folder before the setting
     assert "evaluate" in gan and "output_dir" not in gan
 
 

@@ -19,16 +19,20 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from keras_lesions.config import load_config
+from keras_lesions.data.builtin import make_phantom_dataset
 from keras_lesions.data.dataset import read_dataset, write_dataset
+from keras_lesions.data.folds import fold_table, make_patient_folds
 from keras_lesions.data.imaging import mask_diameter, resize, window
 from keras_lesions.data.phantoms import (
     EXTRA_POOL_SIZE,
     correlated_noise,
     default_class_counts,
     generate_phantoms,
+    patient_plan,
 )
 from keras_lesions.data.registry import PRESETS
-from keras_lesions.errors import KerasLesionsError
+from keras_lesions.errors import FoldError, KerasLesionsError
 
 SMALL = {"cyst": 3, "metastasis": 4, "hemangioma": 4}
 
@@ -192,6 +196,90 @@ def test_default_class_counts_follow_the_papers():
         assert list(extra) == list(PRESETS[preset].class_names)
     with pytest.raises(KerasLesionsError):
         default_class_counts("frid-adar-2018", "test")
+
+
+# --------------------------------------------------------------------------- the imbalanced preset
+
+
+def test_imbalanced_preset_is_frid_adar_with_a_realistic_imbalance():
+    preset = PRESETS["frid-adar-2018-imbalanced"]
+    assert preset.name == "frid-adar-2018-imbalanced"
+    assert preset.class_counts == {"cyst": 20, "metastasis": 80, "hemangioma": 40}
+    assert preset.class_names == PRESETS["frid-adar-2018"].class_names
+    assert preset.n_lesions == 140 and round(100 * 20 / 140) == 14   # minority: 14%
+    assert (preset.input_size, preset.k_folds) == (64, 3)
+    assert preset.based_on == "frid-adar-2018"
+    assert "imbalanced variant" in preset.paper and "not a paper's dataset" in preset.paper
+    assert "Ben-Cohen" in preset.paper and "27 of 239" in preset.paper
+    assert default_class_counts("frid-adar-2018-imbalanced") == preset.class_counts
+    # Every other preset is a paper's own, with settings of its own.
+    assert [p.name for p in PRESETS.values() if p.based_on] == ["frid-adar-2018-imbalanced"]
+    # An experiment config may name it.
+    config = load_config(None, {"data.dataset": "phantoms:frid-adar-2018-imbalanced"})
+    assert config.data.dataset == "phantoms:frid-adar-2018-imbalanced"
+
+
+def test_imbalanced_preset_plan_has_its_counts_and_folds_with_every_class():
+    # The plan is what make_phantom_dataset assigns folds on (and checks the
+    # generated lesions against); the 140 images themselves are not drawn here.
+    class_names = list(PRESETS["frid-adar-2018-imbalanced"].class_names)
+    for seed in (0, 1):
+        plan = patient_plan("frid-adar-2018-imbalanced", seed)
+        assert Counter(name for _, name in plan) == {"cyst": 20, "metastasis": 80,
+                                                    "hemangioma": 40}
+        labels = np.array([class_names.index(name) for _, name in plan])
+        patients = np.array([patient for patient, _ in plan], dtype=object)
+        folds = make_patient_folds(labels, patients, k=3, seed=seed, class_names=class_names)
+        assert (fold_table(labels, folds, 3, 3) > 0).all()
+        for patient in set(patients):
+            assert len(set(folds[patients == patient])) == 1
+
+
+def test_imbalanced_preset_reuses_frid_adars_generation_settings(small_dataset):
+    # Same seed and counts: the same lesions, two vendors (Frid-Adar §2.1);
+    # only the preset's name (in sources and provenance) differs.
+    variant = generate_phantoms("frid-adar-2018-imbalanced", seed=7, class_counts=SMALL)
+    assert variant.extra["preset"] == "frid-adar-2018-imbalanced"
+    assert {l.attributes["scanner"] for l in variant.lesions} <= {"GE", "Siemens"}
+    for ours, base in zip(variant.lesions, small_dataset.lesions, strict=True):
+        assert ours.source == base.source.replace("frid-adar-2018", "frid-adar-2018-imbalanced")
+        assert ours.attributes == base.attributes
+        assert ours.roi.tobytes() == base.roi.tobytes()
+
+
+def test_patient_plan_is_the_generated_dataset(small_dataset):
+    plan = patient_plan(seed=7, class_counts=SMALL)
+    assert [p for p, _ in plan] == list(small_dataset.patient_ids)
+    assert [name for _, name in plan] == [small_dataset.class_names[label]
+                                          for label in small_dataset.labels]
+
+
+def test_make_phantom_dataset_with_class_counts():
+    calls = []
+    counts = {"cyst": 4, "metastasis": 6, "hemangioma": 5}
+    dataset = make_phantom_dataset(seed=1, class_counts=counts,
+                                   progress=lambda done, total: calls.append((done, total)))
+    assert dataset.class_counts() == counts
+    assert calls[-1] == (15, 15) and {total for _, total in calls} == {15}
+    table = fold_table(dataset.labels, dataset.folds, 3, 3)
+    assert dataset.fold_k == 3 and (table > 0).all()
+
+
+@pytest.mark.parametrize("counts, seed, fragment", [
+    ({"cyst": 2, "metastasis": 6, "hemangioma": 6}, 0, "class 'cyst' has only 2 lesion"),
+    ({"cyst": 3, "metastasis": 6, "hemangioma": 6}, 0, "class 'cyst' has lesions from only 2"),
+    ({"cyst": 3, "metastasis": 6, "hemangioma": 6}, 2, "fold 2 would have none"),
+])
+def test_make_phantom_dataset_refuses_folds_without_a_class_before_drawing(counts, seed,
+                                                                          fragment):
+    calls = []
+    with pytest.raises(FoldError, match=fragment) as info:
+        make_phantom_dataset(seed=seed, class_counts=counts,
+                             progress=lambda done, total: calls.append(done))
+    assert "\n" not in str(info.value)
+    assert calls == []          # refused on the plan: no image was drawn
+    # Without folds the same request is fine.
+    assert make_phantom_dataset(seed=seed, class_counts=counts, k=0).class_counts() == counts
 
 
 # --------------------------------------------------------------------------- the default preset

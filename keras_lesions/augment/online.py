@@ -205,7 +205,8 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
                              drop_remainder: bool = False, oversample: float = 2.0,
                              fill_mode: str = "reflect",
                              targets: np.ndarray | None = None,
-                             steps_per_epoch: int | None = None) -> tf.data.Dataset:
+                             steps_per_epoch: int | None = None,
+                             sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
     """A seeded tf.data pipeline of online-augmented lesions (Ben-Cohen §3.2).
 
     Args:
@@ -230,10 +231,14 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
             epoch (equal compute for a larger set); each batch is still the
             one the full epoch would yield (it depends on seed, epoch and
             batch index only).
+        sample_weights: optional float (n,) loss weight per case (class
+            balance, ``train.balance``); yielded third, where Keras reads
+            sample weights.
 
     Returns:
         A ``tf.data.Dataset`` of (images float32 (B, size, size, 1) in [0, 1],
-        labels int32 (B,)), or (images, targets float32 (B, classes)).
+        labels int32 (B,)), or (images, targets float32 (B, classes)), each
+        with the batch's weights float32 (B,) third if ``sample_weights``.
 
     Raises:
         AugmentationError: bad counts, sizes, seed or fill mode.
@@ -267,6 +272,12 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         if targets.ndim != 2 or len(targets) != n:
             raise AugmentationError(f"targets must be (cases, classes) for {n} cases, got "
                                     f"{targets.shape}")
+    if sample_weights is not None:
+        sample_weights = np.asarray(sample_weights, np.float32).reshape(-1)
+        if len(sample_weights) != n:
+            raise AugmentationError(f"sample_weights must have one weight for each of the {n} "
+                                    f"cases, got {len(sample_weights)}")
+        weights_all = tf.constant(sample_weights)
     shown = n * int(repeats)
     images_all = tf.constant(canvases.canvases[..., None])
     centers_all = tf.constant(canvases.centers)
@@ -310,6 +321,8 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
             tf.ones([count, 2], tf.float32), shifts, grid_size=grid, size=out_size,
             fill_mode=fill_mode)
         images = tf.ensure_shape(images, [None, canvases.size, canvases.size, 1])
+        if sample_weights is not None:
+            return images, tf.gather(labels_all, idx), tf.gather(weights_all, idx)
         return images, tf.gather(labels_all, idx)
 
     if epochs is None:

@@ -33,7 +33,9 @@ repeated at the place it is implemented):
 * Scanners (spec §4 "four vendors, as in the papers"): the frid-adar-2018 preset
   uses the two vendors of its paper (GE, Siemens; Frid-Adar §2.1), ben-cohen-2019
   all four (GE, Siemens, Philips, Toshiba; Ben-Cohen §3.1). Two sites (contrast
-  protocols) each run every vendor, so a scanner is a (site, vendor) pair.
+  protocols) each run every vendor, so a scanner is a (site, vendor) pair. A
+  variant preset (``DatasetPreset.based_on``, e.g. frid-adar-2018-imbalanced)
+  uses its base preset's settings: only its counts differ.
 * The HU offset N(0, 3) of spec §3 step 6 is drawn per scanner (spec §4 lists
   it as a scanner effect), not per image.
 * Difficulty (spec §5): the mean metastasis contrast Δm runs 60 → 40 HU, not
@@ -70,6 +72,7 @@ SPEC_PATH = "shared/PHANTOMS.md"
 
 VENDORS = ("GE", "Siemens", "Philips", "Toshiba")
 # Frid-Adar §2.1: "two CT scanners: GE ... and Siemens"; Ben-Cohen §3.1: four.
+# Keyed by the preset whose generation settings apply (see ``_settings_preset``).
 _PRESET_VENDORS = {"frid-adar-2018": ("GE", "Siemens"), "ben-cohen-2019": VENDORS}
 SITES = ("A", "B")
 
@@ -121,7 +124,8 @@ def generate_phantoms(
 
     Args:
         preset: a key of ``registry.PRESETS`` ("frid-adar-2018": 53 cysts,
-            64 metastases, 65 hemangiomas, 64-px input; "ben-cohen-2019": 66/81/65
+            64 metastases, 65 hemangiomas, 64-px input; "frid-adar-2018-imbalanced":
+            the same classes and scanners, 20/80/40; "ben-cohen-2019": 66/81/65
             plus 27 healthy, 128-px input).
         seed: non-negative integer.
         difficulty: δ ∈ [0, 1] of spec §5; higher makes metastases and
@@ -144,22 +148,17 @@ def generate_phantoms(
         KerasLesionsError: unknown preset or pool, δ outside [0, 1], a negative
             or non-integer seed, or bad ``class_counts``.
     """
-    if preset not in PRESETS:
-        raise KerasLesionsError(
-            f"unknown phantom preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise KerasLesionsError(f"the phantom seed must be a non-negative integer, got {seed!r}")
+    _check_preset_and_pool(preset, pool)
+    seed = _check_seed(seed)
     if (isinstance(difficulty, bool) or not isinstance(difficulty, numbers.Real)
             or not 0.0 <= float(difficulty) <= 1.0):
         raise KerasLesionsError(f"phantom difficulty must lie in [0, 1], got {difficulty!r}")
-    if pool not in POOLS:
-        raise KerasLesionsError(f"unknown phantom pool {pool!r}; choose one of {list(POOLS)}")
-    seed, difficulty = int(seed), float(difficulty)
+    difficulty = float(difficulty)
     spec = PRESETS[preset]
     class_names = list(spec.class_names)
     counts = _resolve_class_counts(preset, pool, class_counts)
 
-    scanners, sites = _draw_world(seed, _PRESET_VENDORS.get(preset, VENDORS))
+    scanners, sites = _draw_world(seed, _PRESET_VENDORS.get(_settings_preset(preset), VENDORS))
     knobs = _Difficulty.at(difficulty)
     stream = _POOL_STREAM[pool]
     plan = _plan_patients(counts, _rng(seed, stream, 0))
@@ -169,7 +168,7 @@ def generate_phantoms(
     total = sum(counts.values())
     lesions: list[Lesion] = []
     for p_index, patient_classes in enumerate(plan):
-        patient_id = f"{_PATIENT_PREFIX[pool]}{p_index + 1:04d}"
+        patient_id = _patient_id(pool, p_index)
         patient = _draw_patient(patient_id, _rng(seed, stream, 1, p_index), scanners, sites,
                                 knobs)
         for j, class_name in enumerate(patient_classes):
@@ -208,15 +207,60 @@ def default_class_counts(preset: str, pool: str = "main") -> dict[str, int]:
     Raises:
         KerasLesionsError: unknown preset or pool.
     """
+    _check_preset_and_pool(preset, pool)
+    return _resolve_class_counts(preset, pool, None)
+
+
+def patient_plan(
+    preset: str = "frid-adar-2018",
+    seed: int = 0,
+    pool: str = "main",
+    class_counts: dict[str, int] | None = None,
+) -> list[tuple[str, str]]:
+    """Which patient carries which lesions, as ``generate_phantoms`` will make them.
+
+    Cheap (no image is drawn): lets a caller assign and check folds before
+    spending the time on the images. Takes the arguments of
+    ``generate_phantoms`` that decide the plan (difficulty does not).
+
+    Returns:
+        ``(patient_id, class_name)`` per lesion, in the dataset's lesion order.
+
+    Raises:
+        KerasLesionsError: unknown preset or pool, a bad seed or bad ``class_counts``.
+    """
+    _check_preset_and_pool(preset, pool)
+    seed = _check_seed(seed)
+    counts = _resolve_class_counts(preset, pool, class_counts)
+    plan = _plan_patients(counts, _rng(seed, _POOL_STREAM[pool], 0))
+    return [(_patient_id(pool, p_index), class_name)
+            for p_index, patient_classes in enumerate(plan) for class_name in patient_classes]
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _check_preset_and_pool(preset: str, pool: str) -> None:
     if preset not in PRESETS:
         raise KerasLesionsError(
             f"unknown phantom preset {preset!r}; choose one of {sorted(PRESETS)}")
     if pool not in POOLS:
         raise KerasLesionsError(f"unknown phantom pool {pool!r}; choose one of {list(POOLS)}")
-    return _resolve_class_counts(preset, pool, None)
 
 
-# --------------------------------------------------------------------------- arguments
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise KerasLesionsError(f"the phantom seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _patient_id(pool: str, p_index: int) -> str:
+    return f"{_PATIENT_PREFIX[pool]}{p_index + 1:04d}"
+
+
+def _settings_preset(preset: str) -> str:
+    """The preset whose generation settings (vendors) ``preset`` uses: its base, or itself."""
+    return PRESETS[preset].based_on or preset
 
 
 def _resolve_class_counts(preset: str, pool: str,

@@ -4,6 +4,9 @@ The numbers come from the two papers in ``shared/papers``:
 Frid-Adar et al. 2018 §2.1 (182 lesions: 53 cysts, 64 metastases,
 65 hemangiomas; 64×64 ROIs; 3 folds of 63, 63, 62) and Ben-Cohen et al. 2019
 §3.1 (239 ROIs: 66 cysts, 81 metastases, 65 hemangiomas, 27 healthy; 128×128).
+One preset is not a paper's dataset: "frid-adar-2018-imbalanced" keeps
+Frid-Adar's classes, size and folds but imbalances the counts, as real cohorts
+are, so that class balancing can be shown without real data.
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ class DatasetPreset:
         input_size: side in pixels the paper's networks take.
         k_folds: cross-validation folds of the paper.
         paper: where the numbers come from.
+        based_on: another preset whose phantom generation settings (its
+            scanner vendors) this one reuses, for a variant that changes only
+            the counts; None for a preset with settings of its own.
     """
 
     name: str
@@ -42,6 +48,7 @@ class DatasetPreset:
     input_size: int
     k_folds: int
     paper: str
+    based_on: str | None = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -59,6 +66,19 @@ PRESETS: dict[str, DatasetPreset] = {
         input_size=64,
         k_folds=3,
         paper="Frid-Adar et al. 2018, Neurocomputing 321:321-331, §2.1 and §4.1",
+    ),
+    # Real lesion cohorts are imbalanced (Ben-Cohen 2019 §3.1: 27 healthy of
+    # 239 ROIs, 11%); the paper sets are nearly balanced, so balancing would
+    # show no effect on them. Minority class: 20 of 140 lesions, 14%.
+    "frid-adar-2018-imbalanced": DatasetPreset(
+        name="frid-adar-2018-imbalanced",
+        class_counts={"cyst": 20, "metastasis": 80, "hemangioma": 40},
+        input_size=64,
+        k_folds=3,
+        paper="our imbalanced variant of the classes of Frid-Adar et al. 2018 §2.1 (not a "
+              "paper's dataset), motivated by Ben-Cohen et al. 2019 §3.1's healthy class, "
+              "27 of 239 ROIs",
+        based_on="frid-adar-2018",
     ),
     "ben-cohen-2019": DatasetPreset(
         name="ben-cohen-2019",

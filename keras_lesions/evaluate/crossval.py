@@ -40,7 +40,8 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
     Returns:
         ``{"repeat", "fold", "seed", "group", "y_true", "y_pred",
         "probabilities", "lesion_ids", "run_dir", "class_names", "dataset",
-        "added_samples", "n_train", "sgd_steps", "validation"}``; "validation"
+        "added_samples", "n_train", "sgd_steps", "validation",
+        "train_class_counts", "class_balance"}``; "validation"
         holds the run's validation predictions (what a threshold may be
         chosen on) when the record is of its test predictions and the run
         has them, else None.
@@ -72,7 +73,9 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
             "lesion_ids": predictions["lesion_ids"], "run_dir": str(run_dir),
             "class_names": done.get("class_names"), "dataset": done.get("dataset"),
             "added_samples": done.get("added_samples"), "n_train": done.get("n_train"),
-            "sgd_steps": done.get("sgd_steps"), "validation": validation}
+            "sgd_steps": done.get("sgd_steps"), "validation": validation,
+            "train_class_counts": done.get("train_class_counts"),
+            "class_balance": done.get("class_balance", "none")}
 
 
 def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
@@ -169,11 +172,11 @@ def curve_point(group: str, added: int, summary: dict, ci95=(float("nan"), float
             "weighted_specificity": summary["pooled"]["weighted_specificity"]}
 
 
-def saturation_point(curve: Sequence[dict], tolerance: float) -> dict:
-    """D_aug^optimal: the smallest group whose pooled accuracy is within
+def saturation_point(curve: Sequence[dict], tolerance: float, key: str = "value") -> dict:
+    """D_aug^optimal: the smallest group whose metric (``key``) is within
     ``tolerance`` of the best group's ("saturation", §4.2.1)."""
-    best = max(c["accuracy"] for c in curve)
-    return next(c for c in curve if c["accuracy"] >= best - tolerance)
+    best = max(c[key] for c in curve)
+    return next(c for c in curve if c[key] >= best - tolerance)
 
 
 def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choices: dict,
@@ -188,7 +191,7 @@ def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choice
         choices: (repeat, fold) -> that cell's D_aug optimal choice.
         optimal_summary: the summary of every cell's runs on its own choice.
         report_dir: where the files go.
-        tolerance: the saturation tolerance the choices used.
+        tolerance: how the choices set the saturation tolerance, in words.
         selected_on: "validation" or "test": what the choices read.
 
     Returns:
@@ -217,9 +220,11 @@ def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choice
     _write_curve_png(curve, counts, report_dir / "classic_curve.png")
     result = {"selected_on": selected_on, "optimal_counts": counts_text,
               "choices": [{"repeat": r, "fold": k, "group": c["group"],
-                           "selection_accuracy": c["accuracy"]}
+                           "metric": c.get("metric", "accuracy"),
+                           "selection_value": c.get("value", c.get("accuracy")),
+                           "saturation_tolerance": c.get("saturation_tolerance")}
                           for (r, k), c in sorted(choices.items())],
-              "saturation_tolerance": tolerance, "curve": list(curve)}
+              "saturation_rule": tolerance, "curve": list(curve)}
     write_json(report_dir / "optimal.json", result)
     return {**result, "optimal_summary": optimal_summary}
 

@@ -6,7 +6,13 @@
 
 Averages over classes are weighted by support (the number of true lesions of
 each class), as the paper's Tables 2 and 7 report them; with that weighting
-the average sensitivity equals the total accuracy.
+the average sensitivity equals the total accuracy, so a classifier that
+learns the majority class of an imbalanced set scores well on it. Beyond the
+paper, for imbalanced sets:
+
+    Balanced accuracy = (1/K) Σ_c Sensitivity_c    (unweighted mean)
+    F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c);  macro F1 = (1/K) Σ_c F1_c
+    Majority-class baseline = max_c support_c / N   (always the largest class)
 """
 from __future__ import annotations
 
@@ -31,9 +37,12 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> di
         class_names: names in matrix order.
 
     Returns:
-        dict with "accuracy", "per_class" {name: {sensitivity, specificity,
+        dict with "accuracy", "balanced_accuracy", "macro_f1",
+        "majority_class" and "majority_accuracy" (the majority-class
+        baseline), "per_class" {name: {sensitivity, specificity, f1,
         support}}, "weighted_sensitivity", "weighted_specificity", "n".
-        A class without true cases has NaN sensitivity.
+        A class without true cases has NaN sensitivity and is left out of
+        the balanced accuracy and macro F1.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     total = matrix.sum()
@@ -46,15 +55,23 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> di
     with np.errstate(invalid="ignore", divide="ignore"):
         sensitivity = np.where(support > 0, tp / support, np.nan)
         specificity = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
     weights = support / total if total else np.zeros_like(support)
+    present = support > 0
+    majority = int(np.argmax(support)) if len(support) else 0
     return {
         "n": int(total),
         "accuracy": float(tp.sum() / total) if total else float("nan"),
+        "balanced_accuracy": float(sensitivity[present].mean()) if present.any()
+        else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "majority_class": class_names[majority] if len(support) else None,
+        "majority_accuracy": float(support[majority] / total) if total else float("nan"),
         "weighted_sensitivity": float(np.nansum(sensitivity * weights)),
         "weighted_specificity": float(np.nansum(specificity * weights)),
         "per_class": {
             name: {"sensitivity": float(sensitivity[i]), "specificity": float(specificity[i]),
-                   "support": int(support[i])}
+                   "f1": float(f1[i]), "support": int(support[i])}
             for i, name in enumerate(class_names)
         },
     }

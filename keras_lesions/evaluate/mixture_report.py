@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_lesions.evaluate.report import count_text
+from keras_lesions.evaluate.report import BALANCE_WORDS, count_text, prior_table
 from keras_lesions.evaluate.verdict import comparison_table
 from keras_lesions.runs.folder import read_done
 from keras_lesions.runs.history import read_history
@@ -78,6 +78,9 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
     lines += [f"- {c['verdict']}" for key, c in comparisons.items()
               if key.startswith("mixtures-vs-")]
     lines += ["", "## Comparisons", ""] + comparison_table(comparisons.values())
+    lines += ["", "What each arm trained on (cases per class per run, mixtures by their soft "
+              f"targets' mass; `train.class_balance: {config.train.class_balance}`, "
+              f"{BALANCE_WORDS[config.train.class_balance]}):", "", *prior_table(summaries)]
     main = comparisons.get("mixtures", {})
     if main.get("n_cells"):
         lines += ["", "Detectable difference (80% power, 5% level) of the main comparison: "

@@ -45,7 +45,11 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str],
         seeds, as counts per test set), "per_fold" (accuracy of every run),
         "accuracy" (mean, sample std (ddof = 1) and t interval over the
         runs), "accuracy_by_seed" (pooled accuracy of each whole
-        cross-validation, one per (repeat, seed), with its spread).
+        cross-validation, one per (repeat, seed), with its spread),
+        "intervals" (95% patient-bootstrap intervals of the pooled accuracy,
+        balanced accuracy and every class's sensitivity and specificity:
+        :func:`class_rate_intervals`), "training" (the class prior the runs
+        trained on, when they recorded it: :func:`training_prior`).
     """
     k = len(class_names)
     total = np.zeros((k, k), np.int64)
@@ -72,11 +76,102 @@ def summarize_predictions(records: Sequence[dict], class_names: Sequence[str],
         "accuracy_by_seed": {"values": run_accuracy,
                              **mean_std_ci(list(run_accuracy.values()))},
     }
+    if records:
+        summary["intervals"] = class_rate_intervals(records, class_names, patient_of)
+    training = training_prior(records, class_names)
+    if training:
+        summary["training"] = training
     if records and all("probabilities" in r and "lesion_ids" in r for r in records):
         summary["discrimination"] = discrimination_summary(
             records, class_names, patient_of, positive_class=positive_class,
             target_sensitivity=target_sensitivity)
     return summary
+
+
+def prediction_clusters(records: Sequence[dict],
+                        patient_of: Mapping[str, str] | None) -> tuple[np.ndarray, str]:
+    """Per pooled prediction, the unit a bootstrap resamples, and its name:
+    the lesion's patient, else the lesion (when patients are not known),
+    else the prediction itself."""
+    if all("lesion_ids" in r for r in records):
+        lesions = np.concatenate([np.asarray(r["lesion_ids"]).astype(str) for r in records])
+        if patient_of is not None and all(i in patient_of for i in lesions.tolist()):
+            return np.array([patient_of[i] for i in lesions.tolist()]), "patients"
+        return lesions, "lesions"
+    return np.arange(sum(len(r["y_true"]) for r in records)), "predictions"
+
+
+def class_rate_intervals(records: Sequence[dict], class_names: Sequence[str],
+                         patient_of: Mapping[str, str] | None = None, *,
+                         n_boot: int = 2000, seed: int = 0) -> dict:
+    """95% patient-bootstrap intervals of an arm's pooled accuracy, balanced
+    accuracy and per-class sensitivity and specificity
+    (``stats.cluster_bootstrap_class_rates``)."""
+    from keras_lesions.evaluate.stats import cluster_bootstrap_class_rates, percentile_interval
+
+    clusters, unit = prediction_clusters(records, patient_of)
+    y_true = np.concatenate([np.asarray(r["y_true"]) for r in records])
+    y_pred = np.concatenate([np.asarray(r["y_pred"]) for r in records])
+    (rates,) = cluster_bootstrap_class_rates(y_true, [y_pred], clusters, len(class_names),
+                                             n_boot=n_boot, seed=seed)
+    resampled = rates["resampled"]
+    sens = percentile_interval(resampled["sensitivity"])
+    spec = percentile_interval(resampled["specificity"])
+    return {"resampled": unit, "n_boot": int(len(resampled["accuracy"])),
+            "accuracy": {"value": rates["accuracy"],
+                         "ci95": percentile_interval(resampled["accuracy"])},
+            "balanced_accuracy": {"value": rates["balanced_accuracy"],
+                                  "ci95": percentile_interval(resampled["balanced_accuracy"])},
+            "per_class": {name: {"sensitivity": {"value": float(rates["sensitivity"][c]),
+                                                 "ci95": sens[c]},
+                                 "specificity": {"value": float(rates["specificity"][c]),
+                                                 "ci95": spec[c]}}
+                          for c, name in enumerate(class_names)}}
+
+
+def training_prior(records: Sequence[dict], class_names: Sequence[str]) -> dict | None:
+    """The class prior an arm's runs trained on: lesions per class (mean over
+    its runs, real, augmented and synthetic together), shares, and the
+    ``train.class_balance`` rule; None when a run did not record it."""
+    counts = [r.get("train_class_counts") for r in records]
+    if not records or any(not isinstance(c, dict) for c in counts):
+        return None
+    mean = {name: float(np.mean([c.get(name, 0.0) for c in counts])) for name in class_names}
+    total = sum(mean.values()) or 1.0
+    rules = sorted({str(r.get("class_balance", "none")) for r in records})
+    return {"class_balance": ", ".join(rules), "class_counts": mean,
+            "class_shares": {name: value / total for name, value in mean.items()},
+            "n_runs": len(records)}
+
+
+def prior_text(training: dict) -> str:
+    """"cyst 120 (14%), metastasis 480 (57%) …; class balance: weights"."""
+    parts = [f"{name} {count_text(round(count, 1))} ({100 * training['class_shares'][name]:.0f}%)"
+             for name, count in training["class_counts"].items()]
+    return f"{', '.join(parts)}; class balance: {training['class_balance']}"
+
+
+# train.class_balance in a sentence
+BALANCE_WORDS = {"none": "the training sets' own class prior, as the papers trained",
+                 "weights": "inverse-frequency class weights in the loss",
+                 "sampling": "class-balanced batches"}
+
+
+def prior_table(summaries: Mapping[str, dict]) -> list[str]:
+    """Markdown: the class prior every arm trained on (lesions per class per
+    run, real, augmented and synthetic together) and its class-balance rule;
+    nothing when no arm recorded one."""
+    rows = {arm: s["training"] for arm, s in summaries.items() if s and "training" in s}
+    if not rows:
+        return []
+    names = list(next(iter(rows.values()))["class_counts"])
+    lines = ["| arm | " + " | ".join(names) + " | class balance |",
+             "|---" * (len(names) + 2) + "|"]
+    for arm, t in rows.items():
+        lines.append(f"| {arm} | " + " | ".join(
+            f"{count_text(round(t['class_counts'][n], 1))} ({100 * t['class_shares'][n]:.0f}%)"
+            for n in names) + f" | {t['class_balance']} |")
+    return lines
 
 
 def count_text(value: float) -> str:
@@ -108,13 +203,21 @@ def markdown_tables(summary: dict, title: str) -> str:
               "|---" * (len(names) + 1) + "|"]
     for name, row in zip(names, summary["confusion"]):
         lines.append(f"| {name} | " + " | ".join(count_text(v) for v in row) + " |")
-    lines += ["", "| class | sensitivity | specificity | support |", "|---|---|---|---|"]
+    lines += ["", *balance_lines(summary)]
+    intervals = summary.get("intervals", {}).get("per_class", {})
+    lines += ["", "| class | sensitivity | specificity | F1 | support |", "|---|---|---|---|---|"]
     for name in names:
         c = pooled["per_class"][name]
-        lines.append(f"| {name} | {_pct(c['sensitivity'])} | {_pct(c['specificity'])} | "
-                     f"{c['support']} |")
+        ci = intervals.get(name)
+        sens, spec = _pct(c["sensitivity"]), _pct(c["specificity"])
+        if ci:
+            sens += f" ({_interval(ci['sensitivity']['ci95'])})"
+            spec += f" ({_interval(ci['specificity']['ci95'])})"
+        lines.append(f"| {name} | {sens} | {spec} | {_f1(c.get('f1'))} | {c['support']} |")
     lines.append(f"| weighted average | {_pct(pooled['weighted_sensitivity'])} | "
-                 f"{_pct(pooled['weighted_specificity'])} | {pooled['n']} |")
+                 f"{_pct(pooled['weighted_specificity'])} | | {pooled['n']} |")
+    lines.append(f"| unweighted mean (balanced) | {_pct(pooled.get('balanced_accuracy'))} | | "
+                 f"{_f1(pooled.get('macro_f1'))} (macro) | |")
     if "discrimination" in summary:
         lines += ["", *discrimination_lines(summary["discrimination"])]
     lines += ["", "| repeat | fold | seed | accuracy | n |", "|---|---|---|---|---|"]
@@ -122,6 +225,44 @@ def markdown_tables(summary: dict, title: str) -> str:
         lines.append(f"| {r.get('repeat', 0)} | {r['fold']} | {r['seed']} | "
                      f"{_pct(r['accuracy'])} | {r['n']} |")
     return "\n".join(lines) + "\n"
+
+
+def _f1(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def balance_lines(summary: dict) -> list[str]:
+    """Balanced accuracy, the majority-class baseline beside the total
+    accuracy, and the class prior the runs trained on (Markdown sentences)."""
+    pooled = summary["pooled"]
+    intervals = summary.get("intervals", {})
+    if "balanced_accuracy" not in pooled:
+        return []
+    balanced = intervals.get("balanced_accuracy", {}).get("ci95", [np.nan, np.nan])
+    accuracy = intervals.get("accuracy", {}).get("ci95", [np.nan, np.nan])
+    baseline = pooled["majority_accuracy"]
+    lines = [f"Balanced accuracy (mean of the classes' sensitivities) "
+             f"{_pct(pooled['balanced_accuracy'])} ({_interval(balanced)}; always answering one "
+             f"class scores {100 / len(summary['class_names']):.1f}%), macro F1 "
+             f"{_f1(pooled['macro_f1'])}.",
+             f"Majority-class baseline: {_pct(baseline)} (every lesion called "
+             f"{pooled['majority_class']}); total accuracy {_pct(pooled['accuracy'])} "
+             f"({_interval(accuracy)}) is {_beats(accuracy, baseline)}."]
+    if "training" in summary:
+        lines.append(f"Trained on, per run (mean of {summary['training']['n_runs']}): "
+                     f"{prior_text(summary['training'])}.")
+    return lines
+
+
+def _beats(ci, baseline: float) -> str:
+    low, high = ci
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not compared with it (no interval)"
+    if low > baseline:
+        return "above it (its interval excludes the baseline)"
+    if high < baseline:
+        return "BELOW it (its interval excludes the baseline)"
+    return "not distinguishable from it (its interval includes the baseline)"
 
 
 def _interval(ci) -> str:
@@ -181,11 +322,23 @@ def text_table(summary: dict) -> str:
                      f"{c['support']:>9}")
     lines.append(f"{'weighted average':<{width}}{_pct(pooled['weighted_sensitivity']):>12}"
                  f"{_pct(pooled['weighted_specificity']):>13}{pooled['n']:>9}")
+    if "balanced_accuracy" in pooled:
+        lines.append(f"{'unweighted mean':<{width}}{_pct(pooled['balanced_accuracy']):>12}"
+                     f"{'':>13}{'':>9}")
     acc = summary["accuracy"]
     lines.append(f"total accuracy: {_pct(pooled['accuracy'])}   per fold: "
                  + ", ".join(_pct(r["accuracy"]) for r in summary["per_fold"])
                  + (f"   (mean {100 * acc['mean']:.1f} ± {100 * acc['std']:.1f})"
                     if acc["n"] > 1 else ""))
+    if "balanced_accuracy" in pooled:
+        ci = summary.get("intervals", {}).get("balanced_accuracy", {}).get("ci95",
+                                                                           [np.nan, np.nan])
+        lines.append(f"balanced accuracy: {_pct(pooled['balanced_accuracy'])}"
+                     + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if np.isfinite(ci[0]) else "")
+                     + f"   macro F1: {_f1(pooled['macro_f1'])}   majority-class baseline: "
+                     f"{_pct(pooled['majority_accuracy'])} ({pooled['majority_class']})")
+    if "training" in summary:
+        lines.append(f"trained on (per run): {prior_text(summary['training'])}")
     if "discrimination" in summary:
         d = summary["discrimination"]
         auc = d["auc"]

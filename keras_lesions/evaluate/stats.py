@@ -28,6 +28,9 @@ in patients. Each function answers one question under those facts:
   a specificity, one arm's accuracy on one run);
   :func:`cluster_bootstrap_proportion` and :func:`cluster_bootstrap_auc`:
   one arm's pooled proportion and mean AUC with patient-resampled intervals.
+* :func:`cluster_bootstrap_class_rates`: accuracy, balanced accuracy and
+  per-class sensitivity and specificity of one or more arms with shared
+  patient resamples, for intervals of each and of their paired differences.
 * :func:`detectable_difference`: what the comparison could have found: the
   smallest accuracy difference a paired test of n lesions detects with 80%
   power (Connor 1987); it says whether "no evidence" means "no effect" or
@@ -39,6 +42,7 @@ functions that use them (statsmodels is slow to import).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -210,6 +214,90 @@ def cluster_bootstrap_proportion(successes: Sequence[bool], counted: Sequence[bo
     resampled = (draws @ patient_hits) / (draws @ patient_sizes)
     result.update(ci95=_percentile_interval(resampled, confidence), n_boot=int(n_boot))
     return result
+
+
+def cluster_bootstrap_class_rates(y_true: Sequence[int], y_preds: Sequence[Sequence[int]],
+                                  clusters: Sequence, n_classes: int, *, n_boot: int = 2000,
+                                  seed: int = 0) -> list[dict]:
+    """Accuracy, balanced accuracy and each class's sensitivity and
+    specificity of one or more arms on the same predictions, and their
+    values in every patient-cluster resample (the draws of
+    :func:`cluster_bootstrap_difference`, shared by the arms, so differences
+    of resampled values are paired).
+
+    Balanced accuracy is the mean of the classes' sensitivities (Brodersen et
+    al. 2010, "The balanced accuracy and its posterior distribution", ICPR):
+    a classifier that always answers one class scores 1/K, whatever the
+    prior. A resample without a lesion of some class leaves that class's
+    sensitivity undefined (NaN) and its balanced accuracy averages the
+    others.
+
+    Args:
+        y_true: per prediction (all cells pooled), the true class.
+        y_preds: per arm, per prediction, the predicted class.
+        clusters: per prediction, its patient.
+        n_classes: K.
+
+    Returns:
+        Per arm: {"accuracy", "balanced_accuracy": float, "sensitivity",
+        "specificity": float [K], and "resampled": {the same names: [n_boot]
+        or [n_boot, K] arrays}} (empty arrays with fewer than two patients).
+        Use :func:`percentile_interval` on the resampled values.
+    """
+    y = np.asarray(y_true, np.int64).reshape(-1)
+    index, n_clusters = _cluster_index(clusters)
+    if index.shape != y.shape:
+        raise ValueError("y_true and clusters must have one entry per prediction")
+    truth = np.eye(n_classes, dtype=np.float64)[y]  # [n, K]
+    draws = _cluster_draw_counts(n_clusters, n_boot, seed) if n_clusters >= 2 else None
+
+    def per_patient(values):  # [n, K] -> [G, K]
+        out = np.zeros((n_clusters, values.shape[1]))
+        np.add.at(out, index, values)
+        return out
+
+    positives, negatives = per_patient(truth), per_patient(1.0 - truth)
+    results = []
+    for y_pred in y_preds:
+        pred = np.eye(n_classes, dtype=np.float64)[np.asarray(y_pred, np.int64).reshape(-1)]
+        if pred.shape != truth.shape:
+            raise ValueError("every arm must have one prediction per entry of y_true")
+        hits = per_patient(truth * pred)  # true c, called c
+        rejections = per_patient((1.0 - truth) * (1.0 - pred))  # not c, not called c
+
+        def rates(weights):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sens = (weights @ hits) / (weights @ positives)
+                spec = (weights @ rejections) / (weights @ negatives)
+                accuracy = (weights @ hits.sum(1)) / (weights @ positives.sum(1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a resample lacking a class
+                balanced = np.nanmean(sens, axis=-1)
+            return {"accuracy": accuracy, "balanced_accuracy": balanced,
+                    "sensitivity": sens, "specificity": spec}
+
+        point = rates(np.ones(n_clusters))
+        resampled = rates(draws) if draws is not None else \
+            {k: np.zeros((0,) + np.shape(v)) for k, v in point.items()}
+        results.append({**{k: (float(v) if np.ndim(v) == 0 else np.asarray(v))
+                           for k, v in point.items()}, "resampled": resampled})
+    return results
+
+
+def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> list:
+    """The percentile interval of resampled values, [low, high] (NaN for no
+    resample); along the first axis for [n_boot, K] arrays (one per column).
+    Resamples in which the value is undefined (NaN) are left out."""
+    resampled = np.asarray(resampled, np.float64)
+    if resampled.shape[0] == 0 or np.all(np.isnan(resampled)):
+        return _nan_interval() if resampled.ndim == 1 else [_nan_interval()] * resampled.shape[1]
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+        low, high = np.nanpercentile(resampled, [tail, 100.0 - tail], axis=0)
+    if resampled.ndim == 1:
+        return [float(low), float(high)]
+    return [[float(a), float(b)] for a, b in zip(low, high)]
 
 
 def corrected_resampled_t(differences: Sequence[float], n_train: float, n_test: float,

@@ -12,14 +12,20 @@ predictions (``evaluate.stats`` has the tests):
 * macro one-vs-rest AUC of each arm, DeLong's paired test of the difference
   per cross-validation, and the patient-bootstrap interval of the mean AUC
   difference;
-* per-class sensitivity and specificity with Wilson intervals;
+* balanced accuracy (the mean of the classes' sensitivities) and each
+  class's sensitivity and specificity, and their paired differences, with
+  intervals from the same patient resamples;
 * the smallest difference this experiment could have detected (80% power),
   from the observed discordance.
 
-A difference is called a gain (or a loss) only when the patient-bootstrap
-interval and the corrected resampled t interval both exclude zero; otherwise
-the sentence says there is no evidence of a difference, with the interval and
-the detectable difference.
+The outcome reads the primary metric (``evaluate.primary_metric``: total
+accuracy as the papers, balanced accuracy or macro AUC). A difference is
+called a gain (or a loss) only when the patient-bootstrap interval and the
+corrected resampled t interval both exclude zero; otherwise the sentence says
+there is no evidence of a difference, with the interval and the detectable
+difference. A gain for which some class's sensitivity fell by more than
+``evaluate.class_sensitivity_margin`` is "mixed": the sentence names the
+class that paid for it, and nothing treats it as a gain.
 """
 from __future__ import annotations
 
@@ -29,11 +35,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.evaluate import stats
+from keras_lesions.evaluate import primary, stats
+from keras_lesions.evaluate.primary import AUC_RESAMPLES, BOOTSTRAP_RESAMPLES
 
 HELPED, HURT, NO_EVIDENCE = "helped", "hurt", "no evidence"
-BOOTSTRAP_RESAMPLES = 2000
-AUC_RESAMPLES = 300  # AUCs are slower to recompute; 300 percentiles are stable to ~0.5 points
+# a gain on the primary metric paid for by a class's sensitivity
+MIXED = "mixed"
 
 
 def paired_differences(baseline: Sequence[dict], proposed: Sequence[dict]) -> list[dict]:
@@ -100,6 +107,7 @@ def accuracy_interval(records: Sequence[dict], patient_of: Mapping[str, str],
 
 def compare_arms(what: str, baseline: Sequence[dict], proposed: Sequence[dict],
                  patient_of: Mapping[str, str], class_names: Sequence[str], *,
+                 metric: str = "accuracy", sensitivity_margin: float | None = None,
                  seed: int = 0) -> dict:
     """Every statistic of one comparison, and its verdict sentence.
 
@@ -109,16 +117,25 @@ def compare_arms(what: str, baseline: Sequence[dict], proposed: Sequence[dict],
             arms; cells both ran are compared.
         patient_of: lesion id -> patient id.
         class_names: the class order of the labels.
+        metric: the primary metric ("accuracy", "balanced_accuracy",
+            "auc"): the difference the outcome and the sentence read.
+        sensitivity_margin: a gain is "helped" only if no class's
+            sensitivity fell by more than this; None: not checked.
         seed: the bootstrap's seed.
 
     Returns:
-        JSON-able: "what", "n_cells", "n_lesions", "n_patients", "accuracy"
-        {baseline, proposed}, "difference", "ci95", "corrected_t",
-        "mcnemar" (per repeat and seed), "auc" {baseline, proposed,
-        difference, ci95, delong per repeat and seed}, "per_class"
-        {name: {arm: {sensitivity, specificity with Wilson intervals}}},
-        "discordance", "detectable_difference", "steps" {baseline,
-        proposed}, "outcome" (helped / hurt / no evidence), "verdict".
+        JSON-able: "what", "metric", "n_cells", "n_lesions", "n_patients",
+        "accuracy" and "balanced_accuracy" {baseline, proposed}, "metrics"
+        {accuracy, balanced_accuracy, auc: {baseline, proposed, difference,
+        ci95, corrected_t}}, the primary metric's "difference", "ci95",
+        "corrected_t" and "cell_differences", "mcnemar" (per repeat and
+        seed), "auc" {baseline, proposed, difference, ci95, delong per repeat
+        and seed}, "per_class" {name: {baseline, proposed: {sensitivity,
+        specificity}, sensitivity_change: {difference, ci95}}} (patient
+        bootstrap intervals), "discordance", "detectable_difference",
+        "steps" {baseline, proposed}, "sensitivity_margin", "outcome"
+        (helped / mixed / hurt / no evidence), "paid_by" (the classes whose
+        sensitivity fell past the margin), "verdict".
     """
     pairs = paired_records(baseline, proposed)
     if not pairs:
@@ -136,12 +153,23 @@ def compare_arms(what: str, baseline: Sequence[dict], proposed: Sequence[dict],
 
     boot = stats.cluster_bootstrap_difference(correct_a, correct_b, clusters,
                                               n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
-    cell_differences = [float(_correct(b).mean() - _correct(a).mean()) for a, b in pairs]
     n_test = float(np.mean([len(a["y_true"]) for a, _ in pairs]))
     n_train_lesions = float(len(set(lesions.tolist())) - n_test)
-    # Nadeau & Bengio's correction uses the sizes of the training and test
-    # sets in lesions (not augmented images): the overlap between folds.
-    corrected = stats.corrected_resampled_t(cell_differences, max(n_train_lesions, 1.0), n_test)
+
+    def corrected_t(name):
+        # Nadeau & Bengio's correction uses the sizes of the training and
+        # test sets in lesions (not augmented images): the overlap between
+        # folds.
+        differences = [primary.cell_value(b, name, k) - primary.cell_value(a, name, k)
+                       for a, b in pairs]
+        return differences, stats.corrected_resampled_t(differences, max(n_train_lesions, 1.0),
+                                                        n_test)
+
+    # one set of patient resamples for both arms: paired differences
+    rates_a, rates_b = stats.cluster_bootstrap_class_rates(
+        y_true, [np.concatenate([np.asarray(a["y_pred"]) for a, _ in pairs]),
+                 np.concatenate([np.asarray(b["y_pred"]) for _, b in pairs])],
+        clusters, k, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
 
     by_run: dict[tuple[int, int], list[int]] = {}
     for c, (a, _) in enumerate(pairs):
@@ -164,19 +192,39 @@ def compare_arms(what: str, baseline: Sequence[dict], proposed: Sequence[dict],
     n_lesions = len(set(lesions.tolist()))
     mean_discordance = float(np.mean(discordance))
     detectable = stats.detectable_difference(mean_discordance, n_lesions)
+    metrics, cell_differences = {}, {}
+    for name, values, difference, ci95 in (
+            ("accuracy", (float(correct_a.mean()), float(correct_b.mean())), boot["difference"],
+             boot["ci95"]),
+            ("balanced_accuracy", (rates_a["balanced_accuracy"], rates_b["balanced_accuracy"]),
+             rates_b["balanced_accuracy"] - rates_a["balanced_accuracy"],
+             stats.percentile_interval(rates_b["resampled"]["balanced_accuracy"]
+                                       - rates_a["resampled"]["balanced_accuracy"])),
+            ("auc", (auc_a, auc_b), auc_b - auc_a, auc_boot["ci95"])):
+        cell_differences[name], t = corrected_t(name)
+        metrics[name] = {"baseline": float(values[0]), "proposed": float(values[1]),
+                         "difference": float(difference), "ci95": [float(v) for v in ci95],
+                         "corrected_t": t}
+    chosen = metrics[metric]
     comparison = {
-        "what": what, "n_cells": len(pairs), "n_lesions": n_lesions,
+        "what": what, "metric": metric, "n_cells": len(pairs), "n_lesions": n_lesions,
         "n_patients": len(set(clusters.tolist())), "n_cross_validations": len(by_run),
-        "accuracy": {"baseline": float(correct_a.mean()), "proposed": float(correct_b.mean())},
-        "difference": float(boot["difference"]), "ci95": [float(v) for v in boot["ci95"]],
-        "cell_differences": cell_differences, "corrected_t": corrected,
+        "accuracy": {"baseline": metrics["accuracy"]["baseline"],
+                     "proposed": metrics["accuracy"]["proposed"]},
+        "balanced_accuracy": {"baseline": metrics["balanced_accuracy"]["baseline"],
+                              "proposed": metrics["balanced_accuracy"]["proposed"]},
+        "metrics": metrics,
+        "difference": chosen["difference"], "ci95": chosen["ci95"],
+        "cell_differences": cell_differences[metric], "corrected_t": chosen["corrected_t"],
         "mcnemar": mcnemar,
         "auc": {"baseline": auc_a, "proposed": auc_b, "difference": auc_b - auc_a,
                 "ci95": [float(v) for v in auc_boot["ci95"]], "delong": delong},
-        "per_class": _per_class(pairs, class_names),
+        "per_class": _per_class(rates_a, rates_b, class_names),
         "discordance": mean_discordance, "detectable_difference": detectable,
         "steps": {"baseline": _steps(a for a, _ in pairs), "proposed": _steps(b for _, b in pairs)},
+        "sensitivity_margin": sensitivity_margin,
     }
+    comparison["paid_by"] = paid_by(comparison)
     comparison["outcome"] = outcome(comparison)
     comparison["verdict"] = verdict_sentence(comparison)
     return comparison
@@ -188,39 +236,50 @@ def _steps(records) -> int | None:
     return None if any(s is None for s in steps) else int(sum(steps))
 
 
-def _per_class(pairs, class_names) -> dict:
-    """Sensitivity and specificity per class and arm, with Wilson intervals.
-
-    Repeats predict every lesion again, so the counts are scaled to one
-    cross-validation's lesions before the interval: the interval is for the
-    number of lesions there are, not the number of predictions."""
+def _per_class(rates_a: dict, rates_b: dict, class_names) -> dict:
+    """Sensitivity and specificity per class and arm, and each class's
+    sensitivity change (proposed − baseline), with 95% intervals from the
+    same patient resamples as the headline difference (paired)."""
     result = {}
-    n_runs = len({(_cell(a)[0], _cell(a)[2]) for a, _ in pairs})
+    for label, rates in (("baseline", rates_a), ("proposed", rates_b)):
+        for name in ("sensitivity", "specificity"):
+            rates[f"{name}_ci95"] = stats.percentile_interval(rates["resampled"][name])
+    change = stats.percentile_interval(rates_b["resampled"]["sensitivity"]
+                                       - rates_a["resampled"]["sensitivity"])
     for c, name in enumerate(class_names):
-        entry = {}
-        for arm, index in (("baseline", 0), ("proposed", 1)):
-            y_true = np.concatenate([np.asarray(p[index]["y_true"]) for p in pairs])
-            y_pred = np.concatenate([np.asarray(p[index]["y_pred"]) for p in pairs])
-            positives, negatives = y_true == c, y_true != c
-            values = {}
-            for label, mask, hit in (("sensitivity", positives, y_pred == c),
-                                     ("specificity", negatives, y_pred != c)):
-                n = mask.sum() / n_runs
-                rate = float(hit[mask].mean()) if mask.any() else math.nan
-                low, high = stats.wilson_interval(rate * n, n) if n else (math.nan, math.nan)
-                values[label] = {"value": rate, "ci95": [float(low), float(high)]}
-            entry[arm] = values
+        entry = {arm: {kind: {"value": float(rates[kind][c]),
+                              "ci95": [float(v) for v in rates[f"{kind}_ci95"][c]]}
+                       for kind in ("sensitivity", "specificity")}
+                 for arm, rates in (("baseline", rates_a), ("proposed", rates_b))}
+        entry["sensitivity_change"] = {
+            "difference": float(rates_b["sensitivity"][c] - rates_a["sensitivity"][c]),
+            "ci95": [float(v) for v in change[c]]}
         result[name] = entry
     return result
 
 
+def paid_by(comparison: dict) -> list[str]:
+    """The classes whose sensitivity fell by more than the comparison's
+    margin (the point estimate of the change), worst first."""
+    margin = comparison.get("sensitivity_margin")
+    if margin is None:
+        return []
+    fell = [(entry["sensitivity_change"]["difference"], name)
+            for name, entry in comparison.get("per_class", {}).items()
+            if "sensitivity_change" in entry  # reports made before the margin have none
+            and entry["sensitivity_change"]["difference"] < -margin]
+    return [name for _, name in sorted(fell)]
+
+
 def outcome(comparison: dict) -> str:
-    """helped / hurt only when both intervals exclude zero on the same side."""
+    """helped / hurt only when both intervals exclude zero on the same side;
+    a gain for which some class's sensitivity fell past the margin is
+    "mixed", not helped."""
     low, high = comparison["ci95"]
     t_low, t_high = comparison["corrected_t"]["ci95"]
     t_defined = not (math.isnan(t_low) or math.isnan(t_high))
     if low > 0 and (t_defined and t_low > 0):
-        return HELPED
+        return MIXED if paid_by(comparison) else HELPED
     if high < 0 and (t_defined and t_high < 0):
         return HURT
     return NO_EVIDENCE
@@ -231,10 +290,14 @@ def _points(value: float) -> str:
 
 
 def verdict_sentence(comparison: dict) -> str:
-    """"<what> helped: +x points (95% CI a to b) ..." or "no evidence of a
-    difference (... CI a to b; this experiment could detect differences of
-    about d points)"; "hurt" symmetrically."""
+    """"<what> helped: +x points of <metric> (95% CI a to b) ..." or "no
+    evidence of a difference (... CI a to b; this experiment could detect
+    differences of about d points)"; "hurt" symmetrically; "mixed" names the
+    class whose sensitivity paid for the gain. Every sentence ends with each
+    class's sensitivity change and its interval."""
     what = comparison["what"]
+    metric = comparison.get("metric", "accuracy")
+    name = primary.label(metric)
     low, high = comparison["ci95"]
     interval = f"95% CI {_points(low)} to {_points(high)}"
     t = comparison["corrected_t"]
@@ -242,27 +305,51 @@ def verdict_sentence(comparison: dict) -> str:
                   if math.isnan(t["ci95"][0]) else
                   f"corrected resampled t over {t['n_cells']} cells: {_points(t['ci95'][0])} to "
                   f"{_points(t['ci95'][1])}")
-    difference = _points(comparison["difference"])
+    difference = f"{_points(comparison['difference'])} points of {name}"
     detectable = comparison["detectable_difference"]
     could = ("" if math.isnan(detectable) else
-             f"; this experiment could detect differences of about {100 * detectable:.0f} points")
+             f"; this experiment could detect total-accuracy differences of about "
+             f"{100 * detectable:.0f} points")
     kind = comparison["outcome"]
     if kind == HELPED:
-        head = f"{what} helped: {difference} points ({interval}; {t_interval})"
+        head = f"{what} helped: {difference} ({interval}; {t_interval})"
+    elif kind == MIXED:
+        paid = comparison["paid_by"]
+        costs = ", ".join(
+            f"{c} {_points(comparison['per_class'][c]['sensitivity_change']['difference'])}"
+            for c in paid)
+        head = (f"{what} raised {name} by {_points(comparison['difference'])} points ({interval}; "
+                f"{t_interval}), but {' and '.join(paid)} paid for it (sensitivity {costs} "
+                f"points, past the {100 * comparison['sensitivity_margin']:g}-point margin): not "
+                "called a gain")
     elif kind == HURT:
-        head = f"{what} hurt: {difference} points ({interval}; {t_interval})"
+        head = f"{what} hurt: {difference} ({interval}; {t_interval})"
     else:
-        head = (f"{what}: no evidence of a difference ({difference} points, {interval}; "
+        head = (f"{what}: no evidence of a difference ({difference}, {interval}; "
                 f"{t_interval}{could})")
     acc = comparison["accuracy"]
-    tail = (f"; total accuracy {100 * acc['baseline']:.1f}% → {100 * acc['proposed']:.1f}% over "
-            f"{comparison['n_lesions']} lesions × {comparison['n_cross_validations']} "
-            "cross-validation(s)")
+    tail = ""
+    if metric != "accuracy":
+        values = comparison["metrics"][metric]
+        tail += f"; {name} {_value(values['baseline'], metric)} → " \
+                f"{_value(values['proposed'], metric)}"
+    tail += (f"; total accuracy {100 * acc['baseline']:.1f}% → {100 * acc['proposed']:.1f}% over "
+             f"{comparison['n_lesions']} lesions × {comparison['n_cross_validations']} "
+             "cross-validation(s)")
+    if comparison.get("per_class"):
+        tail += "; sensitivity change per class: " + ", ".join(
+            f"{c} {_points(e['sensitivity_change']['difference'])} "
+            f"({interval_text(e['sensitivity_change']['ci95'])})"
+            for c, e in comparison["per_class"].items())
     steps = comparison["steps"]
     if steps["baseline"] and steps["proposed"] and steps["baseline"] != steps["proposed"]:
         tail += (f"; the arms differ in training budget ({steps['baseline']} vs "
                  f"{steps['proposed']} SGD steps)")
     return head + tail + "."
+
+
+def _value(value: float, metric: str) -> str:
+    return f"{value:.3f}" if metric == "auc" else f"{100 * value:.1f}%"
 
 
 def _p(value) -> str:
@@ -278,23 +365,35 @@ def interval_text(ci) -> str:
 def comparison_table(comparisons: Iterable[dict]) -> list[str]:
     """Markdown lines: what the columns mean, then one row per comparison
     (``compare_arms`` results; those without cells are left out)."""
-    lines = ["Differences are in accuracy points, proposed minus baseline, over the same "
-             "lesions. CI: 95% patient-cluster paired bootstrap; t: the Nadeau–Bengio corrected "
-             "resampled t interval over the cells; McNemar: exact, per cross-validation; AUC: "
-             "macro one-vs-rest, DeLong's paired p per cross-validation. A gain or loss is "
-             "claimed only when both intervals exclude 0.", "",
-             "| comparison | baseline | proposed | difference | 95% CI | corrected t | "
-             "McNemar p | AUC baseline → proposed | AUC diff. 95% CI | DeLong p | outcome |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    comparisons = [c for c in comparisons if c.get("n_cells")]
+    metric = comparisons[0].get("metric", "accuracy") if comparisons else "accuracy"
+    name = primary.label(metric)
+    lines = [f"Differences are in points of {name} (the primary metric), proposed minus "
+             "baseline, over the same lesions. CI: 95% patient-cluster paired bootstrap; t: the "
+             "Nadeau–Bengio corrected resampled t interval over the cells; McNemar: exact, on "
+             "total accuracy, per cross-validation; AUC: macro one-vs-rest, DeLong's paired p "
+             "per cross-validation; sensitivity change: per class, with its paired 95% "
+             "bootstrap interval. A gain or loss is claimed only when both intervals exclude 0; "
+             "a gain for which a class's sensitivity fell past the margin is 'mixed'.", "",
+             f"| comparison | {name} baseline | proposed | difference | 95% CI | corrected t | "
+             "total accuracy | McNemar p | AUC baseline → proposed | AUC diff. 95% CI | "
+             "DeLong p | sensitivity change per class | outcome |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
-        if not c.get("n_cells"):
-            continue
+        values = c.get("metrics", {}).get(metric, {"baseline": c["accuracy"]["baseline"],
+                                                   "proposed": c["accuracy"]["proposed"]})
+        changes = ", ".join(f"{k} {_points(e['sensitivity_change']['difference'])} "
+                            f"({interval_text(e['sensitivity_change']['ci95'])})"
+                            for k, e in c.get("per_class", {}).items()
+                            if "sensitivity_change" in e)
         lines.append(
-            f"| {c['what']} | {100 * c['accuracy']['baseline']:.1f}% | "
-            f"{100 * c['accuracy']['proposed']:.1f}% | {100 * c['difference']:+.1f} | "
+            f"| {c['what']} | {_value(values['baseline'], metric)} | "
+            f"{_value(values['proposed'], metric)} | {100 * c['difference']:+.1f} | "
             f"{interval_text(c['ci95'])} | {interval_text(c['corrected_t']['ci95'])} | "
+            f"{100 * c['accuracy']['baseline']:.1f}% → {100 * c['accuracy']['proposed']:.1f}% | "
             f"{', '.join(_p(m['pvalue']) for m in c['mcnemar'])} | "
             f"{c['auc']['baseline']:.3f} → {c['auc']['proposed']:.3f} | "
             f"{interval_text(c['auc']['ci95'])} | "
-            f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {c['outcome']} |")
+            f"{', '.join(_p(d['pvalue']) for d in c['auc']['delong'])} | {changes} | "
+            f"{c['outcome']} |")
     return lines

@@ -346,6 +346,7 @@ def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
     """Train a classifier spec's run (into ``run_dir``, default its plan folder)
     and test it on its cell; returns the test accuracy."""
     from keras_lesions.pipeline import one_hot, preprocessing_record
+    from keras_lesions.train.balance import balance_record
 
     p = spec.params
     repeat, fold, group_index = p["repeat"], p["fold"], p["group_index"]
@@ -371,7 +372,8 @@ def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
                 "n_added": n_added, "additions": p["additions"], "validation_held_out": held_out,
                 "class_names": exp.class_names, "dataset": str(exp.dataset_path),
                 "preprocessing": preprocessing_record(exp.dataset,
-                                                      exp.config.classifier.input_size)}
+                                                      exp.config.classifier.input_size),
+                **balance_record(targets, exp.class_names, exp.config.train.class_balance)}
     return train_and_test(exp, run_dir or exp.layout.run_dir(spec.id), images, targets, split,
                           p["seed"], run_info, ctx)
 
@@ -393,37 +395,65 @@ def choice_records(exp: Experiment, run_ids) -> list[dict]:
     return [run_record(exp.layout.run_dir(run_id), name) for run_id in run_ids]
 
 
-def selection_accuracy(exp: Experiment, run_ids, group_of) -> dict[str, float]:
-    """Pooled accuracy per group over the runs a choice reads (validation or,
-    for ``selection: paper``, test predictions)."""
-    by_group: dict[str, list[int]] = {}
+def selection_scores(exp: Experiment, run_ids, group_of) -> dict[str, dict]:
+    """The primary metric (``evaluate.primary_metric``) per group over the
+    runs a choice reads (validation or, for ``selection: paper``, test
+    predictions), pooled over the cell's seeds, with its 95% patient-bootstrap
+    interval: {group: {"metric", "value", "ci95", "accuracy"}}."""
+    from keras_lesions.evaluate.primary import metric_interval
+
+    by_group: dict[str, list[dict]] = {}
     for spec_id, record in zip(run_ids, choice_records(exp, run_ids)):
-        by_group.setdefault(group_of[spec_id], []).extend(
-            (np.asarray(record["y_true"]) == np.asarray(record["y_pred"])).tolist())
-    return {group: float(np.mean(hits)) for group, hits in by_group.items()}
+        by_group.setdefault(group_of[spec_id], []).append(record)
+    metric = exp.config.evaluate.primary_metric
+    patient_of = exp.patient_of()
+    return {group: {**metric_interval(records, metric, len(exp.class_names), patient_of),
+                    "accuracy": float(np.mean(np.concatenate(
+                        [np.asarray(r["y_true"]) == np.asarray(r["y_pred"]) for r in records])))}
+            for group, records in by_group.items()}
 
 
 def choose_optimal_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
-    """A cell's D_aug optimal: the smallest group at saturation of the pooled
-    accuracy on the cell's validation patients (§4.2.1's rule; the paper reads
-    it off the test folds, which ``selection: paper`` keeps)."""
+    """A cell's D_aug optimal: the smallest group at saturation of the
+    primary metric on the cell's validation patients (§4.2.1's rule; the paper
+    reads total accuracy off the test folds, which ``selection: paper`` and
+    ``primary_metric: accuracy`` keep). The tolerance is a fraction of the
+    best group's interval unless the config fixes it."""
+    from keras_lesions.evaluate.primary import label, saturation_tolerance
+
     the_plan = Plan(classic_specs(exp))
     reads = spec.params["reads"]
     group_of = {run_id: the_plan.get(run_id).params["group"] for run_id in reads}
-    accuracy = selection_accuracy(exp, reads, group_of)
+    scores = selection_scores(exp, reads, group_of)
     sizes = exp.config.augment.group_sizes
-    curve = [{"group": group_name(i), "added_samples": added, "accuracy": accuracy[group_name(i)]}
-             for i, added in enumerate(sizes) if group_name(i) in accuracy]
-    optimal = saturation_point(curve, exp.config.evaluate.saturation_tolerance)
+    curve = [{"group": group_name(i), "added_samples": added, **scores[group_name(i)]}
+             for i, added in enumerate(sizes) if group_name(i) in scores]
+    evaluate = exp.config.evaluate
+    best = max(curve, key=lambda c: c["value"])
+    tolerance = saturation_tolerance(best, evaluate.saturation_tolerance,
+                                     evaluate.saturation_fraction)
+    optimal = saturation_point(curve, tolerance)
     index = [c["group"] for c in curve].index(optimal["group"])
     where = selected_on(exp.config)
     ctx.log(f"{cell_tag(spec.params['repeat'], spec.params['fold'])}: D_aug optimal "
-            f"{optimal['group']} ({100 * optimal['accuracy']:.1f}% on the {where} predictions)")
+            f"{optimal['group']} ({label(evaluate.primary_metric)} "
+            f"{100 * optimal['value']:.1f}% on the {where} predictions; best {best['group']} "
+            f"{100 * best['value']:.1f}%, tolerance {100 * tolerance:.1f} points)")
     write_json(exp.layout.choice(optimal_choice(spec.params["repeat"], spec.params["fold"])),
                {"group": optimal["group"], "group_index": index,
+                "metric": evaluate.primary_metric, "value": optimal["value"],
                 "accuracy": optimal["accuracy"], "selected_on": where,
-                "saturation_tolerance": exp.config.evaluate.saturation_tolerance,
-                "curve": curve})
+                "saturation_tolerance": tolerance,
+                "saturation_rule": saturation_rule(exp.config), "curve": curve})
+
+
+def saturation_rule(config: ExperimentConfig) -> str:
+    """How the saturation tolerance is set, in words."""
+    evaluate = config.evaluate
+    if evaluate.saturation_tolerance is not None:
+        return f"fixed at {100 * evaluate.saturation_tolerance:g} points"
+    return (f"{evaluate.saturation_fraction:g} × the half-width of the best group's 95% "
+            "interval on the same predictions")
 
 
 def classic_curve(exp: Experiment, plan_: Plan) -> tuple[list[dict], dict[str, dict]]:
@@ -467,7 +497,7 @@ def classic_report(exp: Experiment, plan_: Plan) -> dict:
     optimal = optimal_records(exp, plan_, choices)
     return write_curve_report(curve, summaries, choices,
                               exp.summarize(optimal),
-                              exp.layout.report, exp.config.evaluate.saturation_tolerance,
+                              exp.layout.report, saturation_rule(exp.config),
                               selected_on(exp.config))
 
 

@@ -23,7 +23,12 @@ PHANTOM_PREFIX = "phantoms:"
 # Settings only the reports (operating points) and the final model's
 # external test read: (section, key).
 REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sensitivity"),
-                        ("data", "test_dataset"))
+                        ("evaluate", "class_sensitivity_margin"), ("data", "test_dataset"))
+# Settings added after experiment folders existed, with the value that does
+# what every folder made before them did: left out of the fingerprint while
+# they hold it, so those folders keep working; any other value is in it.
+LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy"}
+EARLIER_SATURATION_TOLERANCE = 0.01  # evaluate.saturation_tolerance's default until 2026-12
 Log = Callable[[str], None]
 # (label, done, total), drawn as bars by the CLI
 Progress = Callable[[str, int, int], None]
@@ -95,6 +100,16 @@ class Experiment:
                                      positive_class=evaluate.positive_class,
                                      target_sensitivity=evaluate.target_sensitivity)
 
+    def compare(self, what: str, baseline: Sequence[dict], proposed: Sequence[dict]) -> dict:
+        """``verdict.compare_arms`` of two arms of this experiment: on its
+        primary metric, watching every class's sensitivity with its margin."""
+        from keras_lesions.evaluate.verdict import compare_arms
+
+        evaluate = self.config.evaluate
+        return compare_arms(what, baseline, proposed, self.patient_of(), self.class_names,
+                            metric=evaluate.primary_metric,
+                            sensitivity_margin=evaluate.class_sensitivity_margin)
+
     def repeat_dataset(self, repeat: int) -> LesionDataset:
         """The dataset with the folds of ``repeat`` (repeat 0: the dataset itself),
         for code that reads a dataset's folds."""
@@ -123,8 +138,11 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
                 dataset: LesionDataset) -> dict:
     """What the experiment's results depend on: the config sections its kind
     reads (every setting in them, choices such as the saturation tolerance
-    and the seeds included) and the dataset's identity (creation stamp,
-    classes, fold assignment). Where outputs go (``output_dir``) is not in it."""
+    and the seeds included; ``section.key`` entries add one setting of a
+    section it does not read whole) and the dataset's identity (creation
+    stamp, classes, fold assignment). Where outputs go (``output_dir``) is
+    not in it, nor are the report-only settings, nor the later settings while
+    they hold their earlier behaviour (``LATER_SETTINGS``)."""
     settings = config.to_dict()
     if not settings["data"]["dataset"].startswith(PHANTOM_PREFIX):
         # the dataset file itself, wherever the command was started from
@@ -134,6 +152,27 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     for section, key in REPORT_ONLY_SETTINGS:
         if section in sections:
             settings[section].pop(key, None)
+    for (section, key), earlier in LATER_SETTINGS.items():
+        if settings[section].get(key) == earlier:
+            settings[section].pop(key)
+    if config.kind == "mixture":
+        # it makes no saturation choice: its fingerprint keeps the fixed
+        # tolerance every mixture folder recorded before the fraction existed
+        settings["evaluate"]["saturation_tolerance"] = EARLIER_SATURATION_TOLERANCE
+    if settings["evaluate"]["saturation_tolerance"] is not None:
+        # a fixed tolerance (as every folder before the fraction had): the
+        # fraction is not read
+        settings["evaluate"].pop("saturation_fraction")
+    selected = {}
+    for name in sections:
+        # a whole section, or one setting of a section the kind does not
+        # otherwise read ("train.class_balance" for the mixture's classifiers)
+        section, _, key = name.partition(".")
+        if key:
+            if key in settings[section]:
+                selected.setdefault(section, {})[key] = settings[section][key]
+        else:
+            selected[section] = settings[section]
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
     # The precision only where it is not float32: folders made before the
     # switch existed keep their fingerprint.
@@ -141,7 +180,7 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
         {"compute": settings["compute"]}
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
-                       **{s: settings[s] for s in sections}, **compute},
+                       **selected, **compute},
             "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),
                         "class_names": list(dataset.class_names), "folds_sha1": folds}}
 

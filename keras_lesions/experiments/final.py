@@ -116,7 +116,8 @@ def final_recipe(exp, index: int, synthetic: str) -> dict:
         if outcome(comparison) != HELPED:
             return {**plain, "why": "CNN-AUG: the experiment found no evidence that DCGAN "
                                     "augmentation helps (its interval includes zero or lies "
-                                    "below it), so the final model has no synthetic lesions"}
+                                    "below it, or a class's sensitivity paid for the gain), so "
+                                    "the final model has no synthetic lesions"}
     sizes = [gan_curve.chosen_size(exp, r, k, gan_curve.DCGAN) for r, k in exp.cells()]
     if any(n is None for n in sizes):
         raise KerasLesionsError("has not chosen every cell's synthetic size yet: run `kl "

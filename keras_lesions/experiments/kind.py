@@ -47,7 +47,8 @@ class ExperimentKind:
     Attributes:
         name: the config's ``kind``.
         description: one sentence, heading ``kl experiment --list``.
-        sections: the config sections it reads (its fingerprint).
+        sections: the config sections it reads (its fingerprint); "section.key"
+            adds one setting of a section it does not read whole.
         plan: ``plan(experiment) -> Plan``.
         steps: step name -> function running one run of that step.
         epoch_settings: what ``kl experiment --epochs N`` overrides.

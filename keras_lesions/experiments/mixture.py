@@ -39,7 +39,7 @@ from keras_lesions.evaluate.crossval import run_record
 from keras_lesions.evaluate.mixture_report import (
     CONTROL_TITLES, adversary_summary, mixture_markdown)
 from keras_lesions.evaluate.report import side_by_side, write_summary
-from keras_lesions.evaluate.verdict import HELPED, compare_arms, paired_differences
+from keras_lesions.evaluate.verdict import HELPED, paired_differences
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.layout import cell_tag
@@ -260,16 +260,14 @@ def comparisons(exp: Experiment, arms: dict[str, list[dict]]) -> dict[str, dict]
     """The mixtures against the baseline, and against each control (which
     isolates the codes from the soft targets), and each control against the
     baseline (what soft targets alone do)."""
-    patient_of, names = exp.patient_of(), exp.class_names
-    result = {"mixtures": compare_arms("The mixtures", arms["baseline"], arms["proposed"],
-                                       patient_of, names)}
+    result = {"mixtures": exp.compare("The mixtures", arms["baseline"], arms["proposed"])}
     for control in exp.config.mixture.controls:
         records = arms[f"control-{control}"]
         title = CONTROL_TITLES[control]
-        result[f"mixtures-vs-{control}"] = compare_arms(
-            f"The mixtures over {title}", records, arms["proposed"], patient_of, names)
-        result[f"{control}-vs-baseline"] = compare_arms(
-            f"{title[0].upper()}{title[1:]}", arms["baseline"], records, patient_of, names)
+        result[f"mixtures-vs-{control}"] = exp.compare(
+            f"The mixtures over {title}", records, arms["proposed"])
+        result[f"{control}-vs-baseline"] = exp.compare(
+            f"{title[0].upper()}{title[1:]}", arms["baseline"], records)
     return result
 
 
@@ -420,7 +418,7 @@ KIND = ExperimentKind(
     name="mixture",
     description="Ben-Cohen 2019 §3.2: the classifier with and without mixtures of specified "
                 "factors (Tables 2 and 3)",
-    sections=("data", "evaluate", "disentangle", "mixture"),
+    sections=("data", "evaluate", "disentangle", "mixture", "train.class_balance"),
     plan=plan,
     steps={"disentangle": disentangle_step, "mixtures": mixtures_step,
            "proposed": proposed_step, "control": control_step, "report": report_step},

@@ -21,6 +21,8 @@ import numpy as np
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
+from keras_lesions.train.balance import (
+    NONE, WEIGHTS, balance_record, balanced_classes, sample_weights)
 from keras_lesions.train.precision import precision_policy, precision_settings
 
 KIND = "lesion_classifier"
@@ -29,8 +31,11 @@ KIND = "lesion_classifier"
 def classifier_config_settings(config: ExperimentConfig, seed: int) -> dict:
     """The settings of a classifier run that its config decides: the network
     and optimisation sections and the seed (checked before data are loaded)."""
-    return {"classifier": dataclasses.asdict(config.classifier),
-            "train": {**dataclasses.asdict(config.train), "seed": seed},
+    train = {**dataclasses.asdict(config.train), "seed": seed}
+    if train["class_balance"] == NONE:
+        # what every run did before the setting existed: their settings stand
+        del train["class_balance"]
+    return {"classifier": dataclasses.asdict(config.classifier), "train": train,
             **precision_settings(config)}
 
 
@@ -85,7 +90,9 @@ def train_classifier(
     Args:
         images: float32 [n, size, size, 1] in [0, 1] (training folds only).
         targets: float32 [n, classes] one-hot or soft targets.
-        config: the experiment config (classifier and train sections are used).
+        config: the experiment config (classifier and train sections are
+            used; ``train.class_balance`` weights the loss or balances the
+            batches, ``train.balance``).
         run_dir: the run folder (see module docstring).
         seed: overrides ``config.train.seed`` (weight init, dropout, batch order).
         resume: continue an interrupted run from its last epoch checkpoint.
@@ -127,25 +134,32 @@ def train_classifier(
               settings={**classifier_settings(config, seed, images, targets),
                         **identity(run_info)},
               info={**(run_info or {}), "seed": seed, "n_train": int(len(images)),
-                    "train_mean": mean, "sgd_steps": sgd_steps(config.train, len(images))},
+                    "train_mean": mean, "sgd_steps": sgd_steps(config.train, len(images)),
+                    **balance_record(targets, (run_info or {}).get("class_names")
+                                     or [str(c) for c in range(targets.shape[1])],
+                                     config.train.class_balance)},
               config=config, resume=resume)
 
     keras.utils.set_random_seed(seed)
     model = build_compiled_classifier(config, targets.shape[1], images.shape[1], mean)
     model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
     train = config.train
+    # (images, targets, weights): Keras reads a third element as sample weights
+    arrays = (images, targets) + ((sample_weights(targets),)
+                                  if train.class_balance == WEIGHTS else ())
+    classes = balanced_classes(targets, train.class_balance)
     if train.steps:
         # Equal compute (train.steps): the same SGD steps for every run, in
         # train.epochs checkpointed parts, whatever the size of its set.
         per_part = -(-train.steps // train.epochs)
 
         def make_data(first):
-            return step_batches((images, targets), train.batch_size, seed, first, train.epochs,
-                                per_part)
+            return step_batches(arrays, train.batch_size, seed, first, train.epochs, per_part,
+                                balance_classes=classes)
     else:
         def make_data(first):
-            return epoch_batches((images, targets), train.batch_size, seed, first, train.epochs,
-                                 drop_remainder=False)
+            return epoch_batches(arrays, train.batch_size, seed, first, train.epochs,
+                                 drop_remainder=False, balance_classes=classes)
     fit_resumably(
         model, run_dir, {"model": model, "optimizer": model.optimizer}, epochs=train.epochs,
         make_data=make_data,

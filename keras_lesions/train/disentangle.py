@@ -338,7 +338,10 @@ def train_disentangle(
     metric_names = [m.name for m in trainer.metrics]
     rows = fit_resumably(
         trainer, run_dir, state, epochs=d.epochs,
-        make_data=lambda first: online_batches(canvases, targets, config, d.seed + 1, first),
+        # Step 2's adversary probes r for class information (eq. 2); it is no
+        # classifier of ours, so class balance does not apply to it.
+        make_data=lambda first: online_batches(canvases, targets, config, d.seed + 1, first,
+                                               balance=False),
         columns=["epoch"] + metric_names + [f"val_{m}" for m in metric_names],
         callbacks=[_Step2Validation(trainer, fit_images, val_images,
                                     one_hot(val_labels, len(names)))],

@@ -71,7 +71,8 @@ def build_compiled_specified_classifier(num_classes: int, config: ExperimentConf
 
 
 def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed: int,
-                   first_epoch: int, steps_per_epoch: int | None = None):
+                   first_epoch: int, steps_per_epoch: int | None = None, *,
+                   balance: bool = True):
     """Endless online-augmented batches (§3.2) from ``first_epoch`` on, and the
     steps per epoch. Each epoch shows every case ``repeats`` times; the last
     partial batch is dropped (batch norm wants full batches).
@@ -79,16 +80,26 @@ def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed
     With ``steps_per_epoch``, every epoch takes only that many batches of its
     shuffled showings (equal compute: the mixture arm, with twice the cases,
     takes the baseline's steps); epoch e's batches still depend on (seed, e)
-    only, so a resumed run sees what an uninterrupted one would."""
+    only, so a resumed run sees what an uninterrupted one would.
+
+    With ``balance`` and ``train.class_balance: weights``, the batches carry
+    each case's class weight third (``train.balance``)."""
     from keras_lesions.augment.online import online_augmented_dataset, online_steps_per_epoch
+
+    from keras_lesions.train.balance import WEIGHTS, sample_weights
 
     d = config.disentangle
     batch = min(d.batch_size, len(canvases) * d.repeats)
+    # train.class_balance "weights" (sampling is refused for this pipeline
+    # when the config is read)
+    weights = sample_weights(targets) if balance and config.train.class_balance == WEIGHTS \
+        else None
     natural = online_steps_per_epoch(len(canvases), d.repeats, batch, drop_remainder=True)
     if steps_per_epoch is None or steps_per_epoch >= natural:
         data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
                                         epochs=None, first_epoch=first_epoch,
-                                        drop_remainder=True, targets=targets)
+                                        drop_remainder=True, targets=targets,
+                                        sample_weights=weights)
         return data, natural
     # One pipeline (its canvases one constant), each epoch cut to its first
     # batches; a pipeline per epoch copied the canvases into the graph once
@@ -96,7 +107,8 @@ def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed
     data = online_augmented_dataset(canvases, repeats=d.repeats, batch_size=batch, seed=seed,
                                     epochs=max(1, d.classifier_epochs - first_epoch),
                                     first_epoch=first_epoch, drop_remainder=True,
-                                    targets=targets, steps_per_epoch=steps_per_epoch)
+                                    targets=targets, steps_per_epoch=steps_per_epoch,
+                                    sample_weights=weights)
     return data, steps_per_epoch
 
 
@@ -198,7 +210,9 @@ def specified_classifier_settings(config: ExperimentConfig, class_names, canvase
     # step 2's own settings do not change this classifier
     for key in ("epochs", "learning_rate", "rec_weight", "adv_weight", "adversary_steps"):
         d.pop(key)
-    return {"disentangle": d, "class_names": list(class_names),
+    balance = {} if config.train.class_balance == "none" else \
+        {"class_balance": config.train.class_balance}  # none: as runs before the setting
+    return {"disentangle": d, "class_names": list(class_names), **balance,
             "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
             "train_data": data_fingerprint(canvases.canvases, targets),
             "validation_data": data_fingerprint(*validation), **precision_settings(config)}
@@ -250,6 +264,7 @@ def train_specified_classifier(
         KerasLesionsError: targets or images that do not fit the config.
     """
     from keras_lesions.pipeline import one_hot
+    from keras_lesions.train.balance import balance_record
 
     d = config.disentangle
     run_dir = Path(run_dir)
@@ -267,7 +282,8 @@ def train_specified_classifier(
               info={**(run_info or {}), "architecture": "ben-cohen-2019",
                     "class_names": list(class_names), "n_train": int(len(canvases)),
                     "n_validation": int(len(validation[1])), "seed": d.seed,
-                    "input_size": d.input_size},
+                    "input_size": d.input_size,
+                    **balance_record(targets, class_names, config.train.class_balance)},
               config=config, resume=resume)
 
     keras.utils.set_random_seed(d.seed)
