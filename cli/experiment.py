@@ -178,4 +178,34 @@ def evaluate_acgan_command(config_path, fold):
     click.echo(text_table(evaluate_acgan(config, list(fold) or None, log=note)))
 
 
-COMMANDS = [experiment_command, augment_command, evaluate_command, evaluate_acgan_command]
+@click.command("compare")
+@click.argument("baseline_path", metavar="BASELINE_CONFIG", type=CONFIG)
+@click.argument("proposed_path", metavar="PROPOSED_CONFIG", type=CONFIG)
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: compare-BASELINE-vs-PROPOSED beside the "
+                   "experiments).")
+@output_dir_option()
+def compare_command(baseline_path, proposed_path, out, output_dir):
+    """Compare the CNN-AUG arms of two finished experiments on the same lesions.
+
+    For questions no one experiment asks, e.g. "does class balancing help on
+    my data?": two configs that differ in train.class_balance, each run with
+    `kl experiment`. Pairs their cells (same repeat, fold, seed and test
+    lesions) and gives the verdict on the primary metric with its intervals,
+    each class's sensitivity change, and every setting in which they differ.
+    """
+    from keras_lesions.evaluate.report import side_by_side
+    from keras_lesions.experiments.compare import compare_experiments
+
+    where = {"output_dir": output_dir}
+    result = compare_experiments(load(baseline_path, where), load(proposed_path, where), out,
+                                 log=note)
+    click.echo(side_by_side(result["summaries"]["baseline"], result["summaries"]["proposed"],
+                            titles=("baseline", "proposed")))
+    click.echo("\nsettings that differ: " + ("; ".join(result["differences"]) or "none"))
+    click.echo(result["choices"])
+    click.echo(f"\n{result['comparison']['verdict']}\n\nreport: {result['report']}")
+
+
+COMMANDS = [experiment_command, augment_command, evaluate_command, evaluate_acgan_command,
+            compare_command]

@@ -103,6 +103,8 @@ def classifier_card(run_dir: str | os.PathLike, *, performance: dict | None = No
                                       "added_samples": info.get("added_samples"),
                                       "additions": info.get("additions", [])},
                      "precision": settings.get("compute"),
+                     "class_balance": info.get("class_balance", "none"),
+                     "train_class_counts": info.get("train_class_counts"),
                      "train_data_fingerprint": settings.get("train_data")},
         "performance": performance,
         "provenance": {"fold": info.get("fold"), "repeat": info.get("repeat"),
@@ -151,8 +153,18 @@ def _own_test_fold(run_dir: Path, done: dict) -> dict:
     return {"what": f"its own test fold (fold {done.get('fold')}, {n} lesions, patients never "
                     "seen in training)",
             "accuracy": accuracy, "accuracy_ci95": [low, high],
+            **balance_performance(summary),
             "per_class": summary["pooled"]["per_class"],
             "discrimination": summary.get("discrimination")}
+
+
+def balance_performance(summary: dict) -> dict:
+    """A summary's balanced accuracy (with its interval) and majority-class
+    baseline, as a card's performance section holds them."""
+    pooled = summary["pooled"]
+    return {"balanced_accuracy": summary["intervals"]["balanced_accuracy"],
+            "majority": {"class": pooled["majority_class"],
+                         "accuracy": pooled["majority_accuracy"]}}
 
 
 def _limits(data: dict, info: dict) -> list[str]:
@@ -216,10 +228,21 @@ def card_markdown(card: dict) -> str:
               f"(+{training['augmentation']['added_samples']} classic augmentations)"
               + (f", extra data {training['augmentation']['additions']}"
                  if training["augmentation"]["additions"] else "")]
+    if training.get("train_class_counts"):
+        counts = ", ".join(f"{name} {count:g}"
+                           for name, count in training["train_class_counts"].items())
+        lines.append(f"- Training images per class: {counts}; class balance: "
+                     f"{training.get('class_balance', 'none')}")
     lines += ["", "## Performance", "", f"Measured on {perf.get('what', 'held-out lesions')}:", ""]
     if perf.get("accuracy") is not None:
         low, high = perf.get("accuracy_ci95", [math.nan, math.nan])
         lines.append(f"- Accuracy {_pct(perf['accuracy'])} (95% CI {_pct(low)}–{_pct(high)})")
+    if perf.get("balanced_accuracy") is not None:
+        low, high = perf["balanced_accuracy"]["ci95"]
+        lines.append(f"- Balanced accuracy (mean of the classes' sensitivities) "
+                     f"{_pct(perf['balanced_accuracy']['value'])} (95% CI {_pct(low)}–"
+                     f"{_pct(high)}); majority-class baseline {_pct(perf['majority']['accuracy'])} "
+                     f"(every lesion called {perf['majority']['class']})")
     for name, c in (perf.get("per_class") or {}).items():
         lines.append(f"- {name}: sensitivity {_pct(c['sensitivity'])}, specificity "
                      f"{_pct(c['specificity'])} ({c['support']} lesions)")

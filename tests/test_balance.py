@@ -2,6 +2,8 @@
 that watch every class's sensitivity (issue 15)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -161,7 +163,7 @@ def test_settings_that_keep_the_earlier_behaviour_keep_the_earlier_fingerprint()
     new = fingerprint(load_config(None, {"kind": "gan-curve"}), sections, dataset)["config"]
     assert new["train"]["class_balance"] == "weights"
     assert new["evaluate"]["primary_metric"] == "balanced_accuracy"
-    assert new["evaluate"]["saturation_fraction"] == 0.5
+    assert new["evaluate"]["saturation_fraction"] == 0.1
     # the margin gates the verdict sentences only: changing it remakes a report, never a run
     margin = fingerprint(load_config(None, {"kind": "gan-curve",
                                             "evaluate.class_sensitivity_margin": 0.2}),
@@ -311,3 +313,93 @@ def test_saturation_tolerance_is_a_fraction_of_the_best_groups_interval():
     assert saturation_tolerance({"ci95": [0.56, 0.96]}, None, 0.5) == pytest.approx(0.1)
     assert saturation_point(curve, saturation_tolerance(best, 0.01, 0.5))["group"] == "D_aug3"
     assert saturation_tolerance({"ci95": [float("nan")] * 2}, None, 0.5) == 0.0
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _tiny_yaml(tmp_path, dataset_path, name, class_balance, extra=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\noutput_dir: {tmp_path / 'out'}\nkind: classic-curve\n"
+        f"data:\n  dataset: {dataset_path}\n"
+        "augment:\n  n_rot: 2\n  n_flip: 1\n  n_trans: 1\n  n_scale: 1\n  group_sizes: [0, 24]\n"
+        "classifier:\n  input_size: 16\n  filters: [2, 2, 2]\n  dense_units: 4\n"
+        f"train:\n  epochs: 1\n  batch_size: 8\n  class_balance: {class_balance}\n"
+        "evaluate:\n  repeats: 1\n" + extra)
+    return path
+
+
+def test_two_experiments_compared_by_their_class_balance(tmp_path, folded_dataset):
+    """kl experiment twice (none, then weights) and kl compare: the runs
+    record the prior they trained on, the reports print it with the balanced
+    metrics, and the comparison names the one setting that differs."""
+    from click.testing import CliRunner
+
+    from keras_lesions.runs.folder import read_done, read_run_info
+    from keras_lesions_cli.main import cli
+
+    def kl(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    plain = _tiny_yaml(tmp_path, folded_dataset, "plain", "none")
+    weighted = _tiny_yaml(tmp_path, folded_dataset, "weighted", "weights")
+    # not finished yet: one clear line, nothing written
+    early = kl("compare", plain, weighted)
+    assert early.exit_code != 0 and "kl: error:" in early.output
+    assert "Traceback" not in early.output
+    assert not (tmp_path / "out" / "compare-plain-vs-weighted").exists()
+    for config in (plain, weighted):
+        result = kl("experiment", config)
+        assert result.exit_code == 0, result.output
+    run = tmp_path / "out" / "weighted" / "runs" / "fold0" / "classifier" / "D_aug1" / "seed0"
+    info, done = read_run_info(run), read_done(run)
+    counts = done["train_class_counts"]
+    assert info["class_balance"] == "weights" and done["class_balance"] == "weights"
+    n = sum(counts.values())
+    for name, count in counts.items():  # n / (K · n_c)
+        assert info["class_weights"][name] == pytest.approx(n / (len(counts) * count), rel=1e-3)
+    report = (tmp_path / "out" / "weighted" / "report" / "D_aug1.md").read_text()
+    assert "Balanced accuracy" in report and "Majority-class baseline" in report
+    assert "class balance: weights" in report
+
+    result = kl("compare", plain, weighted)
+    assert result.exit_code == 0, result.output
+    assert "settings that differ: train.class_balance: 'none' → 'weights'" in result.output
+    assert "weighted over plain" in result.output and "sensitivity change per class" in \
+        result.output
+    compared = json.loads((tmp_path / "out" / "compare-plain-vs-weighted" / "compare.json")
+                          .read_text())
+    assert compared["differences"] == ["train.class_balance: 'none' → 'weights'"]
+    assert compared["comparison"]["n_cells"] == 3
+    assert compared["comparison"]["metric"] == "balanced_accuracy"
+    markdown = (tmp_path / "out" / "compare-plain-vs-weighted" / "compare.md").read_text()
+    assert "| weighted |" in markdown and "| plain |" in markdown  # the priors per arm
+    # the same experiment twice is refused
+    same = kl("compare", plain, plain)
+    assert same.exit_code != 0 and "same experiment folder" in same.output
+
+
+def test_a_classifier_trains_under_each_rule_and_records_it(tmp_path):
+    from keras_lesions.runs.folder import read_run_info
+    from keras_lesions.train.classifier import train_classifier
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [6, 18])
+    images = rng.random((24, 16, 16, 1), dtype=np.float32)
+    losses = {}
+    for rule in ("none", "weights", "sampling"):
+        config = load_config(None, {"classifier.input_size": 16, "classifier.filters": [2, 2, 2],
+                                    "classifier.dense_units": 4, "train.epochs": 2,
+                                    "train.batch_size": 8, "train.class_balance": rule})
+        run = tmp_path / rule
+        model = train_classifier(images, one_hot(labels, 2), config, run, seed=1,
+                                 tensorboard=False, run_info={"class_names": ["a", "b"]})
+        assert model.predict(images, verbose=0).shape == (24, 2)
+        info = read_run_info(run)
+        assert info["class_balance"] == rule
+        assert info["train_class_counts"] == {"a": 6, "b": 18}
+        assert ("class_weights" in info) == (rule == "weights")
+        losses[rule] = (run / "history.csv").read_text()
+    # the rules train differently from the same seed
+    assert len(set(losses.values())) == 3

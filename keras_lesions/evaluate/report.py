@@ -357,7 +357,7 @@ def text_table(summary: dict) -> str:
 def side_by_side(left: dict, right: dict, titles=("CNN-AUG", "CNN-AUG-GAN")) -> str:
     """Two summaries' sensitivity/specificity per class in one terminal table."""
     names = left["class_names"]
-    width = max(16, *(len(n) + 2 for n in names))
+    width = max(19, *(len(n) + 2 for n in names))
     head = f"{'':<{width}}" + "".join(f"{t + ' sens':>18}{t + ' spec':>18}" for t in titles)
     lines = [head]
     for name in names + ["weighted average"]:
@@ -373,6 +373,9 @@ def side_by_side(left: dict, right: dict, titles=("CNN-AUG", "CNN-AUG-GAN")) -> 
         lines.append(f"{name:<{width}}" + "".join(cells))
     lines.append(f"{'total accuracy':<{width}}"
                  + "".join(f"{_pct(s['pooled']['accuracy']):>18}{'':>18}" for s in (left, right)))
+    if all("balanced_accuracy" in s["pooled"] for s in (left, right)):
+        lines.append(f"{'balanced accuracy':<{width}}" + "".join(
+            f"{_pct(s['pooled']['balanced_accuracy']):>18}{'':>18}" for s in (left, right)))
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@
 of an experiment folder), ``context`` (opening a folder, its fingerprint),
 one module per experiment kind (``classic_curve``, ``gan_curve``,
 ``mixture``: the plan builder, the step functions, the report), the
-``registry`` of kinds, ``executors`` (sequential, processes, Ray) and
-``run`` (``run_experiment``, what ``kl experiment`` calls).
+``registry`` of kinds, ``executors`` (sequential, processes, Ray),
+``run`` (``run_experiment``, what ``kl experiment`` calls), ``final`` (the
+final model, ``kl train-final``) and ``compare`` (two finished experiments'
+CNN-AUG arms, ``kl compare``).
 """

@@ -394,6 +394,7 @@ def cross_validated_performance(exp, recipe: dict) -> dict:
     if not records:
         return {"what": "no finished cross-validation runs were found"}
     from keras_lesions.evaluate.verdict import accuracy_interval
+    from keras_lesions.model_card import balance_performance
 
     summary = exp.summarize(records)
     return {"what": f"the experiment's cross-validation of this recipe ({what}; "
@@ -402,5 +403,6 @@ def cross_validated_performance(exp, recipe: dict) -> dict:
                     "final model itself has no held-out patients",
             "accuracy": summary["pooled"]["accuracy"],
             "accuracy_ci95": accuracy_interval(records, exp.patient_of()),
+            **balance_performance(summary),
             "per_class": summary["pooled"]["per_class"],
             "discrimination": summary.get("discrimination")}

@@ -31,6 +31,7 @@ from keras import ops
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
+from keras_lesions.evaluate import primary
 from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
@@ -140,7 +141,8 @@ def crossentropy(targets: np.ndarray, probabilities: np.ndarray) -> float:
 class ValidateAndKeepBest(keras.callbacks.Callback):
     """After each epoch: recalibrate batch norm on the training images, score
     the validation set (``val_loss``, ``val_accuracy`` added to the logs),
-    and keep the weights of the best epoch (accuracy, ties: lower loss).
+    and keep the weights of the best epoch (the primary metric, total
+    accuracy as the paper; ties: lower loss).
 
     The best epoch's weights go to ``best-epoch<E>.weights.h5``, then
     ``best.json`` names that file, then the previous best's file goes: at any
@@ -151,8 +153,9 @@ class ValidateAndKeepBest(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, encoder, head, calibration_images, val_images,
-                 val_targets):
+                 val_targets, metric: str = "accuracy"):
         super().__init__()
+        self.metric = metric
         self.run_dir = run_dir
         self.encoder, self.head = encoder, head
         self.calibration_images = calibration_images
@@ -165,16 +168,21 @@ class ValidateAndKeepBest(keras.callbacks.Callback):
         loss = crossentropy(self.val_targets, probabilities)
         accuracy = float(np.mean(probabilities.argmax(1) == self.val_targets.argmax(1)))
         logs["val_loss"], logs["val_accuracy"] = loss, accuracy
+        # the epoch is chosen on the primary metric (evaluate.primary_metric)
+        score = accuracy if self.metric == "accuracy" else primary.cell_value(
+            {"y_true": self.val_targets.argmax(1), "y_pred": probabilities.argmax(1),
+             "probabilities": probabilities}, self.metric, probabilities.shape[1])
         if self.best is not None and self.best["epoch"] >= epoch:
             self.best = None  # from an epoch lost in a crash, being trained again
-        if self.best is None or (accuracy, -loss) > (self.best["val_accuracy"],
-                                                     -self.best["val_loss"]):
+        best_score = None if self.best is None else self.best.get("val_score",
+                                                                    self.best["val_accuracy"])
+        if self.best is None or (score, -loss) > (best_score, -self.best["val_loss"]):
             previous = self.best
             weights = f"best-epoch{epoch:03d}.weights.h5"
             with atomic_path(self.run_dir / weights, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
             self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss,
-                         "weights": weights}
+                         "weights": weights, "val_score": score, "metric": self.metric}
             write_json(self.run_dir / "best.json", self.best)
             if previous is not None and previous["weights"] != weights:
                 (self.run_dir / previous["weights"]).unlink(missing_ok=True)
@@ -210,8 +218,11 @@ def specified_classifier_settings(config: ExperimentConfig, class_names, canvase
     # step 2's own settings do not change this classifier
     for key in ("epochs", "learning_rate", "rec_weight", "adv_weight", "adversary_steps"):
         d.pop(key)
+    # none and accuracy: what every run did before the settings existed
     balance = {} if config.train.class_balance == "none" else \
-        {"class_balance": config.train.class_balance}  # none: as runs before the setting
+        {"class_balance": config.train.class_balance}
+    if config.evaluate.primary_metric != "accuracy":
+        balance["best_epoch_metric"] = config.evaluate.primary_metric
     return {"disentangle": d, "class_names": list(class_names), **balance,
             "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
             "train_data": data_fingerprint(canvases.canvases, targets),
@@ -299,7 +310,8 @@ def train_specified_classifier(
         callbacks=[ValidateAndKeepBest(run_dir, model.get_layer("encoder_c"),
                                        model.get_layer("classifier"),
                                        calibration_images, val_images,
-                                       one_hot(val_labels, len(class_names)))],
+                                       one_hot(val_labels, len(class_names)),
+                                       metric=config.evaluate.primary_metric)],
         progress=progress, verbose=verbose)
     model.load_weights(run_dir / read_best(run_dir)["weights"])
     save_networks(run_dir, {"model": model})
