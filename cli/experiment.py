@@ -140,8 +140,10 @@ def evaluate_command(runs, out, positive_class, target_sensitivity):
     """Cross-validated metrics of the finished classifier runs under RUNS.
 
     Groups the runs by data group; for each, sums the confusion matrices over
-    test folds and reports total accuracy, per-class sensitivity/specificity
-    and their weighted averages, per-fold accuracy (mean ± std) and 95% CIs over
+    test folds and reports total accuracy beside the majority-class baseline,
+    balanced accuracy and per-class sensitivity/specificity with
+    patient-bootstrap CIs, F1 per class and macro, the weighted averages, the
+    class counts the runs trained on, per-fold accuracy (mean ± std) and 95% CIs over
     seeds; ROC AUC (two classes; macro one-vs-rest for more) with a
     patient-bootstrap CI; for two classes, sensitivity and specificity at 0.5
     and at a threshold chosen on each run's validation patients; the expected

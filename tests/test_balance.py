@@ -403,3 +403,60 @@ def test_a_classifier_trains_under_each_rule_and_records_it(tmp_path):
         losses[rule] = (run / "history.csv").read_text()
     # the rules train differently from the same seed
     assert len(set(losses.values())) == 3
+
+
+def test_compare_refuses_experiments_whose_lesions_have_other_classes(tmp_path, folded_dataset):
+    """Same lesion ids and patients, one lesion relabelled: not the same data."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from keras_lesions.data.dataset import read_dataset, write_dataset
+    from keras_lesions_cli.main import cli
+
+    def kl(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    dataset = read_dataset(folded_dataset)
+    first = dataset.lesions[0]
+    other = dataclasses.replace(first, label=(first.label + 1) % len(dataset.class_names))
+    relabelled = tmp_path / "relabelled.h5"
+    write_dataset(dataclasses.replace(dataset, lesions=[other, *dataset.lesions[1:]]),
+                  relabelled)
+    a = _tiny_yaml(tmp_path, folded_dataset, "a", "none")
+    b = _tiny_yaml(tmp_path, relabelled, "b", "none")
+    for config in (a, b):
+        assert kl("experiment", config).exit_code == 0
+    result = kl("compare", a, b)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "other classes: they are not the same lesions" in result.output
+
+
+def test_review_edge_cases_of_undefined_metrics_and_certain_rates():
+    from keras_lesions.errors import KerasLesionsError
+    from keras_lesions.evaluate.crossval import best_point
+    from keras_lesions.evaluate.stats import corrected_resampled_t, rate_interval
+
+    # a cell whose AUC is undefined leaves the corrected t undefined, not infinite
+    t = corrected_resampled_t([0.02, float("nan"), 0.03], 100, 50)
+    assert np.isnan(t["t"]) and np.isnan(t["ci95"][0]) and np.isnan(t["pvalue"])
+    # choices never pick an undefined value, and say so when all are
+    curve = [{"group": "D_aug1", "value": float("nan")}, {"group": "D_aug2", "value": 0.7}]
+    assert best_point(curve)["group"] == "D_aug2"
+    assert saturation_point(curve, 0.5)["group"] == "D_aug2"
+    with pytest.raises(KerasLesionsError, match="undefined for every option"):
+        best_point([{"value": float("nan")}])
+    # a sensitivity of 100% on 12 lesions is not certain: Wilson's 75.8–100%
+    low, high = rate_interval(1.0, [1.0, 1.0], 12)
+    assert low == pytest.approx(0.7575, abs=1e-3) and high == pytest.approx(1.0)
+    assert rate_interval(0.5, [0.3, 0.7], 12) == [0.3, 0.7]  # the bootstrap's elsewhere
+
+
+def test_mixture_classifiers_refuse_sampling():
+    from keras_lesions.errors import KerasLesionsError
+    from keras_lesions.train.specified_classifier import train_specified_classifier
+
+    config = load_config(None, {"train.class_balance": "sampling"})
+    with pytest.raises(KerasLesionsError, match="sampling is not available"):
+        train_specified_classifier(None, np.zeros((2, 2)), (None, None), None, config, "unused",
+                                   class_names=["a", "b"])

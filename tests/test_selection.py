@@ -123,7 +123,7 @@ def test_a_null_comparison_is_not_called_a_gain(tmp_path, folded_dataset):
     comparison = compare_arms("Another seed", seed0, seed1, exp.patient_of(), exp.class_names)
     assert comparison["outcome"] == NO_EVIDENCE, comparison["verdict"]
     assert comparison["verdict"].startswith("Another seed: no evidence of a difference")
-    assert "could detect differences of about" in comparison["verdict"]
+    assert "could detect total-accuracy differences of about" in comparison["verdict"]
     assert comparison["n_cells"] == 9 and comparison["n_cross_validations"] == 3
     # the repeats are other patient-level partitions of the same lesions
     partitions = {tuple(exp.split(r, 0).test.tolist()) for r in range(3)}

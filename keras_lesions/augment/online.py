@@ -232,7 +232,7 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
             one the full epoch would yield (it depends on seed, epoch and
             batch index only).
         sample_weights: optional float (n,) loss weight per case (class
-            balance, ``train.balance``); yielded third, where Keras reads
+            balance, ``keras_lesions.train.balance``); yielded third, where Keras reads
             sample weights.
 
     Returns:

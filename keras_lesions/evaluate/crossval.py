@@ -74,8 +74,23 @@ def run_record(run_dir: str | os.PathLike, predictions_file: str = PREDICTIONS) 
             "class_names": done.get("class_names"), "dataset": done.get("dataset"),
             "added_samples": done.get("added_samples"), "n_train": done.get("n_train"),
             "sgd_steps": done.get("sgd_steps"), "validation": validation,
-            "train_class_counts": done.get("train_class_counts"),
-            "class_balance": done.get("class_balance", "none")}
+            **_class_prior(run_dir, done)}
+
+
+def _class_prior(run_dir, done: dict) -> dict:
+    """The class counts a run trained on and its class-balance rule, from
+    done.json or, for runs whose done.json does not repeat them (the
+    mixture's classifiers), from run.json."""
+    from keras_lesions.runs.folder import read_run_info
+
+    source = done
+    if "train_class_counts" not in done:
+        try:
+            source = read_run_info(run_dir)
+        except KerasLesionsError:
+            source = {}
+    return {"train_class_counts": source.get("train_class_counts"),
+            "class_balance": source.get("class_balance", "none")}
 
 
 def collect_runs(runs_root: str | os.PathLike) -> dict[str, list[dict]]:
@@ -166,17 +181,42 @@ def patients_of_runs(records: Sequence[dict]) -> dict[str, str] | None:
 def curve_point(group: str, added: int, summary: dict, ci95=(float("nan"), float("nan"))) -> dict:
     """One point of an accuracy curve, from a group's summary and the 95%
     interval of its accuracy."""
+    balanced = summary.get("intervals", {}).get("balanced_accuracy",
+                                                {"value": float("nan"),
+                                                 "ci95": [float("nan"), float("nan")]})
     return {"group": group, "added_samples": added, "accuracy": summary["pooled"]["accuracy"],
             "ci95": [float(ci95[0]), float(ci95[1])],
+            "balanced_accuracy": balanced["value"], "balanced_ci95": balanced["ci95"],
             "fold_mean": summary["accuracy"]["mean"], "fold_std": summary["accuracy"]["std"],
             "weighted_specificity": summary["pooled"]["weighted_specificity"]}
 
 
 def saturation_point(curve: Sequence[dict], tolerance: float, key: str = "value") -> dict:
     """D_aug^optimal: the smallest group whose metric (``key``) is within
-    ``tolerance`` of the best group's ("saturation", §4.2.1)."""
-    best = max(c[key] for c in curve)
-    return next(c for c in curve if c[key] >= best - tolerance)
+    ``tolerance`` of the best group's ("saturation", §4.2.1); a group whose
+    metric is undefined (NaN) is never chosen.
+
+    Raises:
+        KerasLesionsError: no group has a defined metric.
+    """
+    best = best_point(curve, key)
+    return next(c for c in curve if c[key] >= best[key] - tolerance)
+
+
+def best_point(curve: Sequence[dict], key: str = "value") -> dict:
+    """The point of highest ``key`` (the first of equals), NaN never.
+
+    Raises:
+        KerasLesionsError: every point's value is NaN, e.g. an AUC on
+            validation patients that lack a class.
+    """
+    defined = [c for c in curve if np.isfinite(c[key])]
+    if not defined:
+        raise KerasLesionsError(
+            f"the primary metric is undefined for every option ({key} is NaN): the "
+            "validation patients lack a class (an AUC needs every class); use "
+            "evaluate.primary_metric: balanced_accuracy or a larger validation_fraction")
+    return max(defined, key=lambda c: c[key])
 
 
 def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choices: dict,
@@ -206,11 +246,14 @@ def write_curve_report(curve: Sequence[dict], summaries: dict[str, dict], choice
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["group", "added_samples", "accuracy", "ci95_low", "ci95_high", "fold_mean",
-                     "fold_std", "weighted_specificity"])
+                     "fold_std", "weighted_specificity", "balanced_accuracy",
+                     "balanced_ci95_low", "balanced_ci95_high"])
     for c in curve:
         writer.writerow([c["group"], c["added_samples"], f"{c['accuracy']:.4f}",
                          f"{c['ci95'][0]:.4f}", f"{c['ci95'][1]:.4f}", f"{c['fold_mean']:.4f}",
-                         f"{c['fold_std']:.4f}", f"{c['weighted_specificity']:.4f}"])
+                         f"{c['fold_std']:.4f}", f"{c['weighted_specificity']:.4f}",
+                         f"{c['balanced_accuracy']:.4f}", f"{c['balanced_ci95'][0]:.4f}",
+                         f"{c['balanced_ci95'][1]:.4f}"])
     write_text(report_dir / "classic_curve.csv", buffer.getvalue())
     counts: dict[str, int] = {}
     for choice in choices.values():

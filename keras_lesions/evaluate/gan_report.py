@@ -89,12 +89,15 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
     lines += ["", "## Accuracy vs synthetic lesions added (Fig. 8)", "",
               "Every size, not only the chosen one; the difference is to CNN-AUG on the same "
               "cells.", "", "| line | added per class | test accuracy [95% CI] | difference to "
-              "CNN-AUG [95% CI] |", "|---|---|---|---|"]
+              "CNN-AUG [95% CI] | balanced accuracy | outcome (primary metric) |",
+              "|---|---|---|---|---|---|"]
     for label, points in curves.items():
         for p in points:
             lines.append(f"| {label} | {p['added_per_class']} | {_pct(p['accuracy'])}% "
                          f"[{_pct(p['accuracy_ci95'][0])}, {_pct(p['accuracy_ci95'][1])}] | "
-                         f"{100 * p['difference']:+.1f} [{interval_text(p['ci95'])}] |")
+                         f"{100 * p['difference']:+.1f} [{interval_text(p['ci95'])}] | "
+                         f"{_pct(p.get('balanced_accuracy', float('nan')))}% | "
+                         f"{p.get('outcome', '')} |")
     if not has_extra:
         lines += ["", "No extra real pool (user dataset): the 'more real data' line is absent."]
     lines += ["", "Chosen synthetic size per class, per cell:", "",
@@ -110,7 +113,11 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
                   "trained here, so the test folds tell what that rule would have printed for "
                   "the same runs: the optimism a test-fold choice adds. Pooled test accuracy, "
                   "mean over the cross-validations; the GAN arms keep each cell's validated "
-                  "D_aug optimal.", "",
+                  "D_aug optimal."
+                  + ("" if evaluate.primary_metric == "accuracy" else
+                     f" Here the validation choices maximised {metric_label(evaluate.primary_metric)}"
+                     ", not total accuracy, so the column also holds the effect of choosing on "
+                     "another metric, not only the optimism of the test folds."), "",
                   "| arm | chosen among | choices on validation patients | choices on the test "
                   "folds | optimism |", "|---|---|---|---|---|"]
         for arm, e in selection_effect.items():
@@ -119,14 +126,17 @@ def _markdown(config, names, classic, comparisons, summaries, curves, sizes, qua
             lines.append(f"| {arm} | {among} | {_pct(e['validation'])}% | {_pct(e['test'])}% | "
                          f"{100 * e['optimism']:+.1f} |")
     lines += ["", "## Table 5: synthesis methods", "",
-              "| method | accuracy | weighted specificity | per cell mean ± sample std |",
-              "|---|---|---|---|"]
+              "| method | accuracy | weighted specificity | per cell mean ± sample std | "
+              "balanced accuracy | majority-class baseline |", "|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         lines.append(f"| {name} | {_pct(s['pooled']['accuracy'])}% | "
                      f"{_pct(s['pooled']['weighted_specificity'])}% | "
-                     f"{_pct(s['accuracy']['mean'])} ± {_pct(s['accuracy']['std'])} |")
+                     f"{_pct(s['accuracy']['mean'])} ± {_pct(s['accuracy']['std'])} | "
+                     f"{_pct(s['pooled'].get('balanced_accuracy', float('nan')))}% | "
+                     f"{_pct(s['pooled'].get('majority_accuracy', float('nan')))}% |")
     if headline and headline.get("n_cells"):
-        lines += ["", "## Table 7: per-class sensitivity and specificity (95% Wilson intervals)",
+        lines += ["", "## Table 7: per-class sensitivity and specificity (95% patient-bootstrap "
+                  "intervals; Wilson at 0% and 100%)",
                   "", "| class | CNN-AUG sensitivity | CNN-AUG specificity | CNN-AUG-GAN "
                   "sensitivity | CNN-AUG-GAN specificity |", "|---|---|---|---|---|"]
         for name in names:

@@ -106,8 +106,11 @@ def class_rate_intervals(records: Sequence[dict], class_names: Sequence[str],
                          n_boot: int = 2000, seed: int = 0) -> dict:
     """95% patient-bootstrap intervals of an arm's pooled accuracy, balanced
     accuracy and per-class sensitivity and specificity
-    (``stats.cluster_bootstrap_class_rates``)."""
-    from keras_lesions.evaluate.stats import cluster_bootstrap_class_rates, percentile_interval
+    (``stats.cluster_bootstrap_class_rates``; a rate of 0 or 1 gets the
+    Wilson interval of its lesions, ``stats.rate_interval``)."""
+    from keras_lesions.evaluate.stats import (
+        cluster_bootstrap_class_rates, distinct_lesions_per_class, percentile_interval,
+        rate_interval)
 
     clusters, unit = prediction_clusters(records, patient_of)
     y_true = np.concatenate([np.asarray(r["y_true"]) for r in records])
@@ -115,8 +118,13 @@ def class_rate_intervals(records: Sequence[dict], class_names: Sequence[str],
     (rates,) = cluster_bootstrap_class_rates(y_true, [y_pred], clusters, len(class_names),
                                              n_boot=n_boot, seed=seed)
     resampled = rates["resampled"]
-    sens = percentile_interval(resampled["sensitivity"])
-    spec = percentile_interval(resampled["specificity"])
+    lesions = (np.concatenate([np.asarray(r["lesion_ids"]) for r in records])
+               if all("lesion_ids" in r for r in records) else np.arange(len(y_true)))
+    positives, negatives = distinct_lesions_per_class(y_true, lesions, len(class_names))
+    sens = [rate_interval(rates["sensitivity"][c], ci, positives[c])
+            for c, ci in enumerate(percentile_interval(resampled["sensitivity"]))]
+    spec = [rate_interval(rates["specificity"][c], ci, negatives[c])
+            for c, ci in enumerate(percentile_interval(resampled["specificity"]))]
     return {"resampled": unit, "n_boot": int(len(resampled["accuracy"])),
             "accuracy": {"value": rates["accuracy"],
                          "ci95": percentile_interval(resampled["accuracy"])},
@@ -144,10 +152,12 @@ def training_prior(records: Sequence[dict], class_names: Sequence[str]) -> dict 
             "n_runs": len(records)}
 
 
-def prior_text(training: dict) -> str:
-    """"cyst 120 (14%), metastasis 480 (57%) …; class balance: weights"."""
-    parts = [f"{name} {count_text(round(count, 1))} ({100 * training['class_shares'][name]:.0f}%)"
-             for name, count in training["class_counts"].items()]
+def prior_text(training: dict, class_names: Sequence[str] | None = None) -> str:
+    """"cyst 120 (14%), metastasis 480 (57%) …; class balance: weights", in
+    ``class_names``' order (a summary read back from JSON has its keys sorted)."""
+    names = list(class_names or training["class_counts"])
+    parts = [f"{name} {count_text(round(training['class_counts'][name], 1))} "
+             f"({100 * training['class_shares'][name]:.0f}%)" for name in names]
     return f"{', '.join(parts)}; class balance: {training['class_balance']}"
 
 
@@ -164,7 +174,7 @@ def prior_table(summaries: Mapping[str, dict]) -> list[str]:
     rows = {arm: s["training"] for arm, s in summaries.items() if s and "training" in s}
     if not rows:
         return []
-    names = list(next(iter(rows.values()))["class_counts"])
+    names = next(s["class_names"] for s in summaries.values() if s and "training" in s)
     lines = ["| arm | " + " | ".join(names) + " | class balance |",
              "|---" * (len(names) + 2) + "|"]
     for arm, t in rows.items():
@@ -243,15 +253,20 @@ def balance_lines(summary: dict) -> list[str]:
     baseline = pooled["majority_accuracy"]
     lines = [f"Balanced accuracy (mean of the classes' sensitivities) "
              f"{_pct(pooled['balanced_accuracy'])} ({_interval(balanced)}; always answering one "
-             f"class scores {100 / len(summary['class_names']):.1f}%), macro F1 "
+             f"class scores {100 / _present(summary):.1f}%), macro F1 "
              f"{_f1(pooled['macro_f1'])}.",
              f"Majority-class baseline: {_pct(baseline)} (every lesion called "
              f"{pooled['majority_class']}); total accuracy {_pct(pooled['accuracy'])} "
              f"({_interval(accuracy)}) is {_beats(accuracy, baseline)}."]
     if "training" in summary:
         lines.append(f"Trained on, per run (mean of {summary['training']['n_runs']}): "
-                     f"{prior_text(summary['training'])}.")
+                     f"{prior_text(summary['training'], summary['class_names'])}.")
     return lines
+
+
+def _present(summary: dict) -> int:
+    """The classes with test lesions (what the balanced mean averages)."""
+    return max(1, sum(1 for c in summary["pooled"]["per_class"].values() if c["support"]))
 
 
 def _beats(ci, baseline: float) -> str:
@@ -338,7 +353,8 @@ def text_table(summary: dict) -> str:
                      + f"   macro F1: {_f1(pooled['macro_f1'])}   majority-class baseline: "
                      f"{_pct(pooled['majority_accuracy'])} ({pooled['majority_class']})")
     if "training" in summary:
-        lines.append(f"trained on (per run): {prior_text(summary['training'])}")
+        lines.append("trained on (per run): "
+                     + prior_text(summary["training"], summary["class_names"]))
     if "discrimination" in summary:
         d = summary["discrimination"]
         auc = d["auc"]

@@ -284,6 +284,27 @@ def cluster_bootstrap_class_rates(y_true: Sequence[int], y_preds: Sequence[Seque
     return results
 
 
+def rate_interval(value: float, bootstrap_ci: Sequence[float], n: int) -> list[float]:
+    """The 95% interval of a rate (a sensitivity, a specificity): the patient
+    bootstrap's, except at 0 or 1, where every resample gives the same rate
+    and the percentile interval collapses to the point: there the Wilson
+    interval of the n lesions it counts."""
+    if np.isfinite(value) and value in (0.0, 1.0) and n > 0:
+        return [float(v) for v in wilson_interval(value * n, n)]
+    return [float(v) for v in bootstrap_ci]
+
+
+def distinct_lesions_per_class(y_true: Sequence[int], lesions: Sequence, n_classes: int
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the distinct lesions of it and the distinct lesions of the
+    other classes among pooled predictions (repeats predict each again)."""
+    y = np.asarray(y_true, np.int64).reshape(-1)
+    ids = np.asarray(lesions).astype(str).reshape(-1)
+    total = len(set(ids.tolist()))
+    positives = np.array([len(set(ids[y == c].tolist())) for c in range(n_classes)])
+    return positives, total - positives
+
+
 def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> list:
     """The percentile interval of resampled values, [low, high] (NaN for no
     resample); along the first axis for [n_boot, K] arrays (one per column).
@@ -317,7 +338,7 @@ def corrected_resampled_t(differences: Sequence[float], n_train: float, n_test: 
 
     Returns:
         {"mean", "t", "df", "pvalue", "ci95", "n_cells"}; NaN t, p and
-        interval when J < 2. With identical differences (σ = 0) the interval
+        interval when J < 2 or a difference is NaN. With identical differences (σ = 0) the interval
         is the point and t is ±inf (p = 0), or 0 (p = 1) if they are all 0.
     """
     if n_train <= 0 or n_test <= 0:
@@ -327,7 +348,9 @@ def corrected_resampled_t(differences: Sequence[float], n_train: float, n_test: 
     mean = float(d.mean()) if j else math.nan
     result = {"mean": mean, "t": math.nan, "df": max(j - 1, 0), "pvalue": math.nan,
               "ci95": _nan_interval(), "n_cells": j}
-    if j < 2:
+    if j < 2 or np.isnan(d).any():
+        # one cell, or a cell whose metric is undefined (an AUC of a cell
+        # lacking a class): no t
         return result
     se = math.sqrt((1.0 / j + n_test / n_train) * d.var(ddof=1))
     if se > 0:

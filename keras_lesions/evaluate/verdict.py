@@ -219,7 +219,7 @@ def compare_arms(what: str, baseline: Sequence[dict], proposed: Sequence[dict],
         "mcnemar": mcnemar,
         "auc": {"baseline": auc_a, "proposed": auc_b, "difference": auc_b - auc_a,
                 "ci95": [float(v) for v in auc_boot["ci95"]], "delong": delong},
-        "per_class": _per_class(rates_a, rates_b, class_names),
+        "per_class": _per_class(rates_a, rates_b, class_names, y_true, lesions),
         "discordance": mean_discordance, "detectable_difference": detectable,
         "steps": {"baseline": _steps(a for a, _ in pairs), "proposed": _steps(b for _, b in pairs)},
         "sensitivity_margin": sensitivity_margin,
@@ -236,14 +236,19 @@ def _steps(records) -> int | None:
     return None if any(s is None for s in steps) else int(sum(steps))
 
 
-def _per_class(rates_a: dict, rates_b: dict, class_names) -> dict:
+def _per_class(rates_a: dict, rates_b: dict, class_names, y_true, lesions) -> dict:
     """Sensitivity and specificity per class and arm, and each class's
     sensitivity change (proposed − baseline), with 95% intervals from the
-    same patient resamples as the headline difference (paired)."""
+    same patient resamples as the headline difference (paired; a rate of 0
+    or 1 gets the Wilson interval of its lesions, ``stats.rate_interval``)."""
     result = {}
+    counted = dict(zip(("sensitivity", "specificity"),
+                       stats.distinct_lesions_per_class(y_true, lesions, len(class_names))))
     for label, rates in (("baseline", rates_a), ("proposed", rates_b)):
         for name in ("sensitivity", "specificity"):
-            rates[f"{name}_ci95"] = stats.percentile_interval(rates["resampled"][name])
+            rates[f"{name}_ci95"] = [
+                stats.rate_interval(rates[name][c], ci, counted[name][c])
+                for c, ci in enumerate(stats.percentile_interval(rates["resampled"][name]))]
     change = stats.percentile_interval(rates_b["resampled"]["sensitivity"]
                                        - rates_a["resampled"]["sensitivity"])
     for c, name in enumerate(class_names):
@@ -301,8 +306,8 @@ def verdict_sentence(comparison: dict) -> str:
     low, high = comparison["ci95"]
     interval = f"95% CI {_points(low)} to {_points(high)}"
     t = comparison["corrected_t"]
-    t_interval = ("corrected resampled t over the cells: not defined for a single cell"
-                  if math.isnan(t["ci95"][0]) else
+    t_interval = ("corrected resampled t over the cells: not defined (a single cell, or a "
+                  "cell whose metric is undefined)" if math.isnan(t["ci95"][0]) else
                   f"corrected resampled t over {t['n_cells']} cells: {_points(t['ci95'][0])} to "
                   f"{_points(t['ci95'][1])}")
     difference = f"{_points(comparison['difference'])} points of {name}"
@@ -327,6 +332,10 @@ def verdict_sentence(comparison: dict) -> str:
     else:
         head = (f"{what}: no evidence of a difference ({difference}, {interval}; "
                 f"{t_interval}{could})")
+        if comparison.get("paid_by") and comparison["difference"] > 0:
+            head += (f"; nor would a gain have counted: {' and '.join(comparison['paid_by'])} "
+                     f"lost more than the {100 * comparison['sensitivity_margin']:g}-point "
+                     "margin of sensitivity")
     acc = comparison["accuracy"]
     tail = ""
     if metric != "accuracy":

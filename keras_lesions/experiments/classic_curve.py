@@ -26,7 +26,7 @@ from keras_lesions.data.dataset import LesionDataset, read_dataset
 from keras_lesions.data.folds import Split
 from keras_lesions.errors import DatasetError, KerasLesionsError
 from keras_lesions.evaluate.crossval import (
-    curve_point, group_name, run_record, saturation_point, write_curve_report)
+    best_point, curve_point, group_name, run_record, saturation_point, write_curve_report)
 from keras_lesions.evaluate.report import text_table
 from keras_lesions.experiments.context import Experiment
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
@@ -429,7 +429,7 @@ def choose_optimal_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> Non
     curve = [{"group": group_name(i), "added_samples": added, **scores[group_name(i)]}
              for i, added in enumerate(sizes) if group_name(i) in scores]
     evaluate = exp.config.evaluate
-    best = max(curve, key=lambda c: c["value"])
+    best = best_point(curve)
     tolerance = saturation_tolerance(best, evaluate.saturation_tolerance,
                                      evaluate.saturation_fraction)
     optimal = saturation_point(curve, tolerance)
@@ -510,11 +510,14 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
 
 def summary(result: dict) -> str:
     """The curve and the chosen groups' table, for a terminal."""
-    lines = ["added samples  test accuracy (95% CI, patient bootstrap)"]
+    lines = ["added samples  test accuracy        balanced accuracy (95% CIs, patient bootstrap)"]
     for point in result["curve"]:
         low, high = point["ci95"]
+        b_low, b_high = point.get("balanced_ci95", [float("nan")] * 2)
         lines.append(f"{point['added_samples']:>13}  {100 * point['accuracy']:.1f}% "
-                     f"[{100 * low:.1f}, {100 * high:.1f}]")
+                     f"[{100 * low:.1f}, {100 * high:.1f}]  "
+                     f"{100 * point.get('balanced_accuracy', float('nan')):.1f}% "
+                     f"[{100 * b_low:.1f}, {100 * b_high:.1f}]")
     lines += ["", f"D_aug optimal per cell, chosen on the {result['selected_on']} "
               f"predictions: {result['optimal_counts']}", "",
               text_table(result["optimal_summary"]), "",

@@ -4,8 +4,10 @@
 asks, such as "does class balancing help on my data?" (two configs that
 differ in ``train.class_balance``). Each experiment's CNN-AUG is what its
 report shows: every cell's classifiers on that cell's D_aug optimal, chosen
-on its own validation patients. The two are paired cell by cell (the same
-repeat, fold and seed predicted the same test lesions, which is checked) and
+on its own validation patients (on the test folds under ``evaluate.selection:
+paper``, which the report then says). The two are paired cell by cell (the
+same repeat, fold and seed predicted the same test lesions with the same
+classes, which is checked) and
 compared by ``verdict.compare_arms`` on the primary metric, watching every
 class's sensitivity. The report lists every setting in which the two
 experiments differ, so nothing else can pass for the effect.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
@@ -98,6 +102,11 @@ def compare_experiments(baseline: ExperimentConfig, proposed: ExperimentConfig,
         raise KerasLesionsError(f"the experiments' classes differ ({', '.join(exp_a.class_names)}"
                                 f" and {', '.join(exp_b.class_names)})", exp_b.layout.root)
     pairs = paired_records(records_a, records_b)  # raises for other lesions in a cell
+    for a, b in pairs:
+        if not np.array_equal(np.asarray(a["y_true"]), np.asarray(b["y_true"])):
+            raise KerasLesionsError(
+                "the experiments' datasets give lesions of one cell other classes: they are "
+                "not the same lesions (another dataset or phantom seed)", exp_b.layout.root)
     if not pairs:
         raise KerasLesionsError("the experiments share no cell (repeat, fold and seed): give "
                                 "them the same evaluate.folds, repeats and seeds",
@@ -122,9 +131,15 @@ def compare_experiments(baseline: ExperimentConfig, proposed: ExperimentConfig,
         exp_b.layout.root.parent / f"compare-{baseline.name}-vs-{proposed.name}"
     write_summary(summaries["baseline"], out, "baseline", f"CNN-AUG of {baseline.name}")
     write_summary(summaries["proposed"], out, "proposed", f"CNN-AUG of {proposed.name}")
+    where = {classic.selected_on(c) for c in (baseline, proposed)}
+    chosen_on = ("its own validation patients" if where == {"validation"} else
+                 "**the test folds** (`evaluate.selection: paper`) in "
+                 + " and ".join(c.name for c in (baseline, proposed)
+                                if classic.selected_on(c) == "test")
+                 + ": test-selected, flattered by that choice")
     lines = [f"# {proposed.name} against {baseline.name}", "", f"**{comparison['verdict']}**", "",
              f"Each experiment's CNN-AUG: every cell's classifiers on that cell's D_aug optimal, "
-             f"chosen on its own validation patients; {comparison['n_cells']} cells paired on "
+             f"chosen on {chosen_on}; {comparison['n_cells']} cells paired on "
              f"the same test lesions ({comparison['n_lesions']} lesions, "
              f"{comparison['n_patients']} patients).", "",
              "Settings that differ (nothing else does):", "",

@@ -155,7 +155,7 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     for (section, key), earlier in LATER_SETTINGS.items():
         if settings[section].get(key) == earlier:
             settings[section].pop(key)
-    if config.kind == "mixture":
+    if config.kind == "mixture" and settings["evaluate"]["saturation_tolerance"] is None:
         # it makes no saturation choice: its fingerprint keeps the fixed
         # tolerance every mixture folder recorded before the fraction existed
         settings["evaluate"]["saturation_tolerance"] = EARLIER_SATURATION_TOLERANCE
@@ -276,8 +276,15 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
     if previous is not None:
         difference = first_difference(previous, current)
         if difference:
+            hint = ""
+            if any(key in difference for key in ("class_balance", "primary_metric",
+                                                  "saturation_")):
+                hint = (" (a config written before class balancing keeps its results with "
+                        "train.class_balance: none, evaluate.primary_metric: accuracy and "
+                        "evaluate.saturation_tolerance: 0.01)")
             raise ConfigError(f"holds results made with other settings ({difference}): use "
-                              "another name or output_dir, or delete the folder", layout.root)
+                              f"another name or output_dir, or delete the folder{hint}",
+                              layout.root)
     exp = Experiment(config=config, layout=layout, dataset_path=dataset_path,
                      _unrecorded=current if create and previous is None else None)
     if create and write_record:

@@ -113,6 +113,10 @@ def final_recipe(exp, index: int, synthetic: str) -> dict:
         if not isinstance(comparison, dict) or "ci95" not in comparison:
             raise KerasLesionsError("report/result.json holds no DCGAN comparison: run `kl "
                                     "experiment --report` again", exp.layout.root)
+        # the margin is a report-only setting: the current config's, not the
+        # one the report was written with
+        comparison = {**comparison,
+                      "sensitivity_margin": config.evaluate.class_sensitivity_margin}
         if outcome(comparison) != HELPED:
             return {**plain, "why": "CNN-AUG: the experiment found no evidence that DCGAN "
                                     "augmentation helps (its interval includes zero or lies "

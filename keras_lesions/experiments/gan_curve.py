@@ -393,7 +393,11 @@ def choose_size_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     scores = {sizes[g]: score for g, score in scores_by_group.items()}
     if not scores:
         raise KerasLesionsError("no finished CNN-AUG-GAN run to pick the synthetic size from")
-    best = max(scores, key=lambda size: (scores[size]["value"], -size))
+    from keras_lesions.evaluate.crossval import best_point
+
+    # the best value, the smaller size among equals; NaN never
+    best = best_point([{"size": size, "value": scores[size]["value"]}
+                       for size in sorted(scores)])["size"]
     where = classic.selected_on(exp.config)
     metric = exp.config.evaluate.primary_metric
     ctx.log(f"{cell_tag(p['repeat'], p['fold'])}: {p['method']} synthetic size {best} per class "
@@ -482,6 +486,7 @@ def comparisons(exp: Experiment, the_plan: Plan) -> tuple[dict, dict, dict]:
                 accuracy = c["metrics"]["accuracy"]
                 points.append({"added_per_class": n, "accuracy": accuracy["proposed"],
                                "accuracy_ci95": accuracy_interval(records, patient_of),
+                               "balanced_accuracy": c["balanced_accuracy"]["proposed"],
                                "difference": accuracy["difference"], "ci95": accuracy["ci95"],
                                "outcome": c["outcome"]})
         if points:

@@ -92,7 +92,7 @@ def train_classifier(
         targets: float32 [n, classes] one-hot or soft targets.
         config: the experiment config (classifier and train sections are
             used; ``train.class_balance`` weights the loss or balances the
-            batches, ``train.balance``).
+            batches: ``keras_lesions.train.balance``).
         run_dir: the run folder (see module docstring).
         seed: overrides ``config.train.seed`` (weight init, dropout, batch order).
         resume: continue an interrupted run from its last epoch checkpoint.

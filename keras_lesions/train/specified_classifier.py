@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -84,7 +85,7 @@ def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed
     only, so a resumed run sees what an uninterrupted one would.
 
     With ``balance`` and ``train.class_balance: weights``, the batches carry
-    each case's class weight third (``train.balance``)."""
+    each case's class weight third (``keras_lesions.train.balance``)."""
     from keras_lesions.augment.online import online_augmented_dataset, online_steps_per_epoch
 
     from keras_lesions.train.balance import WEIGHTS, sample_weights
@@ -174,15 +175,20 @@ class ValidateAndKeepBest(keras.callbacks.Callback):
              "probabilities": probabilities}, self.metric, probabilities.shape[1])
         if self.best is not None and self.best["epoch"] >= epoch:
             self.best = None  # from an epoch lost in a crash, being trained again
-        best_score = None if self.best is None else self.best.get("val_score",
-                                                                    self.best["val_accuracy"])
-        if self.best is None or (score, -loss) > (best_score, -self.best["val_loss"]):
+        # an undefined score (an AUC of validation lesions lacking a class,
+        # stored as null) ranks below every defined one
+        rank = -math.inf if math.isnan(score) else score
+        best_rank = None if self.best is None else self.best.get("val_score",
+                                                                  self.best["val_accuracy"])
+        best_rank = -math.inf if best_rank is None else best_rank
+        if self.best is None or (rank, -loss) > (best_rank, -self.best["val_loss"]):
             previous = self.best
             weights = f"best-epoch{epoch:03d}.weights.h5"
             with atomic_path(self.run_dir / weights, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
             self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss,
-                         "weights": weights, "val_score": score, "metric": self.metric}
+                         "weights": weights, "val_score": None if math.isnan(score) else score,
+                         "metric": self.metric}
             write_json(self.run_dir / "best.json", self.best)
             if previous is not None and previous["weights"] != weights:
                 (self.run_dir / previous["weights"]).unlink(missing_ok=True)
@@ -279,6 +285,10 @@ def train_specified_classifier(
 
     d = config.disentangle
     run_dir = Path(run_dir)
+    if config.train.class_balance == "sampling":
+        raise KerasLesionsError("train.class_balance: sampling is not available for Ben-Cohen's "
+                                "classifier (its online pipeline shows every case "
+                                "disentangle.repeats times an epoch); use weights or none")
     targets = np.asarray(targets, np.float32)
     if targets.shape != (len(canvases), len(class_names)):
         raise KerasLesionsError(f"targets must be [{len(canvases)}, {len(class_names)}], got "
