@@ -209,5 +209,34 @@ def compare_command(baseline_path, proposed_path, out, output_dir):
     click.echo(f"\n{result['comparison']['verdict']}\n\nreport: {result['report']}")
 
 
+@click.command("tsne")
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The picture (PNG); the scores go beside it as JSON.")
+@click.option("--augmentations", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also embed this many classic augmentations of each test lesion.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of t-SNE and of the augmentations.")
+def tsne_command(runs, out, augmentations, seed):
+    """Fig. 9: t-SNE of the last hidden layer of classifier RUNS, side by side.
+
+    Embeds each run's own test-fold lesions (e.g. CNN-AUG beside CNN-AUG-GAN
+    of the same fold), coloured by class, and scores how well the classes
+    separate in the feature space itself (t-SNE distances mean little): the
+    silhouette score and the leave-one-out 5-nearest-neighbour accuracy.
+    """
+    from keras_lesions.evaluate.tsne import tsne_report
+
+    if out.suffix.lower() != ".png":
+        raise click.BadParameter(f"{out} must end in .png", param_hint="'-o'")
+    result = tsne_report(runs, out, augmentations=augmentations, seed=seed)
+    for panel in result["panels"]:
+        s = panel["scores"]
+        click.echo(f"{panel['title']}: silhouette {s['silhouette']:.3f}, {s['k']}-NN accuracy "
+                   f"{100 * s['knn_accuracy']:.1f}% over {s['n']} real test lesions")
+    click.echo(f"picture: {result['png']}\nscores: {result['json']}")
+
+
 COMMANDS = [experiment_command, augment_command, evaluate_command, evaluate_acgan_command,
-            compare_command]
+            compare_command, tsne_command]
