@@ -226,7 +226,7 @@ def tsne_command(runs, out, augmentations, seed):
     separate in the feature space itself (t-SNE distances mean little): the
     silhouette score and the leave-one-out 5-nearest-neighbour accuracy.
     """
-    from keras_lesions.evaluate.tsne import tsne_report
+    from keras_lesions.tsne import tsne_report
 
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out} must end in .png", param_hint="'-o'")
@@ -238,5 +238,57 @@ def tsne_command(runs, out, augmentations, seed):
     click.echo(f"picture: {result['png']}\nscores: {result['json']}")
 
 
+@click.command("baselines")
+@click.argument("dataset", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=CONFIG,
+              help="An experiment: its cells (every repeat and fold) instead of the dataset's "
+                   "own folds, its class balance and primary metric, and its CNN rows.")
+@click.option("--output-dir", help="Overrides the config's output_dir.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: the experiment's report/baselines, or "
+                   "DATASET's folder/baselines).")
+@click.option("--method", "methods", multiple=True, metavar="NAME",
+              help="Only these methods (repeatable): 'GLCM + SVM', 'Gabor + SVM', "
+                   "'BoVW + SVM', 'BoVW-MI single representation', "
+                   "'BoVW-MI multi representation'.")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none",
+              show_default=True, help="SVM class weights (with DATASET; an experiment's "
+                                      "follow its train.class_balance).")
+def baselines_command(dataset, config_path, output_dir, out, methods, class_weights):
+    """Table 6: texture and bag-of-words baselines with SVMs (Frid-Adar §4.5).
+
+    GLCM + SVM, Gabor + SVM, BoVW + SVM and BoVW-MI (single and multi-binary
+    representations) on patient-level folds: each fitted on a cell's training
+    patients only, its SVM's C and gamma chosen by an inner cross-validation
+    over them, scored with the experiments' metrics. Give DATASET (its own
+    folds) or --config (an experiment's cells, beside its CNN-AUG and
+    CNN-AUG-GAN).
+    """
+    from keras_lesions.baselines.crossval import METHODS
+    from keras_lesions.baselines.run import (
+        baselines_on_dataset, baselines_on_experiment, check_methods)
+
+    if (dataset is None) == (config_path is None):
+        raise click.UsageError("give DATASET or --config (one of them)")
+    chosen = check_methods(methods) if methods else list(METHODS)
+    bar = ProgressBars("run")
+    if config_path is not None:
+        result = baselines_on_experiment(load(config_path, {"output_dir": output_dir}), out,
+                                         methods=chosen, log=note,
+                                         progress=lambda done, total: bar("baselines", done, total))
+    else:
+        result = baselines_on_dataset(dataset, out or dataset.parent / "baselines",
+                                      methods=chosen,
+                                      class_weight=None if class_weights == "none"
+                                      else "balanced", log=note, progress=lambda done, total: bar("baselines", done, total))
+    for name, summary in result["summaries"].items():
+        pooled = summary["pooled"]
+        click.echo(f"{name:<32} sensitivity {100 * pooled['weighted_sensitivity']:5.1f}%  "
+                   f"specificity {100 * pooled['weighted_specificity']:5.1f}%  balanced "
+                   f"accuracy {100 * pooled['balanced_accuracy']:5.1f}%")
+    click.echo(f"Table 6: {result['table']}")
+
+
 COMMANDS = [experiment_command, augment_command, evaluate_command, evaluate_acgan_command,
-            compare_command, tsne_command]
+            compare_command, tsne_command, baselines_command]

@@ -144,9 +144,10 @@ def test_nothing_imports_a_trainer_for_run_folder_rules():
     trainers = {m for m in graph if m.startswith("keras_lesions.train.")}
     importers_of_trainers = {m for m, targets in graph.items() if targets & trainers
                              and not m.startswith("keras_lesions.train")}
-    # the experiment steps train; synth, export and predict load trained networks
+    # the experiment steps train; synth, export, predict and tsne (Fig. 9's
+    # features) load trained networks
     allowed_parts = ("keras_lesions.experiments", "keras_lesions.export", "keras_lesions.synth",
-                     "keras_lesions.predict")
+                     "keras_lesions.predict", "keras_lesions.tsne")
     assert importers_of_trainers, "the graph lost the experiments' imports of trainers"
     assert all(m.startswith(allowed_parts) for m in importers_of_trainers), \
         sorted(importers_of_trainers)

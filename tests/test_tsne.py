@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keras_lesions.evaluate.tsne import separation_scores
+from keras_lesions.tsne import separation_scores
 from keras_lesions_cli.main import cli
 
 
@@ -71,7 +71,7 @@ def test_kl_tsne_on_two_runs_of_one_fold(tmp_path, folded_dataset):
         assert -1.0 <= panel["scores"]["silhouette"] <= 1.0
         assert 0.0 <= panel["scores"]["knn_accuracy"] <= 1.0
     # the features are the model's last hidden layer (4 units here), deterministic
-    from keras_lesions.evaluate.tsne import run_features
+    from keras_lesions.tsne import run_features
 
     first = run_features(runs / "D_aug1" / "seed0")
     assert first["features"].shape == (test_lesions, 4)
