@@ -266,8 +266,8 @@ def baselines_command(dataset, config_path, output_dir, out, methods, class_weig
     CNN-AUG-GAN).
     """
     from keras_lesions.baselines.crossval import METHODS
-    from keras_lesions.baselines.run import (
-        baselines_on_dataset, baselines_on_experiment, check_methods)
+    from keras_lesions.baselines.run import baselines_on_dataset, check_methods
+    from keras_lesions.experiments.table6 import baselines_on_experiment
 
     if (dataset is None) == (config_path is None):
         raise click.UsageError("give DATASET or --config (one of them)")

@@ -242,6 +242,10 @@ class EvaluateConfig:
     # patients aims at. Our choice: 0.9.
     positive_class: str | None = None
     target_sensitivity: float = between(0.9, 0.0, 1.0, ends="(]")
+    # Table 6 (§4.5): also run the texture and bag-of-words baselines with
+    # SVMs on every cell (keras_lesions.baselines) and put them in the report,
+    # with Fig. 9 (the t-SNE of CNN-AUG and CNN-AUG-GAN of the first cell).
+    baselines: bool = False
 
 
 @dataclass

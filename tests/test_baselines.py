@@ -148,3 +148,32 @@ def test_kl_baselines_refuses_bad_input_with_one_line(tmp_path, baseline_dataset
         assert result.exit_code != 0 and "Traceback" not in result.output
         assert fragment in result.output
         assert not (tmp_path / "t").exists()
+
+
+def test_an_experiment_runs_the_baselines_as_runs_of_its_plan(tmp_path, baseline_dataset):
+    """evaluate.baselines: one plan run per cell, Table 6 in the report beside
+    CNN-AUG, and a folder without it keeps its fingerprint."""
+    from keras_lesions.config import load_config
+    from keras_lesions.experiments.registry import open_for
+    from keras_lesions.experiments.run import describe_plan, run_experiment
+
+    overrides = {
+        "name": "tiny", "output_dir": str(tmp_path / "out"), "data.dataset": str(baseline_dataset),
+        "augment.n_rot": 2, "augment.n_trans": 1, "augment.n_scale": 1, "augment.n_flip": 1,
+        "augment.group_sizes": [0, 24], "classifier.input_size": 16,
+        "classifier.filters": [2, 2, 2], "classifier.dense_units": 4, "train.epochs": 1,
+        "train.batch_size": 8, "evaluate.repeats": 1, "evaluate.baselines": True}
+    config = load_config(None, overrides)
+    listing = describe_plan(config)
+    assert "fold0/baselines" in listing and "fold2/baselines" in listing
+    run_experiment(config, log=lambda line: None)
+    out = tmp_path / "out" / "tiny"
+    table = (out / "report" / "table6.md").read_text()
+    assert "| CNN-AUG |" in table and "| BoVW-MI multi representation |" in table
+    assert (out / "data" / "fold2" / "baselines.json").is_file()
+    # the same experiment without baselines is another one: its folder refuses it
+    from keras_lesions.config import ConfigError
+
+    with pytest.raises(ConfigError, match="evaluate.baselines"):
+        open_for(load_config(None, {**overrides, "evaluate.baselines": False}),
+                 log=lambda line: None)

@@ -45,7 +45,7 @@ def experiment(tmp_path_factory):
         "train:\n  epochs: 1\n  steps: 4\n  batch_size: 8\n"
         "gan:\n  width: 0.03125\n  epochs: 1\n  batch_size: 8\n"
         "synth:\n  per_class_sizes: [2, 4]\n  base_group: 2\n  more_real_data: false\n"
-        "  compare_diff_augment: true\nevaluate:\n  repeats: 1\n")
+        "  compare_diff_augment: true\nevaluate:\n  repeats: 1\n  baselines: true\n")
     config = load_config(config_path)
     result = run_experiment(config, log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
@@ -74,6 +74,23 @@ def dcgan_experiment(tmp_path_factory):
     result = run_experiment(load_config(config_path), log=lambda line: None)
     return {"root": root, "config": config_path, "result": result, "dataset": dataset_path,
             "out": root / "out" / "dcgan-only"}
+
+
+@pytest.mark.slow
+def test_gan_report_has_table6_and_fig9(experiment):
+    """evaluate.baselines: the baselines ran as runs of the plan, and the
+    report has Table 6 beside CNN-AUG and CNN-AUG-GAN, and Fig. 9 with its
+    separation scores."""
+    report = experiment["out"] / "report"
+    markdown = (report / "gan_report.md").read_text()
+    assert "## Table 6" in markdown and "| CNN-AUG-GAN |" in markdown
+    assert "| GLCM + SVM |" in markdown and "| BoVW-MI single representation |" in markdown
+    assert "## Fig. 9" in markdown and "silhouette" in markdown
+    assert (report / "fig9_tsne.png").stat().st_size > 0
+    scores = json.loads((report / "fig9_tsne.json").read_text())
+    assert len(scores["panels"]) == 2
+    assert "D_synth" in scores["panels"][1]["title"]  # the CNN-AUG-GAN run
+    assert (report / "table6.md").is_file()
 
 
 @pytest.mark.slow

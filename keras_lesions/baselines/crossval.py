@@ -41,17 +41,64 @@ INNER_FOLDS = 3
 Log = Callable[[str], None]
 
 
-def svm_search(class_weight: str | None, seed: int, scoring: str = "accuracy"):
-    """An RBF SVM on standardised features whose C and gamma an inner
-    cross-validation chooses; the inner folds group lesions by patient."""
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
+class _Fixed:
+    """An SVM at the grid's defaults when the training patients are too few
+    for an inner cross-validation (a class with fewer than two patients)."""
 
-    model = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight=class_weight))
-    return GridSearchCV(model, SVM_GRID, scoring=scoring,
-                        cv=StratifiedGroupKFold(INNER_FOLDS, shuffle=True, random_state=seed))
+    best_params_ = {"svc__C": 1.0, "svc__gamma": "scale", "inner_cv": "too few patients"}
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, x, y, groups=None):
+        self.model.fit(x, y)
+        return self
+
+    def predict(self, x):
+        return self.model.predict(x)
+
+    def decision_function(self, x):
+        return self.model.decision_function(x)
+
+
+class _Search:
+    """An RBF SVM on standardised features whose C and gamma an inner
+    cross-validation chooses; the inner folds group lesions by patient and
+    are as many as the rarest class's patients allow (at most 3)."""
+
+    def __init__(self, class_weight: str | None, seed: int, scoring: str):
+        self.class_weight, self.seed, self.scoring = class_weight, seed, scoring
+
+    def fit(self, x, y, groups):
+        from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        model = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight=self.class_weight))
+        groups = np.asarray(groups)
+        patients_per_class = min(len(set(groups[np.asarray(y) == c].tolist()))
+                                 for c in np.unique(y))
+        folds = min(INNER_FOLDS, patients_per_class)
+        if folds < 2:
+            self.fitted = _Fixed(model).fit(x, y)
+        else:
+            self.fitted = GridSearchCV(model, SVM_GRID, scoring=self.scoring, cv=StratifiedGroupKFold(
+                folds, shuffle=True, random_state=self.seed)).fit(x, y, groups=groups)
+        self.best_params_ = self.fitted.best_params_
+        return self
+
+    def predict(self, x):
+        return self.fitted.predict(x)
+
+    def decision_function(self, x):
+        return self.fitted.decision_function(x)
+
+
+def svm_search(class_weight: str | None, seed: int, scoring: str = "accuracy") -> _Search:
+    """An RBF SVM whose C and gamma a patient-grouped inner cross-validation
+    on the training lesions chooses (``fit(x, y, groups=patients)``)."""
+    return _Search(class_weight, seed, scoring)
 
 
 def fit_predict(method: str, images: np.ndarray, labels: np.ndarray, patients: np.ndarray,

@@ -17,7 +17,7 @@ from keras_lesions.io import save_figure, write_text
 def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: dict,
                      summaries: dict, curves: dict, sizes: dict, quality: dict, sentence: str,
                      has_extra: bool, selected_on: str,
-                     selection_effect: dict | None = None) -> None:
+                     selection_effect: dict | None = None, appendix=()) -> None:
     """Write gan_report.md, gan_curves.png and the Table 3 files into ``out``.
 
     Args:
@@ -36,12 +36,15 @@ def write_gan_report(out: Path, config, names, *, classic: dict, comparisons: di
         selection_effect: arm -> accuracy with the validation choices and
             with the choices the test folds would have made
             (``gan_curve.selection_effect``).
+        appendix: Markdown lines added at the end (Table 6, Fig. 9).
     """
     write_summary(summaries["DCGAN"], out, "gan_table3_best_synthetic",
                   "CNN-AUG-GAN at each cell's chosen synthetic size (Table 3)")
-    write_text(out / "gan_report.md", _markdown(config, names, classic, comparisons, summaries,
-                                                curves, sizes, quality, sentence, has_extra,
-                                                selected_on, selection_effect or {}))
+    markdown = _markdown(config, names, classic, comparisons, summaries, curves, sizes, quality,
+                         sentence, has_extra, selected_on, selection_effect or {})
+    if appendix:  # e.g. Table 6 and Fig. 9 (evaluate.baselines)
+        markdown += "\n" + "\n".join(appendix) + "\n"
+    write_text(out / "gan_report.md", markdown)
     _write_curves_png(classic, curves, out / "gan_curves.png")
 
 

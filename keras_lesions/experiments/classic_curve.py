@@ -120,7 +120,20 @@ def classic_specs(exp: Experiment) -> list[RunSpec]:
                 output=exp.layout.relative(exp.layout.choice(optimal_choice(repeat, fold))),
                 title=f"D_aug optimal of {cell_tag(repeat, fold)}: the smallest group at "
                       f"saturation on the {selected_on(config)} predictions", light=True))
-    return specs + choices
+    baselines = [baselines_spec(exp, repeat, fold) for repeat, fold in exp.cells()] \
+        if config.evaluate.baselines else []
+    return specs + choices + baselines
+
+
+def baselines_spec(exp: Experiment, repeat: int, fold: int) -> RunSpec:
+    """Table 6's baselines on one cell: fitted on its training patients,
+    tested on its test fold (``keras_lesions.baselines``)."""
+    run_id = f"{cell_tag(repeat, fold)}/baselines"
+    return RunSpec(id=run_id, step="baselines", params={"repeat": repeat, "fold": fold},
+                   needs=Resources(cpus=1),
+                   output=exp.layout.relative(exp.layout.data_file(run_id, ".json")),
+                   title=f"the texture and bag-of-words baselines of {cell_tag(repeat, fold)} "
+                         "(Table 6)")
 
 
 def report_spec(exp: Experiment, depends_on) -> RunSpec:
@@ -341,6 +354,51 @@ def classifier_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     run_classifier(exp, spec, ctx)
 
 
+def baselines_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
+    """Every Table 6 baseline on one cell; their test predictions as JSON."""
+    from keras_lesions.baselines.run import baselines_on_cells
+
+    p = spec.params
+    split = exp.split(p["repeat"], p["fold"])
+    records = baselines_on_cells(exp, [(p["repeat"], p["fold"], split.training, split.test)],
+                                 log=ctx.log)
+    write_json(exp.layout.data_file(spec.id, ".json"), records)
+
+
+def baseline_summaries(exp: Experiment, plan_: Plan) -> dict[str, dict]:
+    """Each Table 6 baseline's summary over the finished cells (none when the
+    config runs none)."""
+    from keras_lesions.runs.folder import read_json_record
+
+    by_method: dict[str, list[dict]] = {}
+    for spec in plan_:
+        if spec.step == "baselines" and spec.is_done(exp.layout.root):
+            for method, records in read_json_record(
+                    exp.layout.data_file(spec.id, ".json")).items():
+                by_method.setdefault(method, []).extend(records)
+    return {method: exp.summarize(records) for method, records in by_method.items()}
+
+
+def write_baselines_table(exp: Experiment, plan_: Plan, cnn: dict[str, dict]) -> list[str]:
+    """Table 6 (report/table6.md) with the CNN rows given; its Markdown lines
+    for the experiment's own report (nothing without baselines)."""
+    from keras_lesions.baselines.crossval import table6, write_table6
+
+    baselines = baseline_summaries(exp, plan_)
+    if not baselines:
+        return []
+    summaries = {**cnn, **baselines}
+    class_weight = None if exp.config.train.class_balance == "none" else "balanced"
+    cells = len({(s.params["repeat"], s.params["fold"]) for s in plan_ if s.step == "baselines"})
+    write_table6(summaries, exp.layout.report, source=str(exp.dataset_path), cells=cells,
+                 class_weight=class_weight, cnn_from="this experiment")
+    return ["## Table 6: comparison to non-network methods (§4.5)", "",
+            "Each baseline fitted on a cell's training patients only, its SVM's C and gamma "
+            "chosen by an inner cross-validation over them (grouped by patient); weighted "
+            "sensitivity and specificity as the paper reports them (table6.md has the "
+            "details).", "", *table6(summaries)]
+
+
 def run_classifier(exp: Experiment, spec: RunSpec, ctx: StepContext,
                    run_dir: Path | None = None) -> float:
     """Train a classifier spec's run (into ``run_dir``, default its plan folder)
@@ -494,11 +552,15 @@ def optimal_records(exp: Experiment, plan_: Plan, choices: dict) -> list[dict]:
 def classic_report(exp: Experiment, plan_: Plan) -> dict:
     curve, summaries = classic_curve(exp, plan_)
     choices = cell_choices(exp)
-    optimal = optimal_records(exp, plan_, choices)
-    return write_curve_report(curve, summaries, choices,
-                              exp.summarize(optimal),
-                              exp.layout.report, saturation_rule(exp.config),
-                              selected_on(exp.config))
+    optimal = exp.summarize(optimal_records(exp, plan_, choices))
+    result = write_curve_report(curve, summaries, choices, optimal,
+                                exp.layout.report, saturation_rule(exp.config),
+                                selected_on(exp.config))
+    if exp.config.kind == "classic-curve":
+        table = write_baselines_table(exp, plan_, {"CNN-AUG": optimal})
+        if table:
+            result["table6"] = str(exp.layout.report / "table6.md")
+    return result
 
 
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
@@ -526,7 +588,7 @@ def summary(result: dict) -> str:
 
 
 STEPS = {"augment": augment_step, "classifier": classifier_step,
-         "choose-optimal": choose_optimal_step}
+         "choose-optimal": choose_optimal_step, "baselines": baselines_step}
 
 KIND = ExperimentKind(
     name="classic-curve",

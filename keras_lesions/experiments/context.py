@@ -27,7 +27,8 @@ REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sen
 # Settings added after experiment folders existed, with the value that does
 # what every folder made before them did: left out of the fingerprint while
 # they hold it, so those folders keep working; any other value is in it.
-LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy"}
+LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy",
+                  ("evaluate", "baselines"): False}
 EARLIER_SATURATION_TOLERANCE = 0.01  # evaluate.saturation_tolerance's default until 2026-12
 Log = Callable[[str], None]
 # (label, done, total), drawn as bars by the CLI

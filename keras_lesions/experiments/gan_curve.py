@@ -26,6 +26,7 @@ config's ``synth.base_group``); every GAN and synthetic set is keyed by B:
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -580,10 +581,17 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
         sentence += (" Test-selected: D_aug optimal and the synthetic size were read off the "
                      "test folds (selection: paper), which flatters the proposed arm.")
     out = exp.layout.report
+    appendix = []
+    if exp.config.evaluate.baselines:
+        appendix = classic.write_baselines_table(
+            exp, the_plan, {"CNN-AUG": summaries["CNN-AUG"],
+                            "CNN-AUG-GAN": summaries[DCGAN.title]})
+        appendix += fig9_lines(arms, out / "fig9_tsne.png")
     write_gan_report(out, exp.config, names, classic=classic_result, comparisons=found,
                      summaries=summaries, curves=curves, sizes=sizes, quality=quality,
                      sentence=sentence, has_extra=has_extra_pool(exp),
-                     selected_on=classic.selected_on(exp.config), selection_effect=effect)
+                     selected_on=classic.selected_on(exp.config), selection_effect=effect,
+                     appendix=appendix)
     repeat, fold = exp.cells()[0]
     b = base_index(exp, repeat, fold)
     images, labels = classic.base_group(exp, repeat, fold, b)
@@ -600,6 +608,29 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
                                                        "classic")})
     write_json(exp.layout.result, result)
     ctx.log(f"report: {out / 'gan_report.md'}")
+
+
+def fig9_lines(arms: dict, path) -> list[str]:
+    """Fig. 9 (§4.3) for the first cell: the t-SNE of CNN-AUG beside
+    CNN-AUG-GAN (its DCGAN arm at the cell's chosen size), with the
+    separation scores (``keras_lesions.tsne``); Markdown lines."""
+    from keras_lesions.tsne import tsne_report
+
+    def first(records):
+        return min(records, key=lambda r: (r["repeat"], r["fold"], r["seed"]))
+
+    runs = [first(arms["CNN-AUG"]), first(arms[DCGAN.title])]
+    result = tsne_report([r["run_dir"] for r in runs], path)
+    lines = ["", "## Fig. 9: t-SNE of the last hidden layer", "",
+             f"![Fig. 9]({Path(path).name})", "",
+             "Scores in the 128-unit feature space itself (t-SNE keeps neighbourhoods, not "
+             "distances), over the cell's real test lesions:", "",
+             "| arm | run | silhouette | 5-NN accuracy (leave-one-out) |", "|---|---|---|---|"]
+    for arm, panel in zip(("CNN-AUG", "CNN-AUG-GAN"), result["panels"]):
+        s = panel["scores"]
+        lines.append(f"| {arm} | {panel['title']} | {s['silhouette']:.3f} | "
+                     f"{100 * s['knn_accuracy']:.1f}% (n = {s['n']}) |")
+    return lines
 
 
 def realism_sentence(quality: dict, kind: str) -> str:
