@@ -252,9 +252,9 @@ def tsne_command(runs, out, augmentations, seed):
               help="Only these methods (repeatable): 'GLCM + SVM', 'Gabor + SVM', "
                    "'BoVW + SVM', 'BoVW-MI single representation', "
                    "'BoVW-MI multi representation'.")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none",
-              show_default=True, help="SVM class weights (with DATASET; an experiment's "
-                                      "follow its train.class_balance).")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]),
+              help="SVM class weights with DATASET (default none); an experiment's follow its "
+                   "train.class_balance.")
 def baselines_command(dataset, config_path, output_dir, out, methods, class_weights):
     """Table 6: texture and bag-of-words baselines with SVMs (Frid-Adar §4.5).
 
@@ -271,6 +271,11 @@ def baselines_command(dataset, config_path, output_dir, out, methods, class_weig
 
     if (dataset is None) == (config_path is None):
         raise click.UsageError("give DATASET or --config (one of them)")
+    if config_path is not None and class_weights is not None:
+        raise click.UsageError("--class-weights is for DATASET: an experiment's SVMs follow its "
+                               "train.class_balance")
+    if dataset is not None and output_dir is not None:
+        raise click.UsageError("--output-dir is for --config (where the experiment lives)")
     chosen = check_methods(methods) if methods else list(METHODS)
     bar = ProgressBars("run")
     if config_path is not None:
@@ -280,8 +285,8 @@ def baselines_command(dataset, config_path, output_dir, out, methods, class_weig
     else:
         result = baselines_on_dataset(dataset, out or dataset.parent / "baselines",
                                       methods=chosen,
-                                      class_weight=None if class_weights == "none"
-                                      else "balanced", log=note, progress=lambda done, total: bar("baselines", done, total))
+                                      class_weight="balanced" if class_weights == "balanced"
+                                      else None, log=note, progress=lambda done, total: bar("baselines", done, total))
     for name, summary in result["summaries"].items():
         pooled = summary["pooled"]
         click.echo(f"{name:<32} sensitivity {100 * pooled['weighted_sensitivity']:5.1f}%  "

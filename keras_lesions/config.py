@@ -243,8 +243,10 @@ class EvaluateConfig:
     positive_class: str | None = None
     target_sensitivity: float = between(0.9, 0.0, 1.0, ends="(]")
     # Table 6 (§4.5): also run the texture and bag-of-words baselines with
-    # SVMs on every cell (keras_lesions.baselines) and put them in the report,
-    # with Fig. 9 (the t-SNE of CNN-AUG and CNN-AUG-GAN of the first cell).
+    # SVMs on every cell (keras_lesions.baselines), as runs of their own, and
+    # put them in the report (report/table6.md; a gan-curve's report also
+    # gets Fig. 9, the t-SNE of CNN-AUG and CNN-AUG-GAN of the first cell).
+    # Turning it on for a finished experiment adds those runs only.
     baselines: bool = False
 
 
@@ -390,6 +392,9 @@ class ExperimentConfig:
             (self.evaluate.primary_metric in PRIMARY_METRICS,
              f"evaluate.primary_metric must be one of {', '.join(PRIMARY_METRICS)}, got "
              f"{_short(self.evaluate.primary_metric)}"),
+            (self.kind != "mixture" or not self.evaluate.baselines,
+             "evaluate.baselines (Table 6 of Frid-Adar 2018) is for classic-curve and gan-curve "
+             "experiments, not mixture ones"),
             (self.kind != "mixture" or self.train.class_balance != "sampling",
              "train.class_balance: sampling is not available for mixture experiments (their "
              "online pipeline shows every case `disentangle.repeats` times an epoch); use "

@@ -3,7 +3,8 @@ embedded with t-SNE, and numbers that say how well the classes separate.
 
 For each trained classifier run, the features of its own test fold's real
 lesions (optionally also classic augmentations of them) are the outputs of
-the last hidden layer (``dense``, the 128 units before the softmax). The
+the last hidden layer (``dense``, the units before the softmax: 128 in the
+paper's network). The
 paper shows the t-SNE picture of CNN-AUG beside CNN-AUG-GAN and reads "better
 separated" off it. t-SNE distances mean little (van der Maaten & Hinton 2008
 preserve neighbourhoods, not distances or cluster sizes), so the scores are
@@ -13,7 +14,12 @@ picture:
 * the silhouette score of the classes (scikit-learn, Euclidean; −1 to 1,
   higher is better separated, Rousseeuw 1987);
 * the leave-one-out accuracy of a 5-nearest-neighbour vote (each lesion's
-  class predicted by its five nearest other lesions).
+  class predicted by its five nearest other lesions; a tie goes to the
+  nearest tied class).
+
+Both are computed on the real lesions only; augmentations, when asked for,
+are only drawn in the picture (an augmented copy's nearest neighbours are
+its own lesion's copies, which would make any features score well).
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.io import save_figure, write_json
 
 KNN_K = 5  # the issue's choice: five neighbours
+MIN_LESIONS = 3  # below it t-SNE's perplexity cannot stay below n
 FEATURE_LAYER = "dense"  # the classifier's last hidden layer (models.classifier)
 INFERENCE_BATCH = 256
 
@@ -58,10 +65,17 @@ def separation_scores(features: np.ndarray, labels: Sequence[int], k: int = KNN_
         # k + 1 neighbours of every row, itself among them (at distance 0):
         # drop each row's own index, keep its k nearest others
         _, index = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-        others = np.array([[j for j in row if j != i][:k] for i, row in enumerate(index)])
-        votes = np.stack([np.bincount(y[row], minlength=int(y.max()) + 1) for row in others])
-        knn = float(np.mean(votes.argmax(axis=1) == y))
+        others = [[j for j in row if j != i][:k] for i, row in enumerate(index)]
+        knn = float(np.mean([_vote(y[row]) == y[i] for i, row in enumerate(others)]))
     return {"silhouette": silhouette, "knn_accuracy": knn, "k": int(k), "n": int(len(y))}
+
+
+def _vote(neighbours: np.ndarray) -> int:
+    """The majority class of neighbours (nearest first); a tie goes to the
+    tied class of the nearest neighbour, not to the lowest class index."""
+    counts = np.bincount(neighbours)
+    tied = np.flatnonzero(counts == counts.max())
+    return int(next(c for c in neighbours if c in tied))
 
 
 def run_features(run_dir: str | os.PathLike, *, augmentations: int = 0, seed: int = 0) -> dict:
@@ -92,9 +106,11 @@ def run_features(run_dir: str | os.PathLike, *, augmentations: int = 0, seed: in
     from keras_lesions.runs.folder import read_run_info
     from keras_lesions.train.classifier import load_run_model
 
+    from keras_lesions.train.classifier import KIND as CLASSIFIER
+
     run_dir = Path(run_dir)
+    info = read_run_info(run_dir, kind=CLASSIFIER)
     record = run_record(run_dir)
-    info = read_run_info(run_dir)
     model = load_run_model(run_dir)
     try:
         hidden = model.get_layer(FEATURE_LAYER).output
@@ -112,6 +128,9 @@ def run_features(run_dir: str | os.PathLike, *, augmentations: int = 0, seed: in
     if missing:
         raise KerasLesionsError(f"its test lesion {missing[0]} is not in {dataset_path}", run_dir)
     lesions = [dataset.lesions[position[i]] for i in ids]
+    if [lesion.label for lesion in lesions] != np.asarray(record["y_true"]).tolist():
+        raise KerasLesionsError(f"{dataset_path} gives its test lesions other classes than it "
+                                "was tested with: the dataset was replaced", run_dir)
     preprocessing = run_preprocessing(info, run_dir, model.input_shape[1])
     inputs = [lesion_inputs(lesions, preprocessing)]
     labels = [np.array([lesion.label for lesion in lesions])]
@@ -160,7 +179,7 @@ def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     n = len(features)
-    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
+    perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed
                 ).fit_transform(np.asarray(features, np.float64))
 
@@ -187,17 +206,22 @@ def tsne_report(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLik
                                     f"{', '.join(panels[0]['class_names'])}: give runs of one "
                                     "dataset", run_dir)
         real = ~found["augmented"]
-        found["scores"] = separation_scores(found["features"][real], found["labels"][real])
-        if augmentations:
-            found["scores_with_augmentations"] = separation_scores(found["features"],
-                                                                   found["labels"])
-        found["embedding"] = embed(found["features"], seed)
+        features = found["features"]
+        if int(real.sum()) < MIN_LESIONS:
+            raise KerasLesionsError(f"has {int(real.sum())} test lesion(s): t-SNE and the scores "
+                                    f"need at least {MIN_LESIONS}", run_dir)
+        if not np.all(np.isfinite(features)) or np.ptp(features, axis=0).max() == 0:
+            raise KerasLesionsError("its last hidden layer gives every test lesion the same "
+                                    "features (dead units): nothing to embed", run_dir)
+        # the scores read the real lesions only: an augmented copy's nearest
+        # neighbours are its own lesion's other copies
+        found["scores"] = separation_scores(features[real], found["labels"][real])
+        found["embedding"] = embed(features, seed)
         found["run"] = str(run_dir)
         panels.append(found)
     _write_png(panels, out_png)
     result = {"panels": [{"run": p["run"], "title": p["title"], "scores": p["scores"],
-                          **({"scores_with_augmentations": p["scores_with_augmentations"]}
-                             if "scores_with_augmentations" in p else {}),
+                          "features": int(p["features"].shape[1]),
                           "n_real": int((~p["augmented"]).sum()),
                           "n_augmented": int(p["augmented"].sum())} for p in panels],
               "feature_layer": FEATURE_LAYER, "knn_k": KNN_K, "seed": seed,

@@ -171,9 +171,21 @@ def test_an_experiment_runs_the_baselines_as_runs_of_its_plan(tmp_path, baseline
     table = (out / "report" / "table6.md").read_text()
     assert "| CNN-AUG |" in table and "| BoVW-MI multi representation |" in table
     assert (out / "data" / "fold2" / "baselines.json").is_file()
-    # the same experiment without baselines is another one: its folder refuses it
-    from keras_lesions.config import ConfigError
+    # the baselines only add runs: the folder takes the config with them off
+    # (and would take them on again), and its other runs stand
+    exp = open_for(load_config(None, {**overrides, "evaluate.baselines": False}),
+                   log=lambda line: None)
+    assert "fold0/baselines" not in describe_plan(exp.config, log=lambda line: None)
 
-    with pytest.raises(ConfigError, match="evaluate.baselines"):
-        open_for(load_config(None, {**overrides, "evaluate.baselines": False}),
-                 log=lambda line: None)
+
+def test_a_cell_without_training_lesions_of_a_class_is_refused(baseline_dataset):
+    from keras_lesions.baselines.crossval import run_baselines
+    from keras_lesions.data import read_dataset
+    from keras_lesions.errors import KerasLesionsError
+
+    dataset = read_dataset(baseline_dataset)
+    labels = dataset.labels
+    train = np.flatnonzero((np.asarray(dataset.folds) != 0) & (labels != 2))
+    test = np.flatnonzero(np.asarray(dataset.folds) == 0)
+    with pytest.raises(KerasLesionsError, match="no training lesion of hemangioma"):
+        run_baselines(dataset, [(0, 0, train, test)], log=lambda line: None)

@@ -80,12 +80,39 @@ def test_kl_tsne_on_two_runs_of_one_fold(tmp_path, folded_dataset):
 
 
 @pytest.mark.parametrize("out, fragment", [
-    ("x.png", "holds no finished run"),
+    ("x.png", "holds no run.json: not a run folder"),
     ("x.jpg", "must end in .png"),
 ])
 def test_kl_tsne_refuses_bad_input_with_one_line(tmp_path, out, fragment):
     result = kl("tsne", tmp_path, "-o", tmp_path / out)
     assert result.exit_code != 0 and "Traceback" not in result.output
-    assert result.output.count("Error") + result.output.count("kl: error:") == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and ("kl: error:" in lines[0] or "Error:" in lines[0])
     assert fragment in result.output
     assert not (tmp_path / out).exists()
+
+
+def test_a_tie_goes_to_the_nearest_tied_class():
+    from keras_lesions.tsne import _vote
+
+    assert _vote(np.array([2, 0, 0, 2, 1])) == 2  # 2-2-1: class 2 is nearest
+    assert _vote(np.array([1, 0, 0, 2, 1])) == 1
+    assert _vote(np.array([0, 2, 2, 2, 1])) == 2  # no tie: the majority
+
+
+def test_tsne_refuses_features_it_cannot_embed(tmp_path, monkeypatch):
+    import keras_lesions.tsne as tsne
+    from keras_lesions.errors import KerasLesionsError
+
+    def fake(features, labels):
+        return lambda run_dir, augmentations, seed: {
+            "features": features, "labels": labels, "augmented": np.zeros(len(labels), bool),
+            "lesion_ids": [str(i) for i in range(len(labels))], "class_names": ["a", "b"],
+            "title": "run"}
+
+    for features, labels, message in ((np.zeros((20, 4)), np.arange(20) % 2, "same features"),
+                                      (np.eye(2), np.array([0, 1]), "at least 3")):
+        monkeypatch.setattr(tsne, "run_features", fake(features, labels))
+        with pytest.raises(KerasLesionsError, match=message):
+            tsne.tsne_report(["run"], tmp_path / "x.png")
+        assert not (tmp_path / "x.png").exists()

@@ -85,8 +85,12 @@ def word_information(histograms: np.ndarray, labels: np.ndarray, seed: int = 0) 
     return mutual_info_classif(histograms, labels, random_state=seed)
 
 
+def words_kept(dictionary_size: int, keep: float) -> int:
+    """How many words a share ``keep`` of the dictionary is (at least one)."""
+    return max(1, int(round(keep * dictionary_size)))
+
+
 def select_words(information: np.ndarray, keep: float) -> np.ndarray:
     """The indices of the most informative ``keep`` share of the words (at
     least one), most informative first."""
-    n = max(1, int(round(keep * len(information))))
-    return np.argsort(-information, kind="stable")[:n]
+    return np.argsort(-information, kind="stable")[:words_kept(len(information), keep)]

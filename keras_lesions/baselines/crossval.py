@@ -7,7 +7,11 @@ training patients only (the training folds; their validation patients
 included, since the SVM's hyper-parameters are chosen by an inner
 cross-validation over those same patients, grouped by patient) and predicts
 the test fold once. The predictions go through the experiments' own metrics
-code (``evaluate.report.summarize_predictions``).
+code (``evaluate.report.summarize_predictions``). The scaling and BoVW-MI's
+word selection are steps of the SVM's pipeline, refitted on every inner
+training fold; the dictionary (unsupervised: patches, PCA, k-means) is fitted
+once per cell on its training patients, so the inner folds that choose C and
+gamma share it.
 
 Methods: GLCM + SVM, Gabor + SVM, BoVW + SVM, BoVW-MI with a single
 representation (the 35% most informative words of one dictionary) and
@@ -17,6 +21,7 @@ of words and its own binary SVM; the class whose SVM is most confident).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -66,16 +71,30 @@ class _Search:
     cross-validation chooses; the inner folds group lesions by patient and
     are as many as the rarest class's patients allow (at most 3)."""
 
-    def __init__(self, class_weight: str | None, seed: int, scoring: str):
+    def __init__(self, class_weight: str | None, seed: int, scoring: str,
+                 keep_words: int | None = None):
         self.class_weight, self.seed, self.scoring = class_weight, seed, scoring
+        self.keep_words = keep_words
 
     def fit(self, x, y, groups):
+        from functools import partial
+
+        from sklearn.feature_selection import SelectKBest, mutual_info_classif
         from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVC
 
-        model = make_pipeline(StandardScaler(), SVC(kernel="rbf", class_weight=self.class_weight))
+        steps = [StandardScaler(), SVC(kernel="rbf", class_weight=self.class_weight)]
+        if self.keep_words:
+            # BoVW-MI: the word selection is a step of the model, so every
+            # inner fold selects on its own training patients only
+            steps.insert(0, SelectKBest(partial(mutual_info_classif, random_state=self.seed),
+                                        k=min(self.keep_words, x.shape[1])))
+        # the fitted selection is cached across the grid's points: each inner
+        # fold computes its mutual information once, not once per (C, gamma)
+        cache = tempfile.TemporaryDirectory(prefix="kl-baselines-") if self.keep_words else None
+        model = make_pipeline(*steps, memory=cache.name if cache else None)
         groups = np.asarray(groups)
         patients_per_class = min(len(set(groups[np.asarray(y) == c].tolist()))
                                  for c in np.unique(y))
@@ -86,6 +105,9 @@ class _Search:
             self.fitted = GridSearchCV(model, SVM_GRID, scoring=self.scoring, cv=StratifiedGroupKFold(
                 folds, shuffle=True, random_state=self.seed)).fit(x, y, groups=groups)
         self.best_params_ = self.fitted.best_params_
+        if cache is not None:
+            self.fitted = _without_memory(self.fitted)
+            cache.cleanup()
         return self
 
     def predict(self, x):
@@ -95,10 +117,21 @@ class _Search:
         return self.fitted.decision_function(x)
 
 
-def svm_search(class_weight: str | None, seed: int, scoring: str = "accuracy") -> _Search:
+def _without_memory(fitted):
+    """The refitted model with its pipeline's cache folder forgotten (the
+    folder is removed once the search is done)."""
+    model = getattr(fitted, "best_estimator_", getattr(fitted, "model", None))
+    if model is not None:
+        model.memory = None
+    return fitted
+
+
+def svm_search(class_weight: str | None, seed: int, scoring: str = "accuracy",
+               keep_words: int | None = None) -> _Search:
     """An RBF SVM whose C and gamma a patient-grouped inner cross-validation
-    on the training lesions chooses (``fit(x, y, groups=patients)``)."""
-    return _Search(class_weight, seed, scoring)
+    on the training lesions chooses (``fit(x, y, groups=patients)``); with
+    ``keep_words``, the most informative words by mutual information first."""
+    return _Search(class_weight, seed, scoring, keep_words)
 
 
 def fit_predict(method: str, images: np.ndarray, labels: np.ndarray, patients: np.ndarray,
@@ -133,22 +166,19 @@ def fit_predict(method: str, images: np.ndarray, labels: np.ndarray, patients: n
         search = svm_search(class_weight, seed, scoring).fit(hist_train, y_train, groups=groups)
         return search.predict(hist_test), {"svm": _params(search)}
     if method == "BoVW-MI single representation":
-        words = bovw.select_words(bovw.word_information(hist_train, y_train, seed),
-                                  bovw.SINGLE_KEEP)
-        search = svm_search(class_weight, seed, scoring).fit(hist_train[:, words], y_train,
-                                                             groups=groups)
-        return search.predict(hist_test[:, words]), {"svm": _params(search),
-                                                     "words": int(len(words))}
+        words = bovw.words_kept(hist_train.shape[1], bovw.SINGLE_KEEP)
+        search = svm_search(class_weight, seed, scoring, words).fit(hist_train, y_train,
+                                                                    groups=groups)
+        return search.predict(hist_test), {"svm": _params(search), "words": words}
     if method == "BoVW-MI multi representation":
         scores, chosen = [], {}
+        words = bovw.words_kept(hist_train.shape[1], bovw.MULTI_KEEP)
         for c in range(int(labels.max()) + 1):
             task = (y_train == c).astype(int)
-            words = bovw.select_words(bovw.word_information(hist_train, task, seed),
-                                      bovw.MULTI_KEEP)
-            search = svm_search(class_weight, seed, "accuracy").fit(
-                hist_train[:, words], task, groups=groups)
-            scores.append(search.decision_function(hist_test[:, words]))
-            chosen[str(c)] = {"svm": _params(search), "words": int(len(words))}
+            search = svm_search(class_weight, seed, scoring, words).fit(hist_train, task,
+                                                                        groups=groups)
+            scores.append(search.decision_function(hist_test))
+            chosen[str(c)] = {"svm": _params(search), "words": words}
         return np.argmax(np.stack(scores, axis=1), axis=1), chosen
     raise KerasLesionsError(f"unknown baseline {method!r} (known: {', '.join(METHODS)})")
 
@@ -159,7 +189,8 @@ def _params(search) -> dict:
 
 def run_baselines(dataset, cells: Sequence[tuple[int, int, np.ndarray, np.ndarray]], *,
                   methods: Sequence[str] = METHODS, class_weight: str | None = None,
-                  seed: int = 0, scoring: str = "accuracy", log: Log = print,
+                  seed: int = 0, scoring: str = "accuracy", size: int | None = None,
+                  log: Log = print,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, list[dict]]:
     """Every method on every cell: run records as ``crossval.run_record`` gives
     them (repeat, fold, seed, y_true, y_pred, lesion_ids), per method.
@@ -167,27 +198,37 @@ def run_baselines(dataset, cells: Sequence[tuple[int, int, np.ndarray, np.ndarra
     Args:
         dataset: a ``LesionDataset`` read with images.
         cells: (repeat, fold, training indices, test indices) of each cell.
+        size: the ROI side the features see (default the dataset's input
+            size; an experiment passes its classifier's).
 
     Raises:
-        KerasLesionsError: an unknown method, or a test patient among the
-            training patients.
+        KerasLesionsError: an unknown method, a test patient among the
+            training patients, or a class without training lesions in a cell
+            (checked for every cell before anything is fitted).
     """
     from keras_lesions.pipeline import roi_inputs
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise KerasLesionsError(f"unknown baseline {unknown[0]!r} (known: {', '.join(METHODS)})")
-    images = roi_inputs(dataset)
     labels = dataset.labels.astype(np.int64)
     patients = np.asarray(dataset.patient_ids).astype(str)
     ids = np.asarray(dataset.lesion_ids).astype(str)
-    cached: dict = {}
-    records: dict[str, list[dict]] = {m: [] for m in methods}
-    total, done = len(cells) * len(methods), 0
     for repeat, fold, train, test in cells:
         if set(patients[train]) & set(patients[test]):
             raise KerasLesionsError(f"cell repeat {repeat}, fold {fold}: a test patient is among "
                                     "the training patients")
+        missing = [name for c, name in enumerate(dataset.class_names)
+                   if not np.any(labels[train] == c)]
+        if missing:
+            raise KerasLesionsError(f"cell repeat {repeat}, fold {fold}: no training lesion of "
+                                    f"{', '.join(missing)}; a classifier cannot learn a class it "
+                                    "never sees (drop the class or give it more patients)")
+    images = roi_inputs(dataset, size=size)
+    cached: dict = {}
+    records: dict[str, list[dict]] = {m: [] for m in methods}
+    total, done = len(cells) * len(methods), 0
+    for repeat, fold, train, test in cells:
         for method in methods:
             predicted, chosen = fit_predict(method, images, labels, patients, train, test,
                                             cached, class_weight=class_weight, seed=seed,
@@ -233,8 +274,10 @@ def write_table6(summaries: dict[str, dict], out_dir: str | os.PathLike, *, sour
     lines = ["# Table 6: comparison to non-network methods (Frid-Adar et al. 2018 §4.5)", "",
              f"Dataset: {source}; {cells} cells (repeat, test fold) of patient-level "
              "cross-validation. Each baseline was fitted on a cell's training patients only; "
-             "its SVM's C and gamma were chosen by a 3-fold inner cross-validation over those "
-             f"patients (grouped by patient); SVM class weights: {class_weight or 'none'}. "
+             "its SVM's C and gamma were chosen by an inner cross-validation over those "
+             "patients (grouped by patient; 3 folds, or as many as the rarest class's patients "
+             "allow, and the grid's defaults C = 1, gamma = 'scale' below 2); SVM class "
+             f"weights: {class_weight or 'none'}. "
              "Sensitivity and specificity are the support-weighted means over the classes, as "
              "the paper's Table 6 reports them (the weighted sensitivity is the total accuracy)."
              + (f" The CNN rows are the experiment's own ({cnn_from}), on the same cells."

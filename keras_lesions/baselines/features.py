@@ -39,7 +39,8 @@ def glcm_features(image: np.ndarray) -> np.ndarray:
                           normed=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         values = [graycoprops(matrix, prop).mean(axis=1) for prop in GLCM_PROPERTIES]
-    # a constant image has no correlation (0/0): 0, not NaN
+    # correlation is 0/0 on a constant image (scikit-image returns 1 there);
+    # any NaN a property still gives becomes 0
     return np.nan_to_num(np.concatenate(values), nan=0.0)
 
 
@@ -66,8 +67,8 @@ def gabor_features(image: np.ndarray) -> np.ndarray:
     features = []
     for response in gabor_responses(image):
         top = response.max()
-        # the entropy of the response's histogram over its own range (a flat
-        # response has one bin: 0 bits)
+        # the entropy of the response's histogram over [0, its maximum] (a
+        # flat response has one bin: 0 bits)
         binned = (np.zeros_like(response, np.uint8) if top <= 0 else
                   np.minimum((response / top * ENTROPY_BINS).astype(np.int64), ENTROPY_BINS - 1))
         features += [response.mean(), response.std(), np.mean(response ** 2),

@@ -52,8 +52,8 @@ def baselines_on_cells(exp, cells, *, methods=METHODS, log: Log = print,
     return run_baselines(exp.dataset, cells, methods=methods,
                          class_weight=None if config.train.class_balance == "none"
                          else "balanced",
-                         scoring=INNER_SCORING[config.evaluate.primary_metric], log=log,
-                         progress=progress)
+                         scoring=INNER_SCORING[config.evaluate.primary_metric],
+                         size=config.classifier.input_size, log=log, progress=progress)
 
 
 def check_methods(names) -> list[str]:

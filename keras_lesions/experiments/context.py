@@ -20,15 +20,16 @@ from keras_lesions.io import write_json
 from keras_lesions.runs.folder import first_difference
 
 PHANTOM_PREFIX = "phantoms:"
-# Settings only the reports (operating points) and the final model's
-# external test read: (section, key).
+# Settings only the reports (operating points, verdict margins) and the final
+# model's external test read, or that only add runs of their own to the plan
+# and change none of the others (evaluate.baselines): (section, key).
 REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sensitivity"),
-                        ("evaluate", "class_sensitivity_margin"), ("data", "test_dataset"))
+                        ("evaluate", "class_sensitivity_margin"), ("evaluate", "baselines"),
+                        ("data", "test_dataset"))
 # Settings added after experiment folders existed, with the value that does
 # what every folder made before them did: left out of the fingerprint while
 # they hold it, so those folders keep working; any other value is in it.
-LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy",
-                  ("evaluate", "baselines"): False}
+LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy"}
 EARLIER_SATURATION_TOLERANCE = 0.01  # evaluate.saturation_tolerance's default until 2026-12
 Log = Callable[[str], None]
 # (label, done, total), drawn as bars by the CLI

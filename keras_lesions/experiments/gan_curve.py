@@ -616,15 +616,19 @@ def fig9_lines(arms: dict, path) -> list[str]:
     separation scores (``keras_lesions.tsne``); Markdown lines."""
     from keras_lesions.tsne import tsne_report
 
-    def first(records):
-        return min(records, key=lambda r: (r["repeat"], r["fold"], r["seed"]))
+    def key(record):
+        return record["repeat"], record["fold"], record["seed"]
 
-    runs = [first(arms["CNN-AUG"]), first(arms[DCGAN.title])]
-    result = tsne_report([r["run_dir"] for r in runs], path)
+    # the first cell and seed both arms ran: the same test lesions in both panels
+    by_arm = [{key(r): r for r in arms[arm]} for arm in ("CNN-AUG", DCGAN.title)]
+    shared = sorted(set(by_arm[0]) & set(by_arm[1]))
+    if not shared:
+        return []
+    result = tsne_report([arm[shared[0]]["run_dir"] for arm in by_arm], path)
     lines = ["", "## Fig. 9: t-SNE of the last hidden layer", "",
              f"![Fig. 9]({Path(path).name})", "",
-             "Scores in the 128-unit feature space itself (t-SNE keeps neighbourhoods, not "
-             "distances), over the cell's real test lesions:", "",
+             f"Scores in the {result['panels'][0]['features']}-unit feature space itself (t-SNE "
+             "keeps neighbourhoods, not distances), over the cell's real test lesions:", "",
              "| arm | run | silhouette | 5-NN accuracy (leave-one-out) |", "|---|---|---|---|"]
     for arm, panel in zip(("CNN-AUG", "CNN-AUG-GAN"), result["panels"]):
         s = panel["scores"]
