@@ -34,14 +34,6 @@ def pooled(records: Sequence[dict], field: str) -> np.ndarray:
     return np.concatenate([np.asarray(r[field]) for r in records])
 
 
-def clusters_of(records: Sequence[dict], patient_of: Mapping[str, str] | None) -> np.ndarray:
-    """Per pooled prediction, its patient (its lesion when patients are not known)."""
-    lesions = pooled(records, "lesion_ids").astype(str)
-    if patient_of is None:
-        return lesions
-    return np.array([patient_of[i] for i in lesions.tolist()])
-
-
 def cells_of(records: Sequence[dict]) -> np.ndarray:
     """Per pooled prediction, the index of the run (cell) that made it."""
     return np.concatenate([np.full(len(r["y_true"]), i) for i, r in enumerate(records)])
@@ -62,7 +54,9 @@ def metric_interval(records: Sequence[dict], metric: str, n_classes: int,
     if not records:
         return {"metric": metric, "value": math.nan, "ci95": [math.nan, math.nan]}
     y_true = pooled(records, "y_true")
-    clusters = clusters_of(records, patient_of)
+    from keras_lesions.evaluate.report import prediction_clusters
+
+    clusters, _ = prediction_clusters(records, patient_of)
     if metric == "auc":
         result = stats.cluster_bootstrap_auc(y_true, pooled(records, "probabilities"), clusters,
                                              cells_of(records), n_classes=n_classes,
