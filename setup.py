@@ -29,7 +29,8 @@ setup(
     # the experiment configs travel with the package so `--config NAME.yaml`
     # works outside a checkout.
     package_dir={"keras_lesions_cli": "cli", "keras_lesions.configs": "configs"},
-    package_data={"keras_lesions.configs": ["*.yaml", "README.md"]},
+    package_data={"keras_lesions.configs": ["*.yaml", "README.md"],
+                  "keras_lesions.reader_study": ["templates/*.html"]},
     install_requires=[
         "tensorflow>=2.21",
         "keras>=3.10",
@@ -50,13 +51,17 @@ setup(
         "statsmodels>=0.14",
         # TF 2.21 no longer pulls TensorBoard in; the training callbacks log to it.
         "tensorboard>=2.19",
+        # `kl reader-study serve`: the reader study's local web application
+        "flask>=3.0",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21"],
         # `kl experiment --ray`: runs as Ray tasks on a local or remote cluster.
         "ray": ["ray>=2.40"],
         # The test suite tests the Ray executor on a local Ray of 2 CPUs.
-        "test": ["pytest>=8", "pydicom-data>=1.0", "tox>=4", "ray>=2.40"],
+        # Selenium drives Debian's chromium + chromium-driver (never a downloaded
+        # browser) in the reader study's browser test.
+        "test": ["pytest>=8", "pydicom-data>=1.0", "tox>=4", "ray>=2.40", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["kl=keras_lesions_cli.main:main"]},
     classifiers=[

@@ -7,7 +7,7 @@ import click
 
 from keras_lesions import __version__
 from keras_lesions.runtime import quiet_tensorflow_startup, raise_on_sigterm
-from keras_lesions_cli import experiment, models, synth, train
+from keras_lesions_cli import experiment, models, reader_study, synth, train
 from keras_lesions_cli.common import SEED, KLGroup, ProgressBars, command_line, note
 from keras_lesions_cli.data import data_group
 
@@ -27,7 +27,7 @@ def cli():
 
 
 cli.add_command(data_group)
-for family in (experiment, train, synth, models):
+for family in (experiment, train, synth, models, reader_study):
     for command in family.COMMANDS:
         cli.add_command(command)
 

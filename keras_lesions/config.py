@@ -248,6 +248,9 @@ class EvaluateConfig:
     # gets Fig. 9, the t-SNE of CNN-AUG and CNN-AUG-GAN of the first cell).
     # Turning it on for a finished experiment adds those runs only.
     baselines: bool = False
+    # Table 4 (§4.4): a reader-study database (`kl reader-study serve`) whose
+    # Table 4 and reader agreement go in a gan-curve's report (report/table4.md).
+    reader_study: str | None = None
 
 
 @dataclass
@@ -395,6 +398,9 @@ class ExperimentConfig:
             (self.kind != "mixture" or not self.evaluate.baselines,
              "evaluate.baselines (Table 6 of Frid-Adar 2018) is for classic-curve and gan-curve "
              "experiments, not mixture ones"),
+            (self.kind == "gan-curve" or self.evaluate.reader_study is None,
+             "evaluate.reader_study (Table 4 of Frid-Adar 2018) is for gan-curve experiments, "
+             "whose synthetic lesions the readers judge"),
             (self.kind != "mixture" or self.train.class_balance != "sampling",
              "train.class_balance: sampling is not available for mixture experiments (their "
              "online pipeline shows every case `disentangle.repeats` times an epoch); use "

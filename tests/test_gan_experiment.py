@@ -323,3 +323,50 @@ def test_final_model_follows_the_verdict_or_adds_the_chosen_synthetic_size(dcgan
     assert info["n_train"] == n_real + info["added_samples"] + 6 * len(names)
     card = (out / "final" / "classifier" / "MODEL_CARD.md").read_text()
     assert "DCGAN arm at each cell's chosen synthetic size" in card
+
+
+@pytest.mark.slow
+def test_gan_report_has_table4_of_a_scripted_reader(experiment, tmp_path):
+    """The phantom-style experiment's report with all three of §4.3–4.5: a
+    reader study of the experiment's real lesions and one cell's DCGAN
+    lesions, answered over HTTP by a scripted reader, and the report rebuilt
+    with evaluate.reader_study has Fig. 9, Table 6 and that reader's Table 4."""
+    import yaml
+
+    from keras_lesions.config import load_config
+    from keras_lesions.experiments.run import rebuild_report
+    from keras_lesions.reader_study.app import create_app
+    from keras_lesions.reader_study.study import create_study
+
+    synthetic = sorted((experiment["out"] / "data").glob("fold0/synth/dcgan/base-*.h5"))[0]
+    study = create_study(tmp_path / "study.sqlite", experiment["dataset"], synthetic,
+                         n_real=6, n_synthetic=6)
+    truths = study.truths()
+    client = create_app(study).test_client()
+    assert client.post("/start", data={"name": "Scripted"}).status_code == 303
+    state = client.get("/api/state/Scripted").json
+    while not state["finished"]:  # the right class always; "real" always
+        truth = truths[state["item"]]
+        value = truth["truth_class"] if state["question"] == "class" else "real"
+        state = client.post("/api/answer", json={"reader": "Scripted",
+                                                 "position": state["position"],
+                                                 "question": state["question"],
+                                                 "value": value}).json
+    settings = yaml.safe_load(experiment["config"].read_text())
+    settings["evaluate"]["reader_study"] = str(study.path)
+    with_study = tmp_path / "with-study.yaml"
+    with_study.write_text(yaml.safe_dump(settings))
+    rebuild_report(load_config(with_study), log=lambda line: None)  # a report-only setting
+    report = experiment["out"] / "report"
+    markdown = (report / "gan_report.md").read_text()
+    assert "## Fig. 9" in markdown and "## Table 6" in markdown
+    assert "## Table 4" in markdown
+    # every class right (6 real, 6 synthetic), real-vs-synthetic right on the 6 real only
+    assert "| Scripted | 100.0 (" in markdown and "12\\12 = 100.0" in markdown
+    assert "6\\12 = 50.0" in markdown
+    assert (report / "table4.md").is_file()
+
+    settings["evaluate"]["reader_study"] = str(tmp_path / "absent.sqlite")
+    with_study.write_text(yaml.safe_dump(settings))
+    result = run("experiment", with_study, "--report")
+    assert result.exit_code == 1 and "absent.sqlite: no such study database" in result.output

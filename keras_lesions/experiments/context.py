@@ -25,7 +25,7 @@ PHANTOM_PREFIX = "phantoms:"
 # and change none of the others (evaluate.baselines): (section, key).
 REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sensitivity"),
                         ("evaluate", "class_sensitivity_margin"), ("evaluate", "baselines"),
-                        ("data", "test_dataset"))
+                        ("evaluate", "reader_study"), ("data", "test_dataset"))
 # Settings added after experiment folders existed, with the value that does
 # what every folder made before them did: left out of the fingerprint while
 # they hold it, so those folders keep working; any other value is in it.

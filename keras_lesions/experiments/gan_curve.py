@@ -35,6 +35,7 @@ from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.evaluate.crossval import group_name, run_record
 from keras_lesions.evaluate.gan_report import write_gan_report, write_synthetic_grid
+from keras_lesions.experiments.table4 import table4_appendix
 from keras_lesions.evaluate.primary import label as metric_label
 from keras_lesions.evaluate.report import text_table
 from keras_lesions.evaluate.verdict import accuracy_interval
@@ -587,6 +588,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
             exp, the_plan, {"CNN-AUG": summaries["CNN-AUG"],
                             "CNN-AUG-GAN": summaries[DCGAN.title]})
         appendix += fig9_lines(arms, out / "fig9_tsne.png")
+    appendix += table4_appendix(exp.config, names, out)  # evaluate.reader_study
     write_gan_report(out, exp.config, names, classic=classic_result, comparisons=found,
                      summaries=summaries, curves=curves, sizes=sizes, quality=quality,
                      sentence=sentence, has_extra=has_extra_pool(exp),

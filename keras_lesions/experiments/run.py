@@ -8,6 +8,7 @@ from keras_lesions.experiments.executors import (
 from keras_lesions.experiments.kind import StepContext
 from keras_lesions.experiments.plan import DONE, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
+from keras_lesions.experiments.table4 import reader_study_of
 from keras_lesions.runs.folder import check_run_folder, discard_for_restart, tidy_finished
 
 
@@ -37,6 +38,7 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         ExecutionError: a run that failed.
     """
     exp = open_for(config, log, record=False)
+    reader_study_of(config, exp.class_names)  # a wrong study path is found now, not at the end
     kind = kind_of(config)
     executor = executor or SequentialExecutor()
     ctx = StepContext(log=log, progress=progress, verbose=verbose)
@@ -83,6 +85,7 @@ def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:
         PlanError: runs the report reads are not finished.
     """
     exp = open_for(config, log)
+    reader_study_of(config, exp.class_names)
     kind = kind_of(config)
     plan = kind.plan(exp)
     states = plan.states(exp.layout.root)

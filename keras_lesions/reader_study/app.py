@@ -1,0 +1,121 @@
+"""The reader study's local web application (Flask).
+
+Pages: the first page (a reader gives their name; the readers so far and
+their progress), the study page (one ROI at a time, answered with one key
+per answer), the end page. The study page talks to two JSON endpoints: the
+reader's state and one answer. Every answer is saved by ``Study.answer`` in
+a transaction of its own before the page moves on, so closing the browser
+loses nothing and the reader resumes at the same image and question.
+
+Images are served by item id from the study database only: nothing from a
+request reaches the file system. Reader names are checked by the study and
+escaped by Jinja's autoescaping. The answer endpoint reads JSON only, which
+a page of another site cannot send to it without the browser asking first
+(a CORS preflight this application never grants).
+"""
+from __future__ import annotations
+
+import logging
+
+from keras_lesions.reader_study.study import AnswerRefused, Study
+
+# One key per answer (shown on the page): the classes by number, as in the
+# study database's class order, then R / S for real / synthetic.
+ORIGIN_KEYS = {"r": "real", "s": "synthetic"}  # the values are study.ORIGINS
+
+
+def class_keys(class_names) -> dict[str, str]:
+    """{key: class}: "1", "2", ... in the study's class order (at most 9)."""
+    return {str(i + 1): name for i, name in enumerate(class_names)}
+
+
+def create_app(study: Study):
+    """The Flask application serving ``study``."""
+    from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
+
+    if len(study.class_names) > 9:
+        raise AnswerRefused("the study page has one key per class, 1 to 9: this study has "
+                            f"{len(study.class_names)} classes")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # an answer is a few dozen bytes
+    keys = {"class": class_keys(study.class_names), "origin": ORIGIN_KEYS}
+
+    def first_page(error: str | None = None, status: int = 200, name: str = ""):
+        return render_template("start.html", progress=study.progress(), error=error,
+                               name=name, total=study.n_items), status
+
+    @app.get("/")
+    def index():
+        return first_page()
+
+    @app.post("/start")
+    def start():
+        given = request.form.get("name", "")
+        try:
+            name = study.start_reader(given)
+        except AnswerRefused as exc:
+            return first_page(exc.problem, exc.status, name=given)
+        return redirect(url_for("read", name=name), code=303)
+
+    @app.get("/read/<name>")
+    def read(name):
+        try:
+            state = study.state(name)
+        except AnswerRefused as exc:
+            return first_page(exc.problem, exc.status)
+        if state["finished"]:
+            return render_template("end.html", state=state, progress=study.progress())
+        return render_template("study.html", state=state, keys=keys)
+
+    @app.get("/image/<int:item>")
+    def image(item):
+        png = study.image_png(item)
+        if png is None:
+            abort(404)
+        response = app.response_class(png, mimetype="image/png")
+        response.headers["Cache-Control"] = "private, max-age=86400"
+        return response
+
+    @app.get("/api/state/<name>")
+    def state(name):
+        try:
+            return jsonify(study.state(name))
+        except AnswerRefused as exc:
+            return jsonify(error=exc.problem), exc.status
+
+    @app.post("/api/answer")
+    def answer():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="an answer is a JSON object {reader, position, question, "
+                                 "value}"), 400
+        try:
+            missing = [k for k in ("reader", "position", "question", "value") if k not in body]
+            if missing:
+                raise AnswerRefused(f"the answer lacks {', '.join(missing)}")
+            return jsonify(study.answer(body["reader"], body["position"], body["question"],
+                                        body["value"]))
+        except AnswerRefused as exc:
+            return jsonify(error=exc.problem), exc.status
+
+    return app
+
+
+def serve(study: Study, host: str = "127.0.0.1", port: int = 8765, log=print) -> None:
+    """Serve the study until Ctrl+C (werkzeug's threaded server: a handful
+    of readers on one machine or a ward's network, not the internet)."""
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    server = make_server(host, port, create_app(study), threaded=True)
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        log(f"reader study of {study.n_items} images ({study.path}) at "
+            f"http://{shown}:{server.server_port}/ ; Ctrl+C stops it (every answer is "
+            "already saved)")
+        server.serve_forever()  # werkzeug's returns on Ctrl+C
+    except KeyboardInterrupt:
+        pass  # Ctrl+C before the server loop started
+    finally:
+        server.server_close()
+    log("stopped; every answer given is in the study database")

@@ -1,0 +1,497 @@
+"""The reader study (Frid-Adar §4.4, Table 4): the study database, the web
+application (Flask's test client, then a real headless Chromium driven by
+Selenium) and Table 4 for scripted readers."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from keras_lesions.data.dataset import Lesion, LesionDataset, write_dataset
+from keras_lesions.reader_study.app import create_app
+from keras_lesions.reader_study.study import (AnswerRefused, Study, StudyError,
+                                              check_reader_name, create_study, open_or_create,
+                                              reader_order)
+from keras_lesions.reader_study.table4 import table4, table4_lines, write_table4
+
+from conftest import make_toy_dataset
+
+
+def synthetic_dataset(per_class=(3, 3, 3), size=64, class_names=("cyst", "metastasis",
+                                                                  "hemangioma"), seed=1):
+    """A dataset shaped like `kl synthesize`'s: normalised [0, 1] ROIs at the
+    input size, marked synthetic."""
+    rng = np.random.default_rng(seed)
+    lesions = []
+    for label, count in enumerate(per_class):
+        for i in range(count):
+            roi = rng.uniform(0, 1, (size, size)).astype(np.float32)
+            lesions.append(Lesion(
+                lesion_id=f"synth-{class_names[label]}-{i + 1:06d}", patient_id="synthetic:g",
+                label=label, roi=roi, context=roi, roi_box=(0, 0, size, size),
+                lesion_box=(8, 8, size - 8, size - 8), mask=None, source="gan",
+                has_context=False, attributes={"synthetic": True}))
+    return LesionDataset(class_names=list(class_names), lesions=lesions,
+                         intensity_unit="normalized", window_level=math.nan,
+                         window_width=math.nan, input_size=size, created_by="tests",
+                         extra={"synthetic": True})
+
+
+@pytest.fixture
+def datasets(tmp_path):
+    real = write_dataset(make_toy_dataset(), tmp_path / "real.h5")  # 18 lesions, 3 classes
+    synthetic = write_dataset(synthetic_dataset(), tmp_path / "synth.h5")
+    return real, synthetic
+
+
+@pytest.fixture
+def study(tmp_path, datasets):
+    real, synthetic = datasets
+    return create_study(tmp_path / "study.sqlite", real, synthetic, n_real=6, n_synthetic=4,
+                        seed=3)
+
+
+def answer_all(study, name, decide):
+    """A scripted reader: ``decide(truth) -> (class, origin)`` for every image."""
+    truths = study.truths()
+    study.start_reader(name)
+    state = study.state(name)
+    while not state["finished"]:
+        said = dict(zip(("class", "origin"), decide(truths[state["item"]])))
+        state = study.answer(name, state["position"], state["question"],
+                             said[state["question"]])
+    return state
+
+
+def other_class(name, class_names):
+    return class_names[(class_names.index(name) + 1) % len(class_names)]
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def test_the_study_holds_the_asked_lesions_shown_alike(study):
+    from PIL import Image
+
+    truths = study.truths()
+    assert sorted(truths) == list(range(1, 11))  # ids 1..10, a permutation
+    kinds = [t["is_real"] for _, t in sorted(truths.items())]
+    assert sum(kinds) == 6 and kinds != sorted(kinds, reverse=True)  # ids say nothing
+    synthetic = [t["truth_class"] for t in truths.values() if not t["is_real"]]
+    # 4 synthetic lesions spread evenly over 3 classes: 2, 1, 1
+    assert sorted(synthetic.count(c) for c in study.class_names) == [1, 1, 2]
+    assert study.meta["n_real"] == 6 and study.meta["n_synthetic"] == 4
+    for item in truths:
+        picture = Image.open(io.BytesIO(study.image_png(item)))
+        # real and synthetic alike: greyscale at the input size, no text chunks
+        assert picture.size == (64, 64) and picture.mode == "L"
+        assert not picture.info.get("text") and not any(
+            k in picture.info for k in ("Description", "Comment", "Source"))
+    assert study.image_png(11) is None
+
+
+def test_a_bad_study_is_refused_and_nothing_is_written(tmp_path, datasets):
+    real, synthetic = datasets
+    db = tmp_path / "new.sqlite"
+    with pytest.raises(StudyError, match="has 18 lesions; the study asks for 19"):
+        create_study(db, real, synthetic, n_real=19)
+    with pytest.raises(StudyError, match="has 3 cyst lesions; an even spread of 12"):
+        create_study(db, real, synthetic, n_synthetic=12)
+    with pytest.raises(StudyError, match="both the real and the synthetic"):
+        create_study(db, real, real)
+    with pytest.raises(StudyError, match="synthetic dataset; --real takes the real"):
+        create_study(db, synthetic, real)
+    small = write_dataset(synthetic_dataset(size=32), tmp_path / "small.h5")
+    with pytest.raises(StudyError, match="32x32 images and the real lesions are shown at 64x64"):
+        create_study(db, real, small)
+    odd = write_dataset(synthetic_dataset(class_names=("cyst", "abscess", "hemangioma")),
+                        tmp_path / "odd.h5")
+    with pytest.raises(StudyError, match="class 'abscess', which the real dataset"):
+        create_study(db, real, odd)
+    with pytest.raises(StudyError, match="at least one lesion"):
+        create_study(db, real, synthetic, n_real=0, n_synthetic=0)
+    assert not db.exists() and not list(tmp_path.glob("*.tmp*"))
+    create_study(db, real, synthetic, n_real=2, n_synthetic=3)
+    with pytest.raises(StudyError, match="exists already"):
+        create_study(db, real, synthetic)
+
+
+def test_resuming_checks_the_arguments_against_the_study(study, datasets, tmp_path):
+    real, synthetic = datasets
+    same, created = open_or_create(study.path, real, synthetic, n_real=6, n_synthetic=4, seed=3)
+    assert not created and same.n_items == 10
+    assert open_or_create(study.path)[0].n_items == 10  # --db alone resumes
+    with pytest.raises(StudyError, match="made with n-real 6, not 5"):
+        open_or_create(study.path, n_real=5)
+    other = write_dataset(synthetic_dataset(seed=2), tmp_path / "other.h5")
+    with pytest.raises(StudyError, match="was made from --synthetic"):
+        open_or_create(study.path, synthetic_path=other)
+    with pytest.raises(StudyError, match="needs --real and --synthetic"):
+        open_or_create(tmp_path / "missing.sqlite", real)
+
+
+def test_a_damaged_database_is_one_clear_error(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StudyError, match="junk.sqlite: is not a reader-study database"):
+        Study(junk)
+    import sqlite3
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    with pytest.raises(StudyError, match="is not a reader-study database"):
+        Study(other)
+    with pytest.raises(StudyError, match="no such study database"):
+        Study(tmp_path / "absent.sqlite")
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_each_reader_has_a_fixed_order_of_their_own(study):
+    study.start_reader("Reader A")
+    study.start_reader("Reader B")
+    first = study.state("Reader A")["item"]
+    assert study.start_reader("Reader A") == "Reader A"  # a returning reader keeps theirs
+    assert study.state("Reader A")["item"] == first
+    a, b = reader_order(3, "Reader A", 10), reader_order(3, "Reader B", 10)
+    assert sorted(a) == list(range(1, 11)) and list(a) != list(b)
+    assert list(a) == list(reader_order(3, "Reader A", 10))
+    assert study.state("Reader B")["item"] == b[0] and first == a[0]
+
+
+def test_answers_are_saved_in_order_once_each(study):
+    name = study.start_reader("  Dr Müller ")
+    assert name == "Dr Müller"
+    state = study.state(name)
+    assert (state["position"], state["question"], state["done"]) == (0, "class", 0)
+    with pytest.raises(AnswerRefused, match="'tumour' is not an answer to the class question"):
+        study.answer(name, 0, "class", "tumour")
+    with pytest.raises(AnswerRefused, match="not the question you are on") as refused:
+        study.answer(name, 0, "origin", "real")  # the class comes first
+    assert refused.value.status == 409
+    state = study.answer(name, 0, "class", "cyst")
+    assert state["question"] == "origin" and state["given"] == {"class": "cyst"}
+    with pytest.raises(AnswerRefused, match="already has your class answer") as refused:
+        study.answer(name, 0, "class", "metastasis")
+    assert refused.value.status == 409
+    state = study.answer(name, 0, "origin", "synthetic")
+    assert (state["position"], state["question"], state["done"]) == (1, "class", 1)
+    with pytest.raises(AnswerRefused, match="not the question you are on"):
+        study.answer(name, 5, "class", "cyst")
+    with pytest.raises(AnswerRefused, match="no image 11"):
+        study.answer(name, 10, "class", "cyst")
+    with pytest.raises(AnswerRefused, match="no reader 'nobody'") as refused:
+        study.answer("nobody", 0, "class", "cyst")
+    assert refused.value.status == 404
+    # a reopened study (a restarted server) has every answer given
+    again = Study(study.path)
+    assert again.state(name)["done"] == 1
+    assert [(r["said_class"], r["said_real"]) for r in again.responses()] == [("cyst", False)]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "<script>", "a" * 41, "-dash", "tab\tname",
+                                 "semi;colon"])
+def test_reader_names_are_checked(bad):
+    with pytest.raises(AnswerRefused):
+        check_reader_name(bad)
+
+
+# --------------------------------------------------------------------------- Table 4
+
+
+def test_table4_for_scripted_readers(study):
+    names = study.class_names
+
+    def expert(truth):  # right on every real class, wrong on every synthetic one; all "real"
+        said = truth["truth_class"] if truth["is_real"] else other_class(truth["truth_class"],
+                                                                          names)
+        return said, "real"
+
+    def perfect(truth):
+        return truth["truth_class"], "real" if truth["is_real"] else "synthetic"
+
+    answer_all(study, "Expert 1", expert)
+    answer_all(study, "Expert 2", perfect)
+    result = table4(study)
+    assert result["chance"]["always_real"] == pytest.approx(0.6)  # 6 of 10 real
+    one, two = result["readers"]["Expert 1"], result["readers"]["Expert 2"]
+    assert (one["real"]["correct"], one["real"]["n"]) == (6, 6)
+    assert (one["synthetic"]["correct"], one["synthetic"]["n"]) == (0, 4)
+    assert (one["total"]["correct"], one["total"]["n"]) == (6, 10)
+    assert (one["origin"]["correct"], one["synthetic_called_real"]["correct"]) == (6, 4)
+    assert (two["total"]["correct"], two["origin"]["correct"]) == (10, 10)
+    low, high = one["total"]["ci95"]
+    assert low < 0.6 < high and 0 < low and high < 1
+    (pair,) = result["agreement"]
+    assert pair["n"] == 10 and pair["class_agreement"]["correct"] == 6
+    assert pair["class_agreement_correct"] == 6
+    # Cohen's kappa by hand: p_o against the agreement the two readers'
+    # marginal frequencies give by chance
+    responses = study.responses()
+    a = [r["said_class"] for r in responses if r["reader"] == "Expert 1"]
+    b = [r["said_class"] for r in responses if r["reader"] == "Expert 2"]
+    items_a = [r["item"] for r in responses if r["reader"] == "Expert 1"]
+    items_b = [r["item"] for r in responses if r["reader"] == "Expert 2"]
+    b = [b[items_b.index(i)] for i in items_a]  # the same image in both lists
+    p_o = np.mean([x == y for x, y in zip(a, b)])
+    p_e = sum(a.count(c) * b.count(c) for c in names) / len(a) ** 2
+    assert pair["class_kappa"] == pytest.approx((p_o - p_e) / (1 - p_e))
+    # origin: Expert 1 always said "real", so there is no agreement beyond chance
+    assert pair["origin_agreement"]["correct"] == 6 and pair["origin_kappa"] == pytest.approx(0)
+    lines = "\n".join(table4_lines(result))
+    assert "| Expert 1 | 100.0 (" in lines and "6\\10 = 60.0" in lines
+    assert "| Expert 1 and Expert 2 | 10 | 6\\10 = 60.0" in lines
+
+
+def test_table4_says_who_has_not_finished(study, tmp_path):
+    study.start_reader("Late")
+    state = study.state("Late")
+    study.answer("Late", 0, "class", "cyst")  # half an image: not counted
+    result = write_table4(study.path, tmp_path / "out")
+    assert result["readers"] == {}
+    text = (tmp_path / "out" / "table4.md").read_text()
+    assert "Not finished, counted over the images answered so far: Late (0 of 10)" in text
+    study.answer("Late", 0, "origin", "real")
+    assert table4(study)["readers"]["Late"]["total"]["n"] == 1 and state["position"] == 0
+
+
+# --------------------------------------------------------------------------- the web app
+
+
+def test_the_web_application_over_http(study):
+    client = create_app(study).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and b"Your name" in page.data
+    refused = client.post("/start", data={"name": "<b>bold</b>"})
+    assert refused.status_code == 400 and b"&lt;b&gt;bold&lt;/b&gt;" in refused.data
+    assert b"<b>bold</b>" not in refused.data
+    started = client.post("/start", data={"name": "O'Brien"})
+    assert started.status_code == 303 and started.headers["Location"].endswith("/read/O'Brien")
+    page = client.get("/read/O%27Brien")
+    assert page.status_code == 200 and b"O&#39;Brien" in page.data and b"O'Brien</" not in page.data
+    item = study.state("O'Brien")["item"]
+    assert f'src="/image/{item}"'.encode() in page.data
+    for key, name in (("1", "cyst"), ("2", "metastasis"), ("3", "hemangioma"), ("R", "real"),
+                      ("S", "synthetic")):
+        assert f"<kbd>{key}</kbd> {name}".encode() in page.data
+    image = client.get(f"/image/{item}")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    assert image.data == study.image_png(item)
+    for path in ("/image/99", "/image/../../etc/passwd", "/image/%2e%2e%2fstudy.sqlite",
+                 "/static/../study.sqlite"):
+        assert client.get(path).status_code == 404
+    ok = client.post("/api/answer", json={"reader": "O'Brien", "position": 0,
+                                          "question": "class", "value": "cyst"})
+    assert ok.status_code == 200 and ok.json["question"] == "origin"
+    again = client.post("/api/answer", json={"reader": "O'Brien", "position": 0,
+                                             "question": "class", "value": "cyst"})
+    assert again.status_code == 409 and "answers are final" in again.json["error"]
+    bad = client.post("/api/answer", json={"reader": "O'Brien", "position": 0,
+                                           "question": "origin", "value": "fake"})
+    assert bad.status_code == 400 and "'fake' is not an answer" in bad.json["error"]
+    lacking = client.post("/api/answer", json={"reader": "O'Brien", "position": 0})
+    assert lacking.status_code == 400 and "lacks question, value" in lacking.json["error"]
+    # a form post (what another site's page could send unasked) is not an answer
+    form = client.post("/api/answer", data={"reader": "O'Brien", "position": "0",
+                                            "question": "origin", "value": "real"})
+    assert form.status_code == 400
+    assert client.get("/api/state/nobody").status_code == 404
+    assert client.get("/read/nobody").status_code == 404
+    assert client.get("/api/state/O'Brien").json["done"] == 0
+    answer_all(study, "O'Brien", lambda t: (t["truth_class"], "real"))
+    end = client.get("/read/O%27Brien")
+    assert b"You have answered all 10 images (10 of 10)" in end.data
+
+
+def test_kl_reader_study_commands(study, tmp_path, datasets):
+    """`serve` answers on the port it names and stops on Ctrl+C with exit 0;
+    bad input is one line."""
+    import urllib.request
+
+    kl = [sys.executable, "-m", "keras_lesions_cli.main"]
+    server = subprocess.Popen([*kl, "reader-study", "serve", "--db", str(study.path),
+                               "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in server.stderr:
+            found = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "serve printed no address"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and b"Your name" in response.read()
+    finally:
+        server.send_signal(signal.SIGINT)
+        rest = server.communicate(timeout=60)[1]
+    assert server.returncode == 0, rest
+    assert "every answer given is in the study database" in rest, rest
+
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("nope")
+    for args, message in (
+            (["report", str(junk)], "junk.sqlite: is not a reader-study database"),
+            (["serve", "--db", str(study.path), "--n-real", "5"], "made with n-real 6, not 5"),
+            (["serve", "--db", str(tmp_path / "new.sqlite"), "--real", str(datasets[0])],
+             "a new study needs --real and --synthetic")):
+        done = subprocess.run([*kl, "reader-study", *args], capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    answer_all(study, "R1", lambda t: (t["truth_class"], "real"))
+    done = subprocess.run([*kl, "reader-study", "report", str(study.path), "-o",
+                           str(tmp_path / "t4")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "| R1 | 100.0 (" in done.stdout and (tmp_path / "t4" / "table4.md").is_file()
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def browser_or_skip():
+    """Selenium with Debian's chromium and chromium-driver, never a downloaded
+    browser. Missing, the test is skipped, unless KL_REQUIRE_BROWSER=1 (as
+    `.ci/run` sets, having installed them): then it fails."""
+    ready = importlib.util.find_spec("selenium") is not None and all(
+        shutil.which(p) for p in (CHROMIUM, CHROMEDRIVER))
+    if not ready:
+        if os.environ.get("KL_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test needs selenium, {CHROMIUM} and {CHROMEDRIVER} "
+                        "(apt-get install chromium chromium-driver)")
+        pytest.skip("no selenium or Debian chromium + chromium-driver")
+
+
+@pytest.fixture
+def served(study):
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(study), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    # the driver's path given: Selenium Manager never looks for (or fetches) one
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_a_reader_in_a_real_browser(study, served, browser):
+    """Keyboard only: type the name, answer with one key per answer, reload
+    mid-study and resume at the same image and question, finish, and Table 4
+    is what the scripted reader's answers give."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    truths = study.truths()
+    key_of = {name: str(i + 1) for i, name in enumerate(study.class_names)}
+
+    def at(position, question):
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-position") == str(position) and d.find_element(
+            By.TAG_NAME, "body").get_attribute("data-question") == question)
+
+    def shown_item():
+        return int(browser.find_element(By.ID, "roi").get_attribute("src").rsplit("/", 1)[1])
+
+    def press(key):
+        browser.find_element(By.TAG_NAME, "body").send_keys(key)
+
+    browser.get(served + "/")
+    name_box = browser.find_element(By.ID, "name")
+    name_box.send_keys("Reader One")
+    name_box.send_keys(Keys.ENTER)
+    at(0, "class")
+    seen = []
+    # the scripted reader: the right class on real ROIs, the next class on
+    # synthetic ones; "real" on everything but the first synthetic ROI
+    first_synthetic = True
+    for position in range(study.n_items):
+        if position == 4:  # the browser closes mid-study and comes back
+            browser.get(served + "/")
+            assert "Reader One" in browser.find_element(By.TAG_NAME, "table").text
+            browser.get(served + "/read/Reader%20One")
+            at(4, "class")
+        item = shown_item()
+        assert item == study.state("Reader One")["item"]
+        seen.append(item)
+        truth = truths[item]
+        said = truth["truth_class"] if truth["is_real"] else other_class(truth["truth_class"],
+                                                                          study.class_names)
+        press("x")  # not an answer: the page says which keys are
+        wait.until(lambda d: "Keys for this question: 1, 2, 3" in d.find_element(
+            By.ID, "message").text)
+        press(key_of[said])
+        at(position, "origin")
+        if position == 1:  # reload between the two answers of an image
+            browser.refresh()
+            at(1, "origin")
+            assert shown_item() == item
+        origin = "s" if (not truth["is_real"] and first_synthetic) else "r"
+        first_synthetic = first_synthetic and truth["is_real"]
+        press(origin)
+        if position + 1 < study.n_items:
+            at(position + 1, "class")
+    wait.until(ready.presence_of_element_located((By.ID, "finished")))
+    assert "You have answered all 10 images (10 of 10)" in browser.find_element(
+        By.TAG_NAME, "main").text
+    assert sorted(seen) == list(range(1, 11))
+    assert seen == [int(i) for i in reader_order(3, "Reader One", 10)]
+
+    row = table4(study)["readers"]["Reader One"]
+    assert (row["real"]["correct"], row["real"]["n"]) == (6, 6)
+    assert (row["synthetic"]["correct"], row["synthetic"]["n"]) == (0, 4)
+    assert (row["total"]["correct"], row["total"]["n"]) == (6, 10)
+    # right on the 6 real ROIs and on the one synthetic ROI it called synthetic
+    assert (row["origin"]["correct"], row["synthetic_called_real"]["correct"]) == (7, 3)
+
+
+# --------------------------------------------------------------------------- in an experiment
+
+
+def test_evaluate_reader_study_is_checked_at_the_edge(study, tmp_path):
+    from keras_lesions.config import ConfigError, load_config
+    from keras_lesions.experiments.table4 import reader_study_of
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: x\nkind: classic-curve\nevaluate:\n  reader_study: {study.path}\n")
+    with pytest.raises(ConfigError, match="evaluate.reader_study .* is for gan-curve"):
+        load_config(config)
+    config.write_text(f"name: x\nkind: gan-curve\nevaluate:\n  reader_study: {study.path}\n")
+    loaded = load_config(config)
+    assert reader_study_of(loaded, ["cyst", "metastasis", "hemangioma"]).n_items == 10
+    with pytest.raises(StudyError, match="is a study of cyst, metastasis, hemangioma; the "
+                                         "experiment's classes are benign, malignant"):
+        reader_study_of(loaded, ["benign", "malignant"])
