@@ -52,7 +52,7 @@ setup(
         # TF 2.21 no longer pulls TensorBoard in; the training callbacks log to it.
         "tensorboard>=2.19",
         # `kl reader-study serve`: the reader study's local web application
-        "flask>=3.0",
+        "flask>=3.1",  # 3.1: TRUSTED_HOSTS
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21"],

@@ -65,13 +65,17 @@ def serve_command(db_path, real_path, synthetic_path, n_real, n_synthetic, seed,
 @reader_study_group.command("report")
 @click.argument("db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for table4.md and table4.json [default: beside the database].")
+              help="Folder for table4.md and table4.json [default: beside the database, as "
+                   "STUDY-table4.md and STUDY-table4.json].")
 def report_command(db_path, out):
     """Table 4: each reader's class accuracy (real, synthetic, total), their
     real-vs-synthetic accuracy, and Cohen's kappa between readers."""
     from keras_lesions.reader_study.table4 import table4_lines, write_table4
 
-    result = write_table4(db_path, out or db_path.parent)
+    if out is None:  # two studies in one folder keep a report each
+        result = write_table4(db_path, db_path.parent, stem=f"{db_path.stem}-table4")
+    else:
+        result = write_table4(db_path, out)
     click.echo("\n".join(table4_lines(result)))
     click.echo(f"\nTable 4: {result['md']}")
 

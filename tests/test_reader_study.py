@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import math
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +22,7 @@ import pytest
 from keras_lesions.data.dataset import Lesion, LesionDataset, write_dataset
 from keras_lesions.reader_study.app import create_app
 from keras_lesions.reader_study.study import (AnswerRefused, Study, StudyError,
-                                              check_reader_name, create_study, open_or_create,
-                                              reader_order)
+                                              check_reader_name, create_study, open_or_create)
 from keras_lesions.reader_study.table4 import table4, table4_lines, write_table4
 
 from conftest import make_toy_dataset
@@ -61,6 +62,15 @@ def study(tmp_path, datasets):
                         seed=3)
 
 
+def _items(study):
+    """The study's rows in id order (straight from the file, as an auditor would)."""
+    import sqlite3
+
+    with sqlite3.connect(study.path) as conn:
+        return [{"id": r[0], "lesion_id": r[1]}
+                for r in conn.execute("SELECT id, lesion_id FROM items ORDER BY id")]
+
+
 def answer_all(study, name, decide):
     """A scripted reader: ``decide(truth) -> (class, origin)`` for every image."""
     truths = study.truths()
@@ -80,17 +90,24 @@ def other_class(name, class_names):
 # --------------------------------------------------------------------------- the study
 
 
-def test_the_study_holds_the_asked_lesions_shown_alike(study):
+def test_the_study_holds_the_asked_lesions_shown_alike(study, datasets, tmp_path):
     from PIL import Image
 
     truths = study.truths()
     assert sorted(truths) == list(range(1, 11))  # ids 1..10, a permutation
-    kinds = [t["is_real"] for _, t in sorted(truths.items())]
-    assert sum(kinds) == 6 and kinds != sorted(kinds, reverse=True)  # ids say nothing
+    assert sum(t["is_real"] for t in truths.values()) == 6
+    # The same seed draws the same lesions, but the ids do not follow from it
+    # (a reader with the code could otherwise tell which ids are real).
+    again = create_study(tmp_path / "again.sqlite", *datasets, n_real=6, n_synthetic=4, seed=3)
+    same = sorted(r["lesion_id"] for r in _items(study))
+    assert same == sorted(r["lesion_id"] for r in _items(again))
+    assert [r["lesion_id"] for r in _items(study)] != [r["lesion_id"] for r in _items(again)]
     synthetic = [t["truth_class"] for t in truths.values() if not t["is_real"]]
     # 4 synthetic lesions spread evenly over 3 classes: 2, 1, 1
     assert sorted(synthetic.count(c) for c in study.class_names) == [1, 1, 2]
     assert study.meta["n_real"] == 6 and study.meta["n_synthetic"] == 4
+    # uncompressed: a file's size says nothing about its texture
+    assert len({len(study.image_png(item)) for item in truths}) == 1
     for item in truths:
         picture = Image.open(io.BytesIO(study.image_png(item)))
         # real and synthetic alike: greyscale at the input size, no text chunks
@@ -157,19 +174,19 @@ def test_a_damaged_database_is_one_clear_error(tmp_path):
 
 
 def test_each_reader_has_a_fixed_order_of_their_own(study):
-    study.start_reader("Reader A")
+    assert study.start_reader("Reader A") == ("Reader A", True)
     study.start_reader("Reader B")
-    first = study.state("Reader A")["item"]
-    assert study.start_reader("Reader A") == "Reader A"  # a returning reader keeps theirs
-    assert study.state("Reader A")["item"] == first
-    a, b = reader_order(3, "Reader A", 10), reader_order(3, "Reader B", 10)
-    assert sorted(a) == list(range(1, 11)) and list(a) != list(b)
-    assert list(a) == list(reader_order(3, "Reader A", 10))
-    assert study.state("Reader B")["item"] == b[0] and first == a[0]
+    a, b = study.order("Reader A"), study.order("Reader B")
+    assert sorted(a) == sorted(b) == list(range(1, 11)) and a != b  # 1 in 10! to fail
+    # a returning reader keeps theirs, whatever the case and spacing of the name
+    assert study.start_reader("  reader   a ") == ("Reader A", False)
+    assert Study(study.path).order("READER A") == a
+    assert study.state("reader a")["item"] == a[0] and study.state("Reader B")["item"] == b[0]
+    assert study.readers() == ["Reader A", "Reader B"]
 
 
 def test_answers_are_saved_in_order_once_each(study):
-    name = study.start_reader("  Dr Müller ")
+    name, _ = study.start_reader("  Dr Mu\u0308ller ")  # a decomposed ü is composed
     assert name == "Dr Müller"
     state = study.state(name)
     assert (state["position"], state["question"], state["done"]) == (0, "class", 0)
@@ -198,7 +215,30 @@ def test_answers_are_saved_in_order_once_each(study):
     assert [(r["said_class"], r["said_real"]) for r in again.responses()] == [("cyst", False)]
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "<script>", "a" * 41, "-dash", "tab\tname",
+def test_concurrent_answers_to_one_question_save_one(study):
+    """Two tabs, a double press: of 8 requests at once for the same question,
+    one is saved and the others are refused."""
+    study.start_reader("Quick")
+    outcomes = []
+
+    def press(value):
+        try:
+            study.answer("Quick", 0, "class", value)
+            outcomes.append("saved")
+        except AnswerRefused as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=press, args=(study.class_names[i % 3],))
+               for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes, key=str) == [409] * 7 + ["saved"]
+    assert len([r for r in Study(study.path).state("Quick")["given"]]) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "<script>", "a" * 41, "-dash", "nul\x00name",
                                  "semi;colon"])
 def test_reader_names_are_checked(bad):
     with pytest.raises(AnswerRefused):
@@ -222,8 +262,12 @@ def test_table4_for_scripted_readers(study):
     answer_all(study, "Expert 1", expert)
     answer_all(study, "Expert 2", perfect)
     result = table4(study)
-    assert result["chance"]["always_real"] == pytest.approx(0.6)  # 6 of 10 real
     one, two = result["readers"]["Expert 1"], result["readers"]["Expert 2"]
+    # "real" to all scores 60% here: Expert 1's 6 of 10 is no better, and says nothing
+    assert one["chance"]["commoner_kind"] == "real"
+    assert one["chance"]["commoner_kind_share"] == pytest.approx(0.6)
+    assert one["origin_balanced"] == pytest.approx(0.5) and one["origin_p"] == pytest.approx(1)
+    assert two["origin_balanced"] == 1 and two["origin_p"] == pytest.approx(1 / 210)
     assert (one["real"]["correct"], one["real"]["n"]) == (6, 6)
     assert (one["synthetic"]["correct"], one["synthetic"]["n"]) == (0, 4)
     assert (one["total"]["correct"], one["total"]["n"]) == (6, 10)
@@ -249,6 +293,7 @@ def test_table4_for_scripted_readers(study):
     assert pair["origin_agreement"]["correct"] == 6 and pair["origin_kappa"] == pytest.approx(0)
     lines = "\n".join(table4_lines(result))
     assert "| Expert 1 | 100.0 (" in lines and "6\\10 = 60.0" in lines
+    assert "| Expert 2 | " in lines and "| 60.0 (real) | 100.0 | 0.0 (0.0–49.0) | 0.005 |" in lines
     assert "| Expert 1 and Expert 2 | 10 | 6\\10 = 60.0" in lines
 
 
@@ -262,6 +307,14 @@ def test_table4_says_who_has_not_finished(study, tmp_path):
     assert "Not finished, counted over the images answered so far: Late (0 of 10)" in text
     study.answer("Late", 0, "origin", "real")
     assert table4(study)["readers"]["Late"]["total"]["n"] == 1 and state["position"] == 0
+    # one kind answered: rates and tests that are undefined are null, never NaN
+    result = write_table4(study.path, tmp_path / "out")
+    row = json.loads(Path(result["json"]).read_text(), parse_constant=_no_nan)["readers"]["Late"]
+    assert row["origin_p"] is None and None in (row["real"]["rate"], row["synthetic"]["rate"])
+
+
+def _no_nan(name):
+    raise AssertionError(f"{name} in JSON")
 
 
 # --------------------------------------------------------------------------- the web app
@@ -275,18 +328,24 @@ def test_the_web_application_over_http(study):
     assert refused.status_code == 400 and b"&lt;b&gt;bold&lt;/b&gt;" in refused.data
     assert b"<b>bold</b>" not in refused.data
     started = client.post("/start", data={"name": "O'Brien"})
-    assert started.status_code == 303 and started.headers["Location"].endswith("/read/O'Brien")
+    assert started.status_code == 303 and started.headers["Location"].endswith("/read/O'Brien?start=new")
+    page = client.get("/read/O%27Brien?start=new")
+    assert b"Welcome: you start at image 1." in page.data
+    again = client.post("/start", data={"name": "o'brien"})
+    assert again.headers["Location"].endswith("/read/O'Brien?start=resumed")
     page = client.get("/read/O%27Brien")
     assert page.status_code == 200 and b"O&#39;Brien" in page.data and b"O'Brien</" not in page.data
     item = study.state("O'Brien")["item"]
-    assert f'src="/image/{item}"'.encode() in page.data
+    token = study.meta["token"]
+    assert f'"/image/{token}/0"'.encode() in page.data  # the address the script extends
     for key, name in (("1", "cyst"), ("2", "metastasis"), ("3", "hemangioma"), ("R", "real"),
                       ("S", "synthetic")):
         assert f"<kbd>{key}</kbd> {name}".encode() in page.data
-    image = client.get(f"/image/{item}")
+    image = client.get(f"/image/{token}/{item}")
     assert image.status_code == 200 and image.mimetype == "image/png"
     assert image.data == study.image_png(item)
-    for path in ("/image/99", "/image/../../etc/passwd", "/image/%2e%2e%2fstudy.sqlite",
+    for path in (f"/image/{token}/99", f"/image/{'0' * 16}/{item}", f"/image/{item}",
+                 "/image/../../etc/passwd", "/image/%2e%2e%2fstudy.sqlite",
                  "/static/../study.sqlite"):
         assert client.get(path).status_code == 404
     ok = client.post("/api/answer", json={"reader": "O'Brien", "position": 0,
@@ -307,6 +366,9 @@ def test_the_web_application_over_http(study):
     assert client.get("/api/state/nobody").status_code == 404
     assert client.get("/read/nobody").status_code == 404
     assert client.get("/api/state/O'Brien").json["done"] == 0
+    # a page of another site that re-points its name at 127.0.0.1 gets nothing
+    assert client.get("/api/state/O'Brien", headers={"Host": "evil.example"}).status_code == 400
+    assert b'href="/read/' not in client.get("/").data  # no one continues as a colleague
     answer_all(study, "O'Brien", lambda t: (t["truth_class"], "real"))
     end = client.get("/read/O%27Brien")
     assert b"You have answered all 10 images (10 of 10)" in end.data
@@ -408,7 +470,10 @@ def browser(tmp_path):
 def test_a_reader_in_a_real_browser(study, served, browser):
     """Keyboard only: type the name, answer with one key per answer, reload
     mid-study and resume at the same image and question, finish, and Table 4
-    is what the scripted reader's answers give."""
+    is what the scripted reader's answers give. On the way: a key that is no
+    answer, two keys typed at once, and Enter and Space after a mouse click
+    (which must not answer for the reader)."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
@@ -419,21 +484,27 @@ def test_a_reader_in_a_real_browser(study, served, browser):
     key_of = {name: str(i + 1) for i, name in enumerate(study.class_names)}
 
     def at(position, question):
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
-            "data-position") == str(position) and d.find_element(
-            By.TAG_NAME, "body").get_attribute("data-question") == question)
+        def there(d):
+            body = d.find_element(By.TAG_NAME, "body")
+            return (body.get_attribute("data-position"), body.get_attribute("data-question"),
+                    body.get_attribute("data-ready")) == (str(position), question, "1")
+        wait.until(there)
 
     def shown_item():
         return int(browser.find_element(By.ID, "roi").get_attribute("src").rsplit("/", 1)[1])
 
-    def press(key):
-        browser.find_element(By.TAG_NAME, "body").send_keys(key)
+    def press(keys):  # to whatever has the focus, as a reader's keyboard does
+        ActionChains(browser).send_keys(keys).perform()
+
+    def message():
+        return browser.find_element(By.ID, "message").text
 
     browser.get(served + "/")
     name_box = browser.find_element(By.ID, "name")
     name_box.send_keys("Reader One")
     name_box.send_keys(Keys.ENTER)
     at(0, "class")
+    assert "Welcome: you start at image 1." in browser.find_element(By.TAG_NAME, "main").text
     seen = []
     # the scripted reader: the right class on real ROIs, the next class on
     # synthetic ones; "real" on everything but the first synthetic ROI
@@ -442,33 +513,55 @@ def test_a_reader_in_a_real_browser(study, served, browser):
         if position == 4:  # the browser closes mid-study and comes back
             browser.get(served + "/")
             assert "Reader One" in browser.find_element(By.TAG_NAME, "table").text
-            browser.get(served + "/read/Reader%20One")
+            name_box = browser.find_element(By.ID, "name")
+            name_box.send_keys("reader one")  # capitals do not matter
+            name_box.send_keys(Keys.ENTER)
             at(4, "class")
+            assert "you resume at image 5" in browser.find_element(By.TAG_NAME, "main").text
         item = shown_item()
         assert item == study.state("Reader One")["item"]
         seen.append(item)
         truth = truths[item]
         said = truth["truth_class"] if truth["is_real"] else other_class(truth["truth_class"],
                                                                           study.class_names)
-        press("x")  # not an answer: the page says which keys are
-        wait.until(lambda d: "Keys for this question: 1, 2, 3" in d.find_element(
-            By.ID, "message").text)
-        press(key_of[said])
-        at(position, "origin")
+        origin = "s" if (not truth["is_real"] and first_synthetic) else "r"
+        first_synthetic = first_synthetic and truth["is_real"]
+        if position == 0:
+            press("x")  # not an answer: the page says which keys are
+            wait.until(lambda d: "Keys for this question: 1, 2, 3" in message())
+        if position == 2:  # both answers typed at once: both are saved, in order
+            press(key_of[said] + origin)
+            if position + 1 < study.n_items:
+                at(position + 1, "class")
+            continue
+        if position == 3:  # a mouse click, then Enter and Space: not answers
+            buttons = browser.find_elements(By.CSS_SELECTOR, "#q-class button")
+            next(b for b in buttons if b.get_attribute("data-value") == said).click()
+            at(position, "origin")
+            press(origin)
+            at(position + 1, "class")
+            # Enter or Space must not "click" the button clicked last, which
+            # would answer the next image's class; the "x" after them shows
+            # the page still asks for the class (it would ask R or S if not)
+            press(Keys.ENTER + Keys.SPACE + "x")
+            wait.until(lambda d: "Keys for this question: 1, 2, 3" in message())
+            state = study.state("Reader One")
+            assert (state["position"], state["question"], state["given"]) == (4, "class", {})
+            continue
+        else:
+            press(key_of[said])
+            at(position, "origin")
         if position == 1:  # reload between the two answers of an image
             browser.refresh()
             at(1, "origin")
             assert shown_item() == item
-        origin = "s" if (not truth["is_real"] and first_synthetic) else "r"
-        first_synthetic = first_synthetic and truth["is_real"]
         press(origin)
         if position + 1 < study.n_items:
             at(position + 1, "class")
     wait.until(ready.presence_of_element_located((By.ID, "finished")))
     assert "You have answered all 10 images (10 of 10)" in browser.find_element(
         By.TAG_NAME, "main").text
-    assert sorted(seen) == list(range(1, 11))
-    assert seen == [int(i) for i in reader_order(3, "Reader One", 10)]
+    assert seen == study.order("Reader One") and sorted(seen) == list(range(1, 11))
 
     row = table4(study)["readers"]["Reader One"]
     assert (row["real"]["correct"], row["real"]["n"]) == (6, 6)

@@ -8,20 +8,27 @@ a transaction of its own before the page moves on, so closing the browser
 loses nothing and the reader resumes at the same image and question.
 
 Images are served by item id from the study database only: nothing from a
-request reaches the file system. Reader names are checked by the study and
-escaped by Jinja's autoescaping. The answer endpoint reads JSON only, which
-a page of another site cannot send to it without the browser asking first
-(a CORS preflight this application never grants).
+request reaches the file system. Their addresses carry the study's token,
+so a browser's cache never shows one study's image in another. Reader
+names are checked by the study and escaped by Jinja's autoescaping. The
+answer endpoint reads JSON only, which a page of another site cannot send
+to it without the browser asking first (a CORS preflight this application
+never grants), and requests must name a trusted host (Flask's
+TRUSTED_HOSTS), which stops a site that re-points its own name at
+127.0.0.1 (DNS rebinding).
 """
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from keras_lesions.reader_study.study import AnswerRefused, Study
 
 # One key per answer (shown on the page): the classes by number, as in the
 # study database's class order, then R / S for real / synthetic.
 ORIGIN_KEYS = {"r": "real", "s": "synthetic"}  # the values are study.ORIGINS
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 def class_keys(class_names) -> dict[str, str]:
@@ -29,8 +36,18 @@ def class_keys(class_names) -> dict[str, str]:
     return {str(i + 1): name for i, name in enumerate(class_names)}
 
 
-def create_app(study: Study):
-    """The Flask application serving ``study``."""
+def trusted_hosts(host: str) -> list[str] | None:
+    """The host names a request may give when serving on ``host``: the
+    loopback names and ``host`` itself; None (any) when listening on every
+    address, whose names this machine cannot know."""
+    if host in ANY_ADDRESS:
+        return None
+    return list(dict.fromkeys([*LOOPBACK_NAMES, host]))
+
+
+def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
+    """The Flask application serving ``study``, answering requests for
+    ``hosts`` only (None: any host)."""
     from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 
     if len(study.class_names) > 9:
@@ -38,6 +55,8 @@ def create_app(study: Study):
                             f"{len(study.class_names)} classes")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # an answer is a few dozen bytes
+    app.config["TRUSTED_HOSTS"] = hosts
+    token = study.meta["token"]
     keys = {"class": class_keys(study.class_names), "origin": ORIGIN_KEYS}
 
     def first_page(error: str | None = None, status: int = 200, name: str = ""):
@@ -52,10 +71,11 @@ def create_app(study: Study):
     def start():
         given = request.form.get("name", "")
         try:
-            name = study.start_reader(given)
+            name, new = study.start_reader(given)
         except AnswerRefused as exc:
             return first_page(exc.problem, exc.status, name=given)
-        return redirect(url_for("read", name=name), code=303)
+        return redirect(url_for("read", name=name, start="new" if new else "resumed"),
+                        code=303)
 
     @app.get("/read/<name>")
     def read(name):
@@ -65,11 +85,12 @@ def create_app(study: Study):
             return first_page(exc.problem, exc.status)
         if state["finished"]:
             return render_template("end.html", state=state, progress=study.progress())
-        return render_template("study.html", state=state, keys=keys)
+        return render_template("study.html", state=state, keys=keys, token=token,
+                               start=request.args.get("start"))
 
-    @app.get("/image/<int:item>")
-    def image(item):
-        png = study.image_png(item)
+    @app.get("/image/<study_token>/<int:item>")
+    def image(study_token, item):
+        png = study.image_png(item) if study_token == token else None
         if png is None:
             abort(404)
         response = app.response_class(png, mimetype="image/png")
@@ -98,6 +119,15 @@ def create_app(study: Study):
         except AnswerRefused as exc:
             return jsonify(error=exc.problem), exc.status
 
+    @app.errorhandler(sqlite3.Error)
+    def database_error(exc):
+        # a database locked beyond the wait, a full disk: nothing was saved
+        message = (f"the study database could not be written ({exc}); nothing was saved: "
+                   "press the key again, or tell whoever runs the study")
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 503
+        return first_page(message, 503)
+
     return app
 
 
@@ -107,7 +137,7 @@ def serve(study: Study, host: str = "127.0.0.1", port: int = 8765, log=print) ->
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = make_server(host, port, create_app(study), threaded=True)
+    server = make_server(host, port, create_app(study, trusted_hosts(host)), threaded=True)
     shown = f"[{host}]" if ":" in host else host
     try:
         log(f"reader study of {study.n_items} images ({study.path}) at "

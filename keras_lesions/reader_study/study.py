@@ -5,10 +5,15 @@ so it can be copied, archived and reported on without the datasets:
 
 - ``meta``: what the study was made from (the datasets, their sizes, the seed).
 - ``items``: every ROI shown, as the PNG the readers see, with its truth (the
-  class and whether it is real). Item ids are a random permutation, so an id
-  tells a reader nothing.
+  class and whether it is real).
 - ``readers`` and ``orders``: each reader's own random order of the items,
   drawn once when the reader starts and stored, so it is fixed for them.
+
+The seed picks which lesions are in the study (reproducible). The item ids
+and the readers' orders come from the operating system's randomness
+instead, and are stored: anything derived from a known seed could be
+recomputed from this open-source code by a reader, who would then know
+which ROIs are real.
 - ``answers``: one row per answer (a reader, an item, a question, a value),
   written in a transaction of its own the moment it is given. The primary
   key makes an answer final: a second answer to the same question is refused.
@@ -19,11 +24,12 @@ Per image a reader answers two questions, in this order: the class
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
+import secrets
 import sqlite3
+import unicodedata
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +58,11 @@ CREATE TABLE items (
     patient_id TEXT NOT NULL,
     png BLOB NOT NULL
 );
-CREATE TABLE readers (name TEXT PRIMARY KEY, started TEXT NOT NULL);
+CREATE TABLE readers (
+    name TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,  -- the name case- and space-folded: "dr a" resumes "Dr A"
+    started TEXT NOT NULL
+);
 CREATE TABLE orders (
     reader TEXT NOT NULL REFERENCES readers (name),
     position INTEGER NOT NULL,
@@ -106,12 +116,14 @@ def _count(value, what: str) -> int:
 
 def png_bytes(image: np.ndarray) -> bytes:
     """A [0, 1] float image as an 8-bit greyscale PNG, without metadata (a
-    text chunk could tell a reader where an image came from)."""
+    text chunk could tell a reader where an image came from) and without
+    compression: a compressed file's size follows the image's texture, which
+    differs between real and synthetic ROIs and shows in a browser's tools."""
     from PIL import Image
 
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", compress_level=0)
     return buffer.getvalue()
 
 
@@ -199,7 +211,8 @@ def create_study(db_path: str | os.PathLike, real_path: str | os.PathLike,
             as the paper showed all 182).
         n_synthetic: synthetic lesions shown, spread evenly over the classes
             (default 120, as in §4.4).
-        seed: which lesions are drawn and the item ids' permutation.
+        seed: which lesions are drawn (the item ids and the readers' orders
+            are drawn from the system's randomness, not from it).
 
     Raises:
         StudyError: the database exists, and everything ``study_items`` refuses.
@@ -218,8 +231,10 @@ def create_study(db_path: str | os.PathLike, real_path: str | os.PathLike,
     synthetic = read_dataset(synthetic_path)
     items = study_items(real, synthetic, len(real) if n_real is None else n_real, n_synthetic,
                         seed, real_path=real_path, synthetic_path=synthetic_path)
-    ids = np.random.default_rng([seed, 1]).permutation(len(items)) + 1
+    ids = list(range(1, len(items) + 1))
+    secrets.SystemRandom().shuffle(ids)  # not from the seed: see the module's docstring
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "seed": int(seed),
+            "token": secrets.token_hex(8),  # in image addresses: no cache mixes two studies
             "created": _now(), "class_names": list(real.class_names),
             "real": _dataset_stamp(real, real_path),
             "synthetic": _dataset_stamp(synthetic, synthetic_path),
@@ -241,6 +256,21 @@ def create_study(db_path: str | os.PathLike, real_path: str | os.PathLike,
     return Study(db_path)
 
 
+@contextmanager
+def _transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE (the write lock first, so a check and the write it
+    allows cannot interleave with another request's) ... COMMIT, or ROLLBACK
+    on any error, unless SQLite has rolled back itself (a full disk)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -249,11 +279,12 @@ def _now() -> str:
 
 
 def check_reader_name(name) -> str:
-    """A reader's name, stripped; refused unless it is 1 to 40 letters, digits,
-    spaces and . _ ' -, starting with a letter or a digit."""
+    """A reader's name, Unicode-composed (NFC) with its runs of spaces made
+    one; refused unless it is 1 to 40 letters, digits, spaces and . _ ' -,
+    starting with a letter or a digit."""
     if not isinstance(name, str):
         raise AnswerRefused("a reader's name is text")
-    name = name.strip()
+    name = " ".join(unicodedata.normalize("NFC", name).split())
     if not name:
         raise AnswerRefused("give your name to start (the study keeps each reader's answers "
                             "under it)")
@@ -265,11 +296,9 @@ def check_reader_name(name) -> str:
     return name
 
 
-def reader_order(seed: int, name: str, n_items: int) -> np.ndarray:
-    """The reader's random order of the item ids 1..n, from the study's seed
-    and the name (a stable hash: the same name always gets the same order)."""
-    digest = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
-    return np.random.default_rng([int(seed), digest]).permutation(n_items) + 1
+def reader_key(name: str) -> str:
+    """What identifies a reader: the checked name, case-folded ("dr a" is "Dr A")."""
+    return check_reader_name(name).casefold()
 
 
 # --------------------------------------------------------------------------- an open study
@@ -321,30 +350,35 @@ class Study:
         with self._connection() as conn:
             return [r[0] for r in conn.execute("SELECT name FROM readers ORDER BY started, name")]
 
-    def start_reader(self, name: str) -> str:
-        """The reader of that name, added with their own order if new (a
-        returning reader keeps theirs). Returns the checked name."""
+    def start_reader(self, name: str) -> tuple[str, bool]:
+        """The reader of that name, added with a random order of their own if
+        new; a returning reader (the name in any case and spacing) keeps
+        theirs. Returns (the reader's name as first given, whether new)."""
         name = check_reader_name(name)
-        order = reader_order(self.meta["seed"], name, self.n_items)
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if conn.execute("SELECT 1 FROM readers WHERE name = ?", (name,)).fetchone():
-                    conn.execute("COMMIT")
-                    return name
-                conn.execute("INSERT INTO readers VALUES (?, ?)", (name, _now()))
-                conn.executemany("INSERT INTO orders VALUES (?, ?, ?)",
-                                 [(name, p, int(i)) for p, i in enumerate(order)])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return name
+        order = list(range(1, self.n_items + 1))
+        secrets.SystemRandom().shuffle(order)  # not from the seed: see the module's docstring
+        with self._connection() as conn, _transaction(conn):
+            known = conn.execute("SELECT name FROM readers WHERE key = ?",
+                                 (reader_key(name),)).fetchone()
+            if known:
+                return known[0], False
+            conn.execute("INSERT INTO readers VALUES (?, ?, ?)",
+                         (name, reader_key(name), _now()))
+            conn.executemany("INSERT INTO orders VALUES (?, ?, ?)",
+                             [(name, p, item) for p, item in enumerate(order)])
+        return name, True
 
-    def _known(self, conn, name: str) -> None:
-        if not conn.execute("SELECT 1 FROM readers WHERE name = ?", (name,)).fetchone():
+    def _known(self, conn, name) -> str:
+        """The stored name of the reader ``name`` names (in any case and spacing)."""
+        try:
+            key = reader_key(name)
+        except AnswerRefused:
+            key = None
+        row = conn.execute("SELECT name FROM readers WHERE key = ?", (key,)).fetchone()
+        if row is None:
             raise AnswerRefused(f"no reader {name!r} in this study: start from the first page",
                                 status=404)
+        return row[0]
 
     def _state(self, conn, name: str) -> dict:
         answered = dict(conn.execute(
@@ -370,8 +404,14 @@ class Study:
         finished, the current position (0-based), item id, the question
         asked and the answers already given to this item."""
         with self._connection() as conn:
-            self._known(conn, name)
-            return self._state(conn, name)
+            return self._state(conn, self._known(conn, name))
+
+    def order(self, name: str) -> list[int]:
+        """The reader's order of the item ids, as stored when they started."""
+        with self._connection() as conn:
+            name = self._known(conn, name)
+            return [r[0] for r in conn.execute("SELECT item FROM orders WHERE reader = ? "
+                                               "ORDER BY position", (name,))]
 
     def allowed(self, question: str) -> tuple[str, ...]:
         if question == "class":
@@ -397,9 +437,8 @@ class Study:
             raise AnswerRefused(f"{value!r} is not an answer to the {question} question; the "
                                 f"answers are {', '.join(allowed)}")
         with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")  # the check and the write, one transaction
-            try:
-                self._known(conn, name)
+            with _transaction(conn):  # the checks and the write, one transaction
+                name = self._known(conn, name)
                 if not 0 <= position < self.n_items:
                     raise AnswerRefused(f"no image {position + 1} in this study of "
                                         f"{self.n_items}")
@@ -415,10 +454,6 @@ class Study:
                                         "of date): reload it", status=409)
                 conn.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
                              (name, item, question, value, _now()))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return self._state(conn, name)
 
     # ------------------------------------------------------------------ images and results
@@ -493,4 +528,4 @@ def open_or_create(db_path: str | os.PathLike, real_path=None, synthetic_path=No
 
 
 __all__: Sequence[str] = ("AnswerRefused", "Study", "StudyError", "check_reader_name",
-                          "create_study", "open_or_create", "study_items")
+                          "create_study", "open_or_create", "reader_key", "study_items")

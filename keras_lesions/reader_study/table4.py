@@ -5,7 +5,15 @@ accuracy on the real ROIs, on the synthetic ones and in total, and the
 accuracy of "is the ROI real?". Each with its count (the paper's
 "235\\302 = 77.8") and a 95% Wilson interval over the images (the images
 are the unit here; several lesions of one patient are not independent,
-so the interval is if anything too narrow on real data). Between every pair
+so the interval is if anything too narrow on real data).
+
+Accuracy on "is the ROI real?" depends on the mix: with 182 real ROIs of
+302, "real" to everything scores 60%. So each reader also gets what
+answering the commoner kind (and the commoner class) to every ROI would
+score, the balanced accuracy (the mean of the real ROIs called real and the
+synthetic ones called synthetic; 50% is chance whatever the mix), and
+Fisher's exact test of whether their real/synthetic answers depend on the
+truth at all (scipy). Between every pair
 of readers, over the images both answered: how often they gave the same
 class and the same real/synthetic answer (the paper: "agreed on the lesion
 class on 222 out of 302 lesions") and Cohen's kappa, which discounts the
@@ -27,13 +35,30 @@ from keras_lesions.reader_study.study import ORIGINS, Study
 
 
 def rate(correct: int, n: int) -> dict:
+    """A proportion with its Wilson interval; None where n is 0 (JSON has no NaN)."""
+    if not n:
+        return {"correct": int(correct), "n": 0, "rate": None, "ci95": [None, None]}
     low, high = wilson_interval(correct, n)
-    return {"correct": int(correct), "n": int(n),
-            "rate": float(correct / n) if n else float("nan"), "ci95": [low, high]}
+    return {"correct": int(correct), "n": int(n), "rate": float(correct / n),
+            "ci95": [float(low), float(high)]}
 
 
-def reader_rows(responses: list[dict]) -> dict[str, dict]:
-    """{reader: {real, synthetic, total, origin, synthetic_called_real}} rates."""
+def origin_test(mine: list[dict]) -> float | None:
+    """Fisher's exact test (two-sided) of the reader's real/synthetic answers
+    against the truth: the p-value of "the answers do not depend on it";
+    None when the ROIs answered are all of one kind."""
+    from scipy.stats import fisher_exact
+
+    table = [[sum(r["is_real"] == kind and r["said_real"] == said for r in mine)
+              for said in (True, False)] for kind in (True, False)]
+    if not all(sum(row) for row in table):
+        return None
+    return float(fisher_exact(table).pvalue)
+
+
+def reader_rows(responses: list[dict], class_names) -> dict[str, dict]:
+    """{reader: {real, synthetic, total, origin, synthetic_called_real,
+    origin_balanced, origin_p, chance}} over the ROIs each answered."""
     rows = {}
     for reader in dict.fromkeys(r["reader"] for r in responses):
         mine = [r for r in responses if r["reader"] == reader]
@@ -41,26 +66,39 @@ def reader_rows(responses: list[dict]) -> dict[str, dict]:
         real = [ok for ok, r in zip(right, mine) if r["is_real"]]
         synthetic = [ok for ok, r in zip(right, mine) if not r["is_real"]]
         origin = [r["said_real"] == r["is_real"] for r in mine]
+        kept = [r["said_real"] for r in mine if r["is_real"]]
         fooled = [r["said_real"] for r in mine if not r["is_real"]]
-        rows[reader] = {"real": rate(sum(real), len(real)),
-                        "synthetic": rate(sum(synthetic), len(synthetic)),
-                        "total": rate(sum(right), len(right)),
-                        "origin": rate(sum(origin), len(origin)),
-                        "synthetic_called_real": rate(sum(fooled), len(fooled))}
+        caught = (rate(sum(kept), len(kept)), rate(len(fooled) - sum(fooled), len(fooled)))
+        classes = [r["truth_class"] for r in mine]
+        majority = max(class_names, key=classes.count)
+        rows[reader] = {
+            "real": rate(sum(real), len(real)),
+            "synthetic": rate(sum(synthetic), len(synthetic)),
+            "total": rate(sum(right), len(right)),
+            "origin": rate(sum(origin), len(origin)),
+            "synthetic_called_real": rate(sum(fooled), len(fooled)),
+            "origin_balanced": (None if None in (caught[0]["rate"], caught[1]["rate"])
+                                else (caught[0]["rate"] + caught[1]["rate"]) / 2),
+            "origin_p": origin_test(mine),
+            # what answering without looking scores on the same ROIs
+            "chance": {"commoner_kind": "real" if 2 * len(kept) >= len(mine) else "synthetic",
+                       "commoner_kind_share": max(len(kept), len(fooled)) / len(mine),
+                       "majority_class": majority,
+                       "majority_share": classes.count(majority) / len(mine)}}
     return rows
 
 
-def kappa(a: list[str], b: list[str], labels) -> float:
-    """Cohen's kappa; NaN where it is undefined (both readers always gave
+def kappa(a: list[str], b: list[str], labels) -> float | None:
+    """Cohen's kappa; None where it is undefined (both readers always gave
     the same single answer: no chance agreement to discount)."""
     from sklearn.metrics import cohen_kappa_score
 
     if not a:
-        return float("nan")
+        return None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # undefined kappa: scikit-learn warns, we say so
         value = cohen_kappa_score(a, b, labels=list(labels))
-    return float(value) if np.isfinite(value) else float("nan")
+    return float(value) if np.isfinite(value) else None
 
 
 def agreement(responses: list[dict], class_names) -> list[dict]:
@@ -93,17 +131,10 @@ def agreement(responses: list[dict], class_names) -> list[dict]:
 def table4(study: Study) -> dict:
     """Table 4 and the readers' agreement, as data."""
     responses = study.responses()
-    truths = list(study.truths().values())
-    classes = [t["truth_class"] for t in truths]
-    majority = max(study.class_names, key=classes.count)
-    # what answering without looking scores: "real" to every ROI, the
-    # commonest class to every ROI (the paper's 182 of 302 are 60% real)
-    chance = {"always_real": sum(t["is_real"] for t in truths) / len(truths),
-              "majority_class": majority,
-              "majority_share": classes.count(majority) / len(truths)}
-    return {"study": str(study.path), "n_real": study.meta["n_real"], "chance": chance,
+    return {"study": str(study.path), "n_real": study.meta["n_real"],
             "n_synthetic": study.meta["n_synthetic"], "class_names": study.class_names,
-            "progress": study.progress(), "readers": reader_rows(responses),
+            "progress": study.progress(),
+            "readers": reader_rows(responses, study.class_names),
             "agreement": agreement(responses, study.class_names)}
 
 
@@ -115,30 +146,47 @@ def _cell(r: dict, counts: bool = False) -> str:
     return f"{head}{100 * r['rate']:.1f} ({100 * low:.1f}–{100 * high:.1f})"
 
 
-def _kappa(value: float) -> str:
-    return "undefined" if not np.isfinite(value) else f"{value:.2f}"
+def _kappa(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def table4_lines(result: dict) -> list[str]:
     """Table 4 as Markdown lines (the paper's columns, then the agreement)."""
     lines = ["| reader | class accuracy, real (%) | class accuracy, synthetic (%) | "
-             "class accuracy, total (%) | is the ROI real? total (%) | synthetic called "
-             "real (%) |", "|---|---|---|---|---|---|"]
+             "class accuracy, total (%) | is the ROI real? total (%) |", "|---|---|---|---|---|"]
     for reader, row in result["readers"].items():
         lines.append(f"| {reader} | {_cell(row['real'])} | {_cell(row['synthetic'])} | "
-                     f"{_cell(row['total'], True)} | {_cell(row['origin'], True)} | "
-                     f"{_cell(row['synthetic_called_real'])} |")
+                     f"{_cell(row['total'], True)} | {_cell(row['origin'], True)} |")
     if not result["readers"]:
-        lines.append("| (no reader has answered an image) | | | | | |")
+        lines.append("| (no reader has answered an image) | | | | |")
     unfinished = [f"{name} ({p['done']} of {p['total']})"
                   for name, p in result["progress"].items() if not p["finished"]]
-    chance = result["chance"]
     lines += ["", f"{result['n_real']} real and {result['n_synthetic']} synthetic ROIs; 95% "
-              "Wilson intervals over the images. Without looking, answering \"real\" to "
-              f"every ROI scores {100 * chance['always_real']:.1f}% on \"is the ROI real?\" "
-              f"and {chance['majority_class']} to every ROI {100 * chance['majority_share']:.1f}%"
-              " on the class: a reader near those figures did not tell the kinds or the "
-              "classes apart."]
+              "Wilson intervals over the images."]
+    if result["readers"]:
+        lines += ["", "Read against what answering without looking scores on the same ROIs "
+                  "(the commoner kind, the commonest class, to every ROI), and whether the "
+                  "real/synthetic answers depend on the truth at all (balanced accuracy: 50% "
+                  "is chance whatever the mix; Fisher's exact test):", "",
+                  "| reader | class: commonest class to all (%) | real?: commoner kind to all "
+                  "(%) | real?: balanced accuracy (%) | synthetic called real (%) | "
+                  "real?: Fisher p |", "|---|---|---|---|---|---|"]
+        for reader, row in result["readers"].items():
+            chance = row["chance"]
+            balanced = row["origin_balanced"]
+            lines.append(f"| {reader} | {100 * chance['majority_share']:.1f} "
+                         f"({chance['majority_class']}) | "
+                         f"{100 * chance['commoner_kind_share']:.1f} ({chance['commoner_kind']})"
+                         f" | {'–' if balanced is None else f'{100 * balanced:.1f}'} | "
+                         f"{_cell(row['synthetic_called_real'])} | {_p(row['origin_p'])} |")
+        lines += ["", "A Fisher p of 0.05 or more: no evidence that the reader told real from "
+                  "synthetic ROIs (which is not evidence that they could not)."]
     if unfinished:
         lines.append("Not finished, counted over the images answered so far: "
                      + ", ".join(unfinished) + ".")
@@ -156,14 +204,16 @@ def table4_lines(result: dict) -> list[str]:
     return lines
 
 
-def write_table4(study: Study | str | os.PathLike, out_dir: str | os.PathLike) -> dict:
-    """Write table4.md and table4.json to ``out_dir``; returns the data with
-    the paths (``md``, ``json``)."""
+def write_table4(study: Study | str | os.PathLike, out_dir: str | os.PathLike,
+                 stem: str = "table4") -> dict:
+    """Write ``<stem>.md`` and ``<stem>.json`` to ``out_dir`` (both made
+    before either is written); returns the data with their paths (``md``,
+    ``json``)."""
     study = study if isinstance(study, Study) else Study(study)
     result = table4(study)
+    text = "\n".join(["# Table 4: the readers' assessment of the lesion ROIs (Frid-Adar §4.4)",
+                      "", f"Study: {study.path}", "", *table4_lines(result), ""])
     out_dir = Path(out_dir)
-    md = write_text(out_dir / "table4.md", "\n".join(
-        ["# Table 4: the readers' assessment of the lesion ROIs (Frid-Adar §4.4)", "",
-         f"Study: {study.path}", "", *table4_lines(result), ""]))
-    js = write_json(out_dir / "table4.json", result)
+    js = write_json(out_dir / f"{stem}.json", result)
+    md = write_text(out_dir / f"{stem}.md", text)
     return {**result, "md": str(md), "json": str(js)}
