@@ -569,6 +569,10 @@ def test_a_reader_in_a_real_browser(study, served, browser):
     assert (row["total"]["correct"], row["total"]["n"]) == (6, 10)
     # right on the 6 real ROIs and on the one synthetic ROI it called synthetic
     assert (row["origin"]["correct"], row["synthetic_called_real"]["correct"]) == (7, 3)
+    # and what `kl reader-study report` writes
+    written = Path(write_table4(study, study.path.parent, stem="study-table4")["md"])
+    assert "| Reader One | 100.0 (61.0–100.0) | 0.0 (0.0–49.0) | 6\\10 = 60.0" in \
+        written.read_text()
 
 
 # --------------------------------------------------------------------------- in an experiment
