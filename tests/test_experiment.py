@@ -55,6 +55,27 @@ def test_curve_runs_every_fold_and_group_and_resumes(tmp_path, folded_dataset):
     again = run_experiment(config, log=lambda line: None)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.keras")} == stamps
     assert again["curve"] == result["curve"]
+    # ... nor remakes the report, until a report-only setting changes or a
+    # run it reads finished after it (evaluate.baselines turned on later)
+    result_json = out / "report" / "result.json"
+    made = result_json.stat().st_mtime_ns
+    lines = []
+    run_experiment(config, log=lines.append)
+    assert result_json.stat().st_mtime_ns == made and not any("made again" in x for x in lines)
+    margin = tiny_config(tmp_path, folded_dataset, **{"evaluate.class_sensitivity_margin": 0.1})
+    run_experiment(margin, log=lines.append)
+    assert "the report is made again: evaluate.class_sensitivity_margin changed" in lines
+    assert result_json.stat().st_mtime_ns > made
+    import os
+
+    done = run_dir(out, 1, "D_aug2") / "done.json"
+    later = result_json.stat().st_mtime + 10
+    os.utime(done, (later, later))
+    lines.clear()
+    run_experiment(margin, log=lines.append)
+    assert "the report is made again: run fold1/classifier/D_aug2/seed0 finished after it" \
+        in lines
+    assert result_json.stat().st_mtime_ns > made
 
 
 def run_dir(out, fold, group, seed=0):

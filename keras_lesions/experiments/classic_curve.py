@@ -566,7 +566,7 @@ def classic_report(exp: Experiment, plan_: Plan) -> dict:
 def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     result = {**classic_report(exp, plan(exp)),
               "report": str(exp.layout.report / "classic_curve.png")}
-    write_json(exp.layout.result, result)
+    exp.write_result(result)
     ctx.log(f"report: {exp.layout.report}")
 
 

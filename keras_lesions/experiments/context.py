@@ -32,6 +32,17 @@ REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sen
 LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy"}
 EARLIER_SATURATION_TOLERANCE = 0.01  # evaluate.saturation_tolerance's default until 2026-12
 Log = Callable[[str], None]
+
+
+def report_settings(config: ExperimentConfig) -> dict:
+    """The report-only settings' values, "section.key": value (a study's path resolved)."""
+    settings = config.to_dict()
+    values = {f"{section}.{key}": settings[section][key] for section, key in REPORT_ONLY_SETTINGS}
+    if values["evaluate.reader_study"] is not None:
+        values["evaluate.reader_study"] = str(Path(values["evaluate.reader_study"]).resolve())
+    return values
+
+
 # (label, done, total), drawn as bars by the CLI
 Progress = Callable[[str, int, int], None]
 
@@ -54,6 +65,12 @@ class Experiment:
     _unrecorded: dict | None = field(default=None, repr=False)
     _splits: dict = field(default_factory=dict, repr=False)
     _views: dict = field(default_factory=dict, repr=False)
+
+    def write_result(self, result: dict) -> None:
+        """``report/result.json`` (the report run's done marker), with the
+        report-only settings it was made with: a later ``kl experiment``
+        remakes the report when they change (``stale_report``)."""
+        write_json(self.layout.result, {**result, "report_settings": report_settings(self.config)})
 
     def record(self) -> None:
         """Write ``experiment.json`` and ``config.yaml`` if this folder has no

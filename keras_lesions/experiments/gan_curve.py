@@ -608,7 +608,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     write_json(out / "gan_summary.json", {k: v for k, v in result.items()
                                           if k not in ("baseline_summary", "best_summary",
                                                        "classic")})
-    write_json(exp.layout.result, result)
+    exp.write_result(result)
     ctx.log(f"report: {out / 'gan_report.md'}")
 
 

@@ -317,7 +317,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
               "comparison": found["mixtures"], "comparisons": found, "adversary": adversary,
               "code_effect": effect, "report": str(report_path)}
     write_json(out / "mixture.json", result)
-    write_json(exp.layout.result, result)
+    exp.write_result(result)
     ctx.log(f"report: {report_path}")
 
 

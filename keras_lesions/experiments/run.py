@@ -1,12 +1,15 @@
 """Running an experiment from its config: the library function behind ``kl experiment``."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from keras_lesions.config import ExperimentConfig
-from keras_lesions.experiments.context import Log, Progress
+from keras_lesions.experiments.context import Experiment, Log, Progress, report_settings
 from keras_lesions.experiments.executors import (
     ExecutionError, SequentialExecutor, execute, executing_runs)
 from keras_lesions.experiments.kind import StepContext
-from keras_lesions.experiments.plan import DONE, PlanError
+from keras_lesions.experiments.plan import DONE, Plan, PlanError
 from keras_lesions.experiments.registry import kind_of, open_for
 from keras_lesions.experiments.table4 import reader_study_of
 from keras_lesions.runs.folder import check_run_folder, discard_for_restart, tidy_finished
@@ -65,6 +68,11 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
     exp.record()
     for spec in plan.specs:  # what a kill right after a run finished left
         tidy_finished(exp.layout.run_dir(spec.id))
+    if only in (None, "report") and not plan.later and any(s.id == "report" for s in plan.specs):
+        reason = stale_report(exp, plan)
+        if reason:  # the report is remade from the finished runs, nothing else
+            log(f"the report is made again: {reason}")
+            exp.layout.result.unlink()
     if restart:
         discard_for_restart([exp.layout.run_dir(s.id) for s in
                              ([plan.get(only)] if only is not None else plan.specs)], log)
@@ -76,6 +84,35 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
         return load_result(config) if only == "report" else None
     executor.run(exp, kind, ctx)
     return load_result(config)
+
+
+def stale_report(exp: Experiment, plan: Plan) -> str | None:
+    """Why the finished report must be made again, or None: a run it reads
+    finished after it (e.g. ``evaluate.baselines`` turned on for a finished
+    experiment), a report-only setting changed since (its result records
+    them), or the reader study has answers newer than it. A report made
+    before results recorded their settings is judged by the other two."""
+    report = plan.get("report")
+    if not report.is_done(exp.layout.root):
+        return None
+    made = exp.layout.result.stat().st_mtime
+    for run_id in report.depends_on:
+        output = exp.layout.root / plan.get(run_id).output
+        if output.exists() and output.stat().st_mtime > made:
+            return f"run {run_id} finished after it"
+    try:
+        recorded = json.loads(exp.layout.result.read_text(encoding="utf-8"))
+        recorded = recorded.get("report_settings") if isinstance(recorded, dict) else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{exp.layout.result} is unreadable"
+    now = report_settings(exp.config)
+    changed = [key for key in now if recorded is not None and recorded.get(key) != now[key]]
+    if changed:
+        return f"{changed[0]} changed"
+    study = now["evaluate.reader_study"]
+    if study is not None and Path(study).stat().st_mtime > made:
+        return "the reader study has answers newer than the report"
+    return None
 
 
 def rebuild_report(config: ExperimentConfig, log: Log = print) -> dict:
