@@ -58,7 +58,8 @@ def serve_command(db_path, real_path, synthetic_path, n_real, n_synthetic, seed,
          f"{', '.join(study.readers()) or 'none'}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         note(f"listening on {host}: anyone who can reach this machine on port {port} can "
-             "open the study")
+             "open the study" + (" (and requests for any host name are answered)"
+                                 if host in ("0.0.0.0", "::") else ""))
     serve(study, host=host, port=port, log=note)
 
 

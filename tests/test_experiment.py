@@ -76,6 +76,18 @@ def test_curve_runs_every_fold_and_group_and_resumes(tmp_path, folded_dataset):
     assert "the report is made again: run fold1/classifier/D_aug2/seed0 finished after it" \
         in lines
     assert result_json.stat().st_mtime_ns > made
+    os.utime(done, (made / 1e9, made / 1e9))
+    # a report written before results recorded their settings is made once more
+    old = json.loads(result_json.read_text())
+    old.pop("report_settings")
+    result_json.write_text(json.dumps(old))
+    lines.clear()
+    run_experiment(margin, log=lines.append)
+    assert "the report is made again: it was made before reports recorded their settings" \
+        in lines
+    lines.clear()
+    run_experiment(margin, log=lines.append)
+    assert not any("made again" in x for x in lines)
 
 
 def run_dir(out, fold, group, seed=0):

@@ -334,7 +334,7 @@ def test_gan_report_has_table4_of_a_scripted_reader(experiment, tmp_path):
     import yaml
 
     from keras_lesions.config import load_config
-    from keras_lesions.experiments.run import rebuild_report
+    from keras_lesions.experiments.run import run_experiment
     from keras_lesions.reader_study.app import create_app
     from keras_lesions.reader_study.study import create_study
 
@@ -356,7 +356,9 @@ def test_gan_report_has_table4_of_a_scripted_reader(experiment, tmp_path):
     settings["evaluate"]["reader_study"] = str(study.path)
     with_study = tmp_path / "with-study.yaml"
     with_study.write_text(yaml.safe_dump(settings))
-    rebuild_report(load_config(with_study), log=lambda line: None)  # a report-only setting
+    lines = []
+    run_experiment(load_config(with_study), log=lines.append)  # only the report is remade
+    assert "the report is made again: evaluate.reader_study changed" in lines
     report = experiment["out"] / "report"
     markdown = (report / "gan_report.md").read_text()
     assert "## Fig. 9" in markdown and "## Table 6" in markdown
@@ -365,6 +367,17 @@ def test_gan_report_has_table4_of_a_scripted_reader(experiment, tmp_path):
     assert "| Scripted | 100.0 (" in markdown and "12\\12 = 100.0" in markdown
     assert "6\\12 = 50.0" in markdown
     assert (report / "table4.md").is_file()
+    # a second reader's first answer: the next run remakes the report with it
+    study.start_reader("Second")
+    study.answer("Second", 0, "class", study.class_names[0])
+    study.answer("Second", 0, "origin", "real")
+    lines.clear()
+    run_experiment(load_config(with_study), log=lines.append)
+    assert "the report is made again: the reader study holds answers it has not read" in lines
+    assert "| Second |" in (report / "gan_report.md").read_text()
+    lines.clear()
+    run_experiment(load_config(with_study), log=lines.append)
+    assert not any("made again" in x for x in lines)
 
     settings["evaluate"]["reader_study"] = str(tmp_path / "absent.sqlite")
     with_study.write_text(yaml.safe_dump(settings))

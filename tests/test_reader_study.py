@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_lesions.data.dataset import Lesion, LesionDataset, write_dataset
-from keras_lesions.reader_study.app import create_app
+from keras_lesions.reader_study.app import create_app, trusted_hosts
 from keras_lesions.reader_study.study import (AnswerRefused, Study, StudyError,
                                               check_reader_name, create_study, open_or_create)
 from keras_lesions.reader_study.table4 import table4, table4_lines, write_table4
@@ -170,6 +170,14 @@ def test_a_damaged_database_is_one_clear_error(tmp_path):
         Study(other)
     with pytest.raises(StudyError, match="no such study database"):
         Study(tmp_path / "absent.sqlite")
+    earlier = tmp_path / "earlier.sqlite"
+    with sqlite3.connect(earlier) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                         [("format", '"keras-lesions reader study"'), ("version", "1")])
+    with pytest.raises(StudyError, match="is a version 1 study; this keras-lesions reads "
+                                         "version 2"):
+        Study(earlier)
     assert not (tmp_path / "absent.sqlite").exists()
 
 
@@ -261,7 +269,13 @@ def test_table4_for_scripted_readers(study):
 
     answer_all(study, "Expert 1", expert)
     answer_all(study, "Expert 2", perfect)
+    answer_all(study, "Contrary", lambda t: (t["truth_class"],
+                                             "synthetic" if t["is_real"] else "real"))
     result = table4(study)
+    # reliably wrong is not telling them apart: the test is one-sided
+    contrary = result["readers"].pop("Contrary")
+    assert contrary["origin"]["correct"] == 0 and contrary["origin_p"] == pytest.approx(1)
+    result["agreement"] = [p for p in result["agreement"] if "Contrary" not in p["readers"]]
     one, two = result["readers"]["Expert 1"], result["readers"]["Expert 2"]
     # "real" to all scores 60% here: Expert 1's 6 of 10 is no better, and says nothing
     assert one["chance"]["commoner_kind"] == "real"
@@ -368,6 +382,12 @@ def test_the_web_application_over_http(study):
     assert client.get("/api/state/O'Brien").json["done"] == 0
     # a page of another site that re-points its name at 127.0.0.1 gets nothing
     assert client.get("/api/state/O'Brien", headers={"Host": "evil.example"}).status_code == 400
+    ipv6 = create_app(study, trusted_hosts("::1")).test_client()
+    assert ipv6.get("/", headers={"Host": "[::1]:8765"}).status_code == 200
+    assert ipv6.get("/", headers={"Host": "evil.example:8765"}).status_code == 400
+    assert trusted_hosts("0.0.0.0") is None  # every address: its names cannot be known
+    assert create_app(study, None).test_client().get(
+        "/", headers={"Host": "ward-pc.example"}).status_code == 200
     assert b'href="/read/' not in client.get("/").data  # no one continues as a colleague
     answer_all(study, "O'Brien", lambda t: (t["truth_class"], "real"))
     end = client.get("/read/O%27Brien")

@@ -588,7 +588,8 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
             exp, the_plan, {"CNN-AUG": summaries["CNN-AUG"],
                             "CNN-AUG-GAN": summaries[DCGAN.title]})
         appendix += fig9_lines(arms, out / "fig9_tsne.png")
-    appendix += table4_appendix(exp.config, names, out)  # evaluate.reader_study
+    table4, study_answers = table4_appendix(exp.config, names, out)  # evaluate.reader_study
+    appendix += table4
     write_gan_report(out, exp.config, names, classic=classic_result, comparisons=found,
                      summaries=summaries, curves=curves, sizes=sizes, quality=quality,
                      sentence=sentence, has_extra=has_extra_pool(exp),
@@ -604,7 +605,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
               "quality": quality, "selected_on": classic.selected_on(exp.config),
               "selection_effect": effect, "baseline_summary": summaries["CNN-AUG"],
               "best_summary": summaries[DCGAN.title], "classic": classic_result,
-              "report": str(out / "gan_report.md")}
+              "report": str(out / "gan_report.md"), "reader_study_answers": study_answers}
     write_json(out / "gan_summary.json", {k: v for k, v in result.items()
                                           if k not in ("baseline_summary", "best_summary",
                                                        "classic")})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.experiments.context import Experiment, Log, Progress, report_settings
@@ -88,30 +87,36 @@ def run_experiment(config: ExperimentConfig, *, executor=None, only: str | None 
 
 def stale_report(exp: Experiment, plan: Plan) -> str | None:
     """Why the finished report must be made again, or None: a run it reads
-    finished after it (e.g. ``evaluate.baselines`` turned on for a finished
-    experiment), a report-only setting changed since (its result records
-    them), or the reader study has answers newer than it. A report made
-    before results recorded their settings is judged by the other two."""
+    is not finished or finished after it (``evaluate.baselines`` turned on
+    for a finished experiment), a report-only setting changed since, the
+    report predates the record of its settings, or the reader study holds
+    answers the report did not read. Remaking it is cheap: it reads
+    finished runs."""
     report = plan.get("report")
     if not report.is_done(exp.layout.root):
         return None
     made = exp.layout.result.stat().st_mtime
     for run_id in report.depends_on:
         output = exp.layout.root / plan.get(run_id).output
-        if output.exists() and output.stat().st_mtime > made:
+        if not output.exists():
+            return f"it does not have run {run_id} yet"
+        if output.stat().st_mtime > made:
             return f"run {run_id} finished after it"
     try:
-        recorded = json.loads(exp.layout.result.read_text(encoding="utf-8"))
-        recorded = recorded.get("report_settings") if isinstance(recorded, dict) else None
+        result = json.loads(exp.layout.result.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return f"{exp.layout.result} is unreadable"
+    recorded = result.get("report_settings") if isinstance(result, dict) else None
+    if not isinstance(recorded, dict):
+        return "it was made before reports recorded their settings"
     now = report_settings(exp.config)
-    changed = [key for key in now if recorded is not None and recorded.get(key) != now[key]]
+    changed = [key for key in now if recorded.get(key) != now[key]]
     if changed:
         return f"{changed[0]} changed"
-    study = now["evaluate.reader_study"]
-    if study is not None and Path(study).stat().st_mtime > made:
-        return "the reader study has answers newer than the report"
+    if now["evaluate.reader_study"] is not None:
+        answers = reader_study_of(exp.config).answer_count()
+        if answers != result.get("reader_study_answers"):
+            return "the reader study holds answers it has not read"
     return None
 
 

@@ -27,17 +27,20 @@ def reader_study_of(config: ExperimentConfig, class_names=None) -> Study | None:
     return study
 
 
-def table4_appendix(config: ExperimentConfig, class_names, report_dir) -> list[str]:
+def table4_appendix(config: ExperimentConfig, class_names, report_dir
+                    ) -> tuple[list[str], int | None]:
     """report/table4.md and its Markdown lines for the report (none without
-    a study)."""
+    a study), and how many answers the study held when it was read (None
+    without one): the report is made again once it holds more."""
     from keras_lesions.reader_study.table4 import table4_lines, write_table4
 
     study = reader_study_of(config, class_names)
     if study is None:
-        return []
+        return [], None
+    answers = study.answer_count()  # before reading: an answer given meanwhile remakes it
     result = write_table4(study, report_dir)
     return ["", "## Table 4: the readers' assessment of the lesion ROIs (§4.4)", "",
             f"From the reader study {study.path} ({study.meta['n_real']} real ROIs of "
             f"{study.meta['real']['path']}, {study.meta['n_synthetic']} synthetic of "
             f"{study.meta['synthetic']['path']}); table4.md has the same table.", "",
-            *table4_lines(result)]
+            *table4_lines(result)], answers

@@ -13,21 +13,23 @@ so a browser's cache never shows one study's image in another. Reader
 names are checked by the study and escaped by Jinja's autoescaping. The
 answer endpoint reads JSON only, which a page of another site cannot send
 to it without the browser asking first (a CORS preflight this application
-never grants), and requests must name a trusted host (Flask's
-TRUSTED_HOSTS), which stops a site that re-points its own name at
-127.0.0.1 (DNS rebinding).
+never grants), and requests must name a trusted host, which stops a site
+that re-points its own name at 127.0.0.1 (DNS rebinding). (Checked here,
+not with Flask's TRUSTED_HOSTS, which werkzeug 3.1 cannot match for IPv6
+addresses such as ::1.)
 """
 from __future__ import annotations
 
 import logging
 import sqlite3
+from urllib.parse import urlsplit
 
 from keras_lesions.reader_study.study import AnswerRefused, Study
 
 # One key per answer (shown on the page): the classes by number, as in the
 # study database's class order, then R / S for real / synthetic.
 ORIGIN_KEYS = {"r": "real", "s": "synthetic"}  # the values are study.ORIGINS
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
@@ -42,7 +44,15 @@ def trusted_hosts(host: str) -> list[str] | None:
     address, whose names this machine cannot know."""
     if host in ANY_ADDRESS:
         return None
-    return list(dict.fromkeys([*LOOPBACK_NAMES, host]))
+    return list(dict.fromkeys([*LOOPBACK_NAMES, host.strip("[]").lower()]))
+
+
+def host_name(header: str) -> str | None:
+    """The host name of a Host header, without port or IPv6 brackets."""
+    try:
+        return urlsplit(f"//{header}").hostname
+    except ValueError:
+        return None
 
 
 def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
@@ -55,8 +65,12 @@ def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
                             f"{len(study.class_names)} classes")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # an answer is a few dozen bytes
-    app.config["TRUSTED_HOSTS"] = hosts
     token = study.meta["token"]
+
+    @app.before_request
+    def trusted_host():
+        if hosts is not None and host_name(request.headers.get("Host", "")) not in hosts:
+            abort(400, "this study answers requests for this machine's own addresses only")
     keys = {"class": class_keys(study.class_names), "origin": ORIGIN_KEYS}
 
     def first_page(error: str | None = None, status: int = 200, name: str = ""):

@@ -8,18 +8,18 @@ so it can be copied, archived and reported on without the datasets:
   class and whether it is real).
 - ``readers`` and ``orders``: each reader's own random order of the items,
   drawn once when the reader starts and stored, so it is fixed for them.
-
-The seed picks which lesions are in the study (reproducible). The item ids
-and the readers' orders come from the operating system's randomness
-instead, and are stored: anything derived from a known seed could be
-recomputed from this open-source code by a reader, who would then know
-which ROIs are real.
 - ``answers``: one row per answer (a reader, an item, a question, a value),
   written in a transaction of its own the moment it is given. The primary
   key makes an answer final: a second answer to the same question is refused.
 
 Per image a reader answers two questions, in this order: the class
 ("class") and whether the ROI is real ("origin"), as in Frid-Adar §4.4.
+
+The seed picks which lesions are in the study (reproducible). The item ids
+and the readers' orders come from the operating system's randomness
+instead, and are stored: anything derived from a known seed could be
+recomputed from this open-source code by a reader, who would then know
+which ROIs are real.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ import numpy as np
 from keras_lesions.errors import KerasLesionsError
 
 FORMAT = "keras-lesions reader study"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: readers' keys and the study token
 QUESTIONS = ("class", "origin")
 ORIGINS = ("real", "synthetic")
 MAX_NAME = 40
@@ -318,19 +318,20 @@ class Study:
         self.path = Path(path)
         if not self.path.is_file():
             raise StudyError("no such study database", self.path)
+        damaged = StudyError("is not a reader-study database (unreadable or damaged)",
+                             self.path)
         try:
             with self._connection() as conn:
                 rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 self.meta = {k: json.loads(v) for k, v in rows.items()}
+                if self.meta.get("format") != FORMAT:
+                    raise StudyError("is not a reader-study database", self.path)
+                if self.meta.get("version") != FORMAT_VERSION:
+                    raise StudyError(f"is a version {self.meta.get('version')} study; this "
+                                     f"keras-lesions reads version {FORMAT_VERSION}", self.path)
                 self.n_items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         except (sqlite3.DatabaseError, json.JSONDecodeError, ValueError):
-            raise StudyError("is not a reader-study database (unreadable or damaged)",
-                             self.path) from None
-        if self.meta.get("format") != FORMAT:
-            raise StudyError("is not a reader-study database", self.path)
-        if self.meta.get("version") != FORMAT_VERSION:
-            raise StudyError(f"is a version {self.meta.get('version')} study; this keras-lesions "
-                             f"reads version {FORMAT_VERSION}", self.path)
+            raise damaged from None
         self.class_names: list[str] = list(self.meta["class_names"])
 
     @contextmanager
@@ -479,6 +480,12 @@ class Study:
         return [{"reader": r[0], "item": r[1], "position": r[2], "truth_class": r[3],
                  "is_real": bool(r[4]), "said_class": r[5], "said_real": r[6] == "real"}
                 for r in rows]
+
+    def answer_count(self) -> int:
+        """How many answers the study holds (answers are never removed, so a
+        report that read this many has read them all)."""
+        with self._connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
     def truths(self) -> dict[int, dict]:
         """{item id: {truth_class, is_real}}: for the report and scripted
