@@ -47,9 +47,10 @@ def serve_command(db_path, real_path, synthetic_path, n_real, n_synthetic, seed,
     answer is saved in the database the moment it is given, so a reader can
     close the browser and resume at the same image.
     """
-    from keras_lesions.reader_study.app import serve
+    from keras_lesions.reader_study.app import listen, serve
     from keras_lesions.reader_study.study import open_or_create
 
+    listening = listen(host, port)  # a taken port is refused before a study is made
     study, created = open_or_create(db_path, real_path, synthetic_path, n_real=n_real,
                                     n_synthetic=n_synthetic, seed=seed)
     meta = study.meta
@@ -60,7 +61,7 @@ def serve_command(db_path, real_path, synthetic_path, n_real, n_synthetic, seed,
         note(f"listening on {host}: anyone who can reach this machine on port {port} can "
              "open the study" + (" (and requests for any host name are answered)"
                                  if host in ("0.0.0.0", "::") else ""))
-    serve(study, host=host, port=port, log=note)
+    serve(study, listening, host=host, log=note)
 
 
 @reader_study_group.command("report")

@@ -22,7 +22,8 @@ import pytest
 from keras_lesions.data.dataset import Lesion, LesionDataset, write_dataset
 from keras_lesions.reader_study.app import create_app, trusted_hosts
 from keras_lesions.reader_study.study import (AnswerRefused, Study, StudyError,
-                                              check_reader_name, create_study, open_or_create)
+                                              check_reader_name, create_study, open_or_create,
+                                              study_items)
 from keras_lesions.reader_study.table4 import table4, table4_lines, write_table4
 
 from conftest import make_toy_dataset
@@ -137,6 +138,11 @@ def test_a_bad_study_is_refused_and_nothing_is_written(tmp_path, datasets):
         create_study(db, real, odd)
     with pytest.raises(StudyError, match="at least one lesion"):
         create_study(db, real, synthetic, n_real=0, n_synthetic=0)
+    many = make_toy_dataset()
+    many.class_names = [f"class{i}" for i in range(10)]
+    with pytest.raises(StudyError, match="has 10 classes; the study page answers the class "
+                                         "with one digit key, so at most 9"):
+        study_items(many, synthetic_dataset(), 1, 0, 0)
     assert not db.exists() and not list(tmp_path.glob("*.tmp*"))
     create_study(db, real, synthetic, n_real=2, n_synthetic=3)
     with pytest.raises(StudyError, match="exists already"):
@@ -420,7 +426,16 @@ def test_kl_reader_study_commands(study, tmp_path, datasets):
 
     junk = tmp_path / "junk.sqlite"
     junk.write_text("nope")
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
     for args, message in (
+            (["serve", "--db", str(tmp_path / "unmade.sqlite"), "--real", str(datasets[0]),
+              "--synthetic", str(datasets[1]), "--port", str(port)],
+             f"cannot listen on 127.0.0.1 port {port}: Address already in use"),
             (["report", str(junk)], "junk.sqlite: is not a reader-study database"),
             (["serve", "--db", str(study.path), "--n-real", "5"], "made with n-real 6, not 5"),
             (["serve", "--db", str(tmp_path / "new.sqlite"), "--real", str(datasets[0])],
@@ -429,6 +444,8 @@ def test_kl_reader_study_commands(study, tmp_path, datasets):
         assert done.returncode == 1, done.stderr
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+    taken.close()
+    assert not (tmp_path / "unmade.sqlite").exists()  # refused before the study was made
     answer_all(study, "R1", lambda t: (t["truth_class"], "real"))
     done = subprocess.run([*kl, "reader-study", "report", str(study.path), "-o",
                            str(tmp_path / "t4")], capture_output=True, text=True)

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from keras_lesions.evaluate import stats
+from keras_lesions.evaluate.report import prediction_clusters
 
 LABELS = {"accuracy": "total accuracy", "balanced_accuracy": "balanced accuracy",
           "auc": "macro AUC"}
@@ -54,8 +55,6 @@ def metric_interval(records: Sequence[dict], metric: str, n_classes: int,
     if not records:
         return {"metric": metric, "value": math.nan, "ci95": [math.nan, math.nan]}
     y_true = pooled(records, "y_true")
-    from keras_lesions.evaluate.report import prediction_clusters
-
     clusters, _ = prediction_clusters(records, patient_of)
     if metric == "auc":
         result = stats.cluster_bootstrap_auc(y_true, pooled(records, "probabilities"), clusters,

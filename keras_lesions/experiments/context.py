@@ -32,6 +32,8 @@ REPORT_ONLY_SETTINGS = (("evaluate", "positive_class"), ("evaluate", "target_sen
 LATER_SETTINGS = {("train", "class_balance"): "none", ("evaluate", "primary_metric"): "accuracy"}
 EARLIER_SATURATION_TOLERANCE = 0.01  # evaluate.saturation_tolerance's default until 2026-12
 Log = Callable[[str], None]
+# (label, done, total), drawn as bars by the CLI
+Progress = Callable[[str, int, int], None]
 
 
 def report_settings(config: ExperimentConfig) -> dict:
@@ -41,10 +43,6 @@ def report_settings(config: ExperimentConfig) -> dict:
     if values["evaluate.reader_study"] is not None:
         values["evaluate.reader_study"] = str(Path(values["evaluate.reader_study"]).resolve())
     return values
-
-
-# (label, done, total), drawn as bars by the CLI
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass

@@ -35,7 +35,6 @@ from keras_lesions.data.dataset import read_dataset, write_dataset
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.evaluate.crossval import group_name, run_record
 from keras_lesions.evaluate.gan_report import write_gan_report, write_synthetic_grid
-from keras_lesions.experiments.table4 import table4_appendix
 from keras_lesions.evaluate.primary import label as metric_label
 from keras_lesions.evaluate.report import text_table
 from keras_lesions.evaluate.verdict import accuracy_interval
@@ -46,6 +45,7 @@ from keras_lesions.experiments.extra_pool import (
 from keras_lesions.experiments.kind import ExperimentKind, StepContext
 from keras_lesions.experiments.layout import cell_tag
 from keras_lesions.experiments.plan import Plan, Resources, RunSpec
+from keras_lesions.experiments.table4 import table4_appendix
 from keras_lesions.io import write_json
 from keras_lesions.runs.folder import RunError, finish_run, read_json_record
 

@@ -21,10 +21,11 @@ addresses such as ::1.)
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 from urllib.parse import urlsplit
 
-from keras_lesions.reader_study.study import AnswerRefused, Study
+from keras_lesions.reader_study.study import AnswerRefused, Study, StudyError
 
 # One key per answer (shown on the page): the classes by number, as in the
 # study database's class order, then R / S for real / synthetic.
@@ -34,7 +35,8 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 def class_keys(class_names) -> dict[str, str]:
-    """{key: class}: "1", "2", ... in the study's class order (at most 9)."""
+    """{key: class}: "1", "2", ... in the study's class order (at most
+    ``study.MAX_CLASSES``, which ``study_items`` enforces: one digit each)."""
     return {str(i + 1): name for i, name in enumerate(class_names)}
 
 
@@ -60,9 +62,6 @@ def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
     ``hosts`` only (None: any host)."""
     from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 
-    if len(study.class_names) > 9:
-        raise AnswerRefused("the study page has one key per class, 1 to 9: this study has "
-                            f"{len(study.class_names)} classes")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # an answer is a few dozen bytes
     token = study.meta["token"]
@@ -71,6 +70,7 @@ def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
     def trusted_host():
         if hosts is not None and host_name(request.headers.get("Host", "")) not in hosts:
             abort(400, "this study answers requests for this machine's own addresses only")
+
     keys = {"class": class_keys(study.class_names), "origin": ORIGIN_KEYS}
 
     def first_page(error: str | None = None, status: int = 200, name: str = ""):
@@ -145,18 +145,40 @@ def create_app(study: Study, hosts: list[str] | None = LOOPBACK_NAMES):
     return app
 
 
-def serve(study: Study, host: str = "127.0.0.1", port: int = 8765, log=print) -> None:
-    """Serve the study until Ctrl+C (werkzeug's threaded server: a handful
-    of readers on one machine or a ward's network, not the internet)."""
+def listen(host: str = "127.0.0.1", port: int = 8765) -> socket.socket:
+    """A socket listening on (host, port), bound before anything else is
+    done (werkzeug would print its own advice and exit on a taken port).
+
+    Raises:
+        StudyError: the port is taken, or the address is not this machine's.
+    """
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as exc:
+        listening.close()
+        raise StudyError(f"cannot listen on {host} port {port}: {exc.strerror or exc} (another "
+                         "--port, or --port 0 for any free one)") from None
+    return listening
+
+
+def serve(study: Study, listening: socket.socket, host: str = "127.0.0.1", log=print) -> None:
+    """Serve the study on ``listening`` (from :func:`listen` with ``host``)
+    until Ctrl+C (werkzeug's threaded server: a handful of readers on one
+    machine or a ward's network, not the internet)."""
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = make_server(host, port, create_app(study, trusted_hosts(host)), threaded=True)
+    port = listening.getsockname()[1]
+    server = make_server(host, port, create_app(study, trusted_hosts(host)), threaded=True,
+                         fd=listening.fileno())
+    listening.close()  # the server holds its own copy of the socket
     shown = f"[{host}]" if ":" in host else host
     try:
         log(f"reader study of {study.n_items} images ({study.path}) at "
-            f"http://{shown}:{server.server_port}/ ; Ctrl+C stops it (every answer is "
-            "already saved)")
+            f"http://{shown}:{port}/ ; Ctrl+C stops it (every answer is already saved)")
         server.serve_forever()  # werkzeug's returns on Ctrl+C
     except KeyboardInterrupt:
         pass  # Ctrl+C before the server loop started

@@ -44,6 +44,7 @@ FORMAT_VERSION = 2  # 2: readers' keys and the study token
 QUESTIONS = ("class", "origin")
 ORIGINS = ("real", "synthetic")
 MAX_NAME = 40
+MAX_CLASSES = 9  # the study page answers a class with one digit key
 NAME_PUNCTUATION = " ._'-"
 # §4.4: "182 real lesions and 120 additional synthesized lesions"
 PAPER_N_SYNTHETIC = 120
@@ -153,6 +154,9 @@ def study_items(real, synthetic, n_real: int, n_synthetic: int, seed: int, *,
     n_synthetic = _count(n_synthetic, "the number of synthetic lesions")
     if n_real + n_synthetic == 0:
         raise StudyError("a study needs at least one lesion: n-real and n-synthetic are both 0")
+    if len(real.class_names) > MAX_CLASSES:
+        raise StudyError(f"has {len(real.class_names)} classes; the study page answers the "
+                         f"class with one digit key, so at most {MAX_CLASSES}", real_path)
     if real.extra.get("synthetic"):
         raise StudyError("is a synthetic dataset; --real takes the real lesions", real_path)
     unknown = [c for c in synthetic.class_names if c not in real.class_names]
