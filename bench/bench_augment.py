@@ -185,8 +185,7 @@ def measure(args: argparse.Namespace, verbose: bool = False) -> dict:
 
     canvases = OnlineCanvases.from_arrays(contexts, [l.roi_box for l in lesions],
                                           [l.diameter_px for l in lesions],
-                                          [l.label for l in lesions], size=args.size,
-                                          oversample=args.oversample)
+                                          [l.label for l in lesions], size=args.size)
     repeats = max(1, math.ceil(args.online_count / args.lesions))
     ds = online_augmented_dataset(canvases, repeats=repeats, batch_size=64, seed=args.seed)
     for _ in ds.take(1):

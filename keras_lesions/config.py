@@ -13,7 +13,7 @@ import os
 import reprlib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -311,9 +311,25 @@ class ComputeConfig:
     was made with), or a mixed policy for GPUs: "mixed_float16" (with dynamic
     loss scaling) or "mixed_bfloat16". A mixed run's figures differ from a
     float32 run's, so it is part of every run's settings.
+
+    ``xla``: compile every train step with XLA (``jit_compile``). Off by
+    default, also on a GPU (where Keras' "auto" would turn it on): on this
+    project's CPU it is slower (``bench/run.py --jit``), and under XLA
+    TensorFlow's random ops draw other numbers for the same seed (z, the
+    DiffAugment draws, dropout masks), so an XLA run does not give the
+    figures of the same run without it. It is part of a run's settings when
+    on; ``tests/test_xla.py`` checks every step under it on the CPU.
     """
 
     precision: str = DEFAULT_PRECISION
+    xla: bool = False
+
+    def changed(self) -> dict:
+        """The settings that differ from the defaults (what run settings and
+        fingerprints record, so that runs from before a switch existed keep
+        theirs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}
 
 
 @dataclass

@@ -33,10 +33,11 @@ classifier that rotated images have dark corners.
 Resampling happens twice, both in TensorFlow and batched: one bilinear
 ``ImageProjectiveTransformV3`` maps an intermediate grid at about the native
 resolution of the crop (at most ``oversample·size`` pixels across) to context
-coordinates and does rotation, flip, shift and crop in a single pass; then
-``tf.image.resize(..., "bicubic", antialias=True)`` brings it to ``size`` (the
-papers' bicubic resize; the antialias low-pass matters when a large ROI shrinks
-by several times). Contexts whose largest crop exceeds ``oversample·size``
+coordinates and does rotation, flip, shift and crop in a single pass; then an
+antialiased bicubic resize brings it to ``size`` (the papers' bicubic resize;
+the antialias low-pass matters when a large ROI shrinks by several times):
+``tf.image.resize(..., "bicubic", antialias=True)``'s weights, applied as two
+matrix products (``resize_bicubic_antialiased``). Contexts whose largest crop exceeds ``oversample·size``
 pixels are first shrunk once per lesion with the same antialiased bicubic
 resize, so the bilinear pass never skips pixels. Results are clipped to [0, 1]
 because bicubic kernels overshoot at sharp edges.
@@ -447,8 +448,49 @@ def affine_crop_resize(images, centers, sides, angles_rad, flip_signs, shifts, *
         images=images, transforms=transforms, output_shape=tf.cast(grid, tf.int32),
         fill_value=tf.constant(0.0, tf.float32), interpolation="BILINEAR",
         fill_mode=fill_mode.upper())
-    resized = tf.image.resize(warped, tf.stack([size, size]), method="bicubic", antialias=True)
-    return tf.clip_by_value(resized, 0.0, 1.0)
+    return tf.clip_by_value(resize_bicubic_antialiased(warped, grid_size, size), 0.0, 1.0)
+
+
+def _keys_cubic(x):
+    """Keys' cubic kernel with a = −0.5 at |x| (TensorFlow's "bicubic")."""
+    return tf.where(x >= 2.0, 0.0, tf.where(x >= 1.0, ((-0.5 * x + 2.5) * x - 4.0) * x + 2.0,
+                                            ((1.5 * x - 2.5) * x) * x + 1.0))
+
+
+def bicubic_weights(from_side, to_side):
+    """(to_side, from_side) float32 weights of an antialiased bicubic resize.
+
+    Row o holds what ``tf.image.resize(..., "bicubic", antialias=True)`` (the
+    ``ScaleAndTranslate`` kernel) gives input pixel i for output pixel o: the
+    sample sits at (o + 0.5)·s with s = from/to, the kernel is stretched by
+    max(s, 1) when shrinking (the antialiasing low-pass), and each row is
+    normalised over the taps inside the image.
+    """
+    source = tf.cast(from_side, tf.float32)
+    target = tf.cast(to_side, tf.float32)
+    inverse_scale = source / target
+    stretch = tf.maximum(inverse_scale, 1.0)
+    samples = (tf.range(target) + 0.5) * inverse_scale
+    offsets = tf.range(source)[None, :] + 0.5 - samples[:, None]
+    weights = _keys_cubic(tf.abs(offsets / stretch))
+    return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+
+
+def resize_bicubic_antialiased(images, from_side, to_side):
+    """Square one-channel images from ``from_side`` to ``to_side`` pixels.
+
+    Equal to ``tf.image.resize(images, (to, to), "bicubic", antialias=True)``
+    to a few 10⁻⁶, and 4–12× faster on a CPU (``bench/bench_augment.py``):
+    the separable kernel as two matrix products, W·X·Wᵀ, with W from
+    :func:`bicubic_weights`, instead of ``ScaleAndTranslate``'s gathers.
+
+    Args:
+        images: float32 (B, from_side, from_side, 1).
+        from_side, to_side: ints or int tensors.
+    """
+    weights = bicubic_weights(from_side, to_side)[None]
+    planes = tf.convert_to_tensor(images, tf.float32)[..., 0]
+    return tf.matmul(tf.matmul(weights, planes), weights, transpose_b=True)[..., None]
 
 
 _SIGNATURE = [

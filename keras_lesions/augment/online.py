@@ -10,12 +10,21 @@ Variable-size contexts cannot be batched, so each lesion is first resampled
 once to a fixed square *canvas* (``prepare_online_canvases``): the region of
 side ``canvas_ratio`` × ROI side around the ROI centre (real context tissue
 where the lesion has it, reflection beyond), resized bicubically with
-antialiasing to C = canvas_ratio·oversample·size pixels. The ROI thus spans
-about ``oversample·size`` canvas pixels for every lesion, the scale relation
-(ROI side, diameter, shift limit) is converted to canvas pixels per lesion, and
-the pipeline applies the same single-pass ``affine_crop_resize`` as the offline
-path (bilinear at about one canvas pixel per grid pixel, then bicubic down to
-``size``). Memory: n·C² floats (239 lesions at size 64: 63 MB).
+antialiasing (TensorFlow) to C = canvas_ratio·size pixels, so the ROI spans
+about ``size`` canvas pixels for every lesion. The scale relation (ROI side,
+diameter, shift limit) is converted to canvas pixels per lesion.
+
+Each showing is then one bicubic affine warp of its canvas straight to the
+output (``warp_showings``: OpenCV's ``warpAffine``, one image per call, in a
+``tf.numpy_function``), at about one canvas pixel per output pixel (0.85–1.15
+with the zoom), so no second low-pass is needed. This is the step that runs
+millions of times: OpenCV's warp is several times faster than TensorFlow's
+``ImageProjectiveTransformV3`` on a CPU, and the canvas at 1× (not the 2×
+grid of the offline groups' ``affine_crop_resize``) is a quarter of the
+pixels; ``bench/run.py`` measures it against what the classifiers consume.
+OpenCV's cubic kernel is Keys' with a = −0.75 and it places the sample
+positions to 1/32 pixel; both are far below what a random zoom and shift
+change. Memory: n·C² floats (239 lesions at size 128: 63 MB).
 
 Randomness is stateless and derived only from (seed, epoch, batch index), so a
 seed gives the same batches whatever the parallelism; epochs differ because
@@ -31,6 +40,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -39,10 +49,15 @@ from keras_lesions.augment.classic import (
     ONLINE_ANGLE_RANGE_DEG,
     ONLINE_ZOOM_RANGE,
     AugmentationError,
-    affine_crop_resize,
+    affine_transforms,
     shift_limit,
     windowed_context,
 )
+
+# fill_mode -> OpenCV border: "reflect" is numpy's "symmetric" (the edge pixel
+# repeats), as TensorFlow's REFLECT and the offline path's.
+_BORDERS = {"reflect": cv2.BORDER_REFLECT, "nearest": cv2.BORDER_REPLICATE,
+            "constant": cv2.BORDER_CONSTANT}
 
 
 @dataclass(frozen=True)
@@ -56,8 +71,7 @@ class OnlineCanvases:
         shift_limits: float32 (n,) p = min(4, 0.1·d) context pixels, on the canvas.
         has_context: bool (n,); without context zooms are capped at 1.
         labels: int32 (n,).
-        size: output side.
-        grid_size: side of the intermediate grid (about ``oversample·size``).
+        size: output side; the ROI spans about ``size`` canvas pixels.
     """
 
     canvases: np.ndarray
@@ -67,15 +81,13 @@ class OnlineCanvases:
     has_context: np.ndarray
     labels: np.ndarray
     size: int
-    grid_size: int
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def concatenate(self, other: "OnlineCanvases") -> "OnlineCanvases":
         """These cases followed by ``other``'s (same output and canvas size)."""
-        if (other.size, other.grid_size, other.canvases.shape[1:]) != (
-                self.size, self.grid_size, self.canvases.shape[1:]):
+        if (other.size, other.canvases.shape[1:]) != (self.size, self.canvases.shape[1:]):
             raise AugmentationError(
                 f"cannot join canvases of size {self.size} (canvas {self.canvases.shape[1:]}) "
                 f"and {other.size} (canvas {other.canvases.shape[1:]})")
@@ -83,11 +95,11 @@ class OnlineCanvases:
         return OnlineCanvases(
             canvases=join("canvases"), centers=join("centers"), roi_sides=join("roi_sides"),
             shift_limits=join("shift_limits"), has_context=join("has_context"),
-            labels=join("labels"), size=self.size, grid_size=self.grid_size)
+            labels=join("labels"), size=self.size)
 
     @classmethod
     def from_arrays(cls, contexts: Sequence[np.ndarray], roi_boxes, diameters_px, labels,
-                    has_context=None, *, size: int = 64, oversample: float = 2.0,
+                    has_context=None, *, size: int = 64,
                     canvas_ratio: float = 2.0) -> "OnlineCanvases":
         """Build canvases from windowed contexts.
 
@@ -98,8 +110,7 @@ class OnlineCanvases:
             diameters_px: (n,) lesion diameters in context pixels.
             labels: (n,) int class indices.
             has_context: (n,) bool, default all True.
-            size: output side.
-            oversample: the ROI spans about ``oversample·size`` canvas pixels.
+            size: output side; the ROI spans about ``size`` canvas pixels.
             canvas_ratio: canvas side over ROI side (2: room for a rotated,
                 zoomed, shifted ROI: √2·1.15 ≈ 1.63).
 
@@ -120,13 +131,11 @@ class OnlineCanvases:
                 f"labels ({len(labels)}) and has_context ({len(has_context)}) differ in length")
         if isinstance(size, bool) or int(size) != size or size < 4:
             raise AugmentationError(f"size must be an integer ≥ 4, got {size!r}")
-        if not (oversample >= 1 and canvas_ratio >= 1):
-            raise AugmentationError(
-                f"oversample and canvas_ratio must be ≥ 1, got {oversample}, {canvas_ratio}")
+        if not canvas_ratio >= 1:
+            raise AugmentationError(f"canvas_ratio must be ≥ 1, got {canvas_ratio}")
         if not np.all(np.isfinite(diameters) & (diameters > 0)):
             raise AugmentationError("every lesion diameter must be a positive number of pixels")
-        grid = max(8, int(round(oversample * size)))
-        side = max(grid, int(round(canvas_ratio * grid)))
+        side = max(int(size), int(round(canvas_ratio * size)))
         canvases = np.zeros((n, side, side), np.float32)
         centers = np.zeros((n, 2), np.float32)
         roi_sides = np.zeros((n, 2), np.float32)
@@ -150,8 +159,7 @@ class OnlineCanvases:
             roi_sides[i] = (r1 - r0) * scale, (c1 - c0) * scale
             limits[i] = shift_limit(diameters[i]) * scale
         return cls(canvases=canvases, centers=centers, roi_sides=roi_sides, shift_limits=limits,
-                   has_context=has_context, labels=labels.astype(np.int32), size=int(size),
-                   grid_size=grid)
+                   has_context=has_context, labels=labels.astype(np.int32), size=int(size))
 
 
 def _crop_symmetric(image: np.ndarray, top_left, side: int) -> np.ndarray:
@@ -165,7 +173,7 @@ def _crop_symmetric(image: np.ndarray, top_left, side: int) -> np.ndarray:
 
 
 def prepare_online_canvases(dataset, indices: Sequence[int] | None = None, *,
-                            size: int | None = None, oversample: float = 2.0,
+                            size: int | None = None,
                             canvas_ratio: float = 2.0) -> OnlineCanvases:
     """Window and resample the chosen lesions of a ``LesionDataset`` to canvases.
 
@@ -173,7 +181,7 @@ def prepare_online_canvases(dataset, indices: Sequence[int] | None = None, *,
         dataset: a ``keras_lesions.data.dataset.LesionDataset``.
         indices: lesions to use (e.g. the training folds); default all.
         size: output side; default ``dataset.input_size``.
-        oversample, canvas_ratio: see ``OnlineCanvases.from_arrays``.
+        canvas_ratio: see ``OnlineCanvases.from_arrays``.
     """
     indices = range(len(dataset)) if indices is None else [int(i) for i in indices]
     lesions = [dataset.lesions[i] for i in indices]
@@ -189,7 +197,7 @@ def prepare_online_canvases(dataset, indices: Sequence[int] | None = None, *,
     return OnlineCanvases.from_arrays(
         contexts, [l.roi_box for l in lesions], diameters, [l.label for l in lesions],
         [l.has_context for l in lesions], size=size or dataset.input_size,
-        oversample=oversample, canvas_ratio=canvas_ratio)
+        canvas_ratio=canvas_ratio)
 
 
 def online_steps_per_epoch(n_cases: int, repeats: int = 10, batch_size: int = 32,
@@ -202,8 +210,7 @@ def online_steps_per_epoch(n_cases: int, repeats: int = 10, batch_size: int = 32
 def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, repeats: int = 10,
                              batch_size: int = 32, seed: int = 0, size: int | None = None,
                              epochs: int | None = 1, first_epoch: int = 0, shuffle: bool = True,
-                             drop_remainder: bool = False, oversample: float = 2.0,
-                             fill_mode: str = "reflect",
+                             drop_remainder: bool = False, fill_mode: str = "reflect",
                              targets: np.ndarray | None = None,
                              steps_per_epoch: int | None = None,
                              sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
@@ -223,7 +230,6 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         shuffle: visit the ``n·repeats`` showings in a seeded random order
             (False: case by case, ``repeats`` times each, for inspection).
         drop_remainder: drop each epoch's last partial batch.
-        oversample: see ``OnlineCanvases.from_arrays``.
         fill_mode: "reflect", "nearest" or "constant" beyond the canvas.
         targets: optional float (n, classes) per case (one-hot or soft, e.g.
             mixtures of specified factors); yielded instead of the labels.
@@ -264,7 +270,7 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
                 f"the canvases were prepared for size {source.size}, not {size}")
         canvases = source
     else:
-        canvases = prepare_online_canvases(source, indices, size=size, oversample=oversample)
+        canvases = prepare_online_canvases(source, indices, size=size)
 
     n = len(canvases)
     if targets is not None:
@@ -279,14 +285,12 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
                                     f"cases, got {len(sample_weights)}")
         weights_all = tf.constant(sample_weights)
     shown = n * int(repeats)
-    images_all = tf.constant(canvases.canvases[..., None])
     centers_all = tf.constant(canvases.centers)
     sides_all = tf.constant(canvases.roi_sides)
     limits_all = tf.constant(canvases.shift_limits)
     context_all = tf.constant(canvases.has_context)
     labels_all = tf.constant(canvases.labels if targets is None else targets)
-    grid = tf.constant(canvases.grid_size, tf.int32)
-    out_size = tf.constant(canvases.size, tf.int32)
+    warp = warp_showings(canvases.canvases, canvases.size, fill_mode)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, (int(seed) >> 31) & 0x7FFFFFFF], tf.int64)
     a_lo, a_hi = ONLINE_ANGLE_RANGE_DEG
     z_lo, z_hi = ONLINE_ZOOM_RANGE
@@ -315,11 +319,10 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
         # No context: no tissue beyond the ROI, so never zoom out past it.
         zoom = tf.where(tf.gather(context_all, idx), zoom, tf.minimum(zoom, 1.0))
         shifts = (2.0 * u[:, 2:4] - 1.0) * tf.gather(limits_all, idx)[:, None]
-        images = affine_crop_resize(
-            tf.gather(images_all, idx), tf.gather(centers_all, idx),
-            tf.gather(sides_all, idx) * zoom[:, None], angles,
-            tf.ones([count, 2], tf.float32), shifts, grid_size=grid, size=out_size,
-            fill_mode=fill_mode)
+        transforms = affine_transforms(
+            tf.gather(centers_all, idx), tf.gather(sides_all, idx) * zoom[:, None], angles,
+            tf.ones([count, 2], tf.float32), shifts, canvases.size)
+        images = tf.numpy_function(warp, [idx, transforms], tf.float32, stateful=False)
         images = tf.ensure_shape(images, [None, canvases.size, canvases.size, 1])
         if sample_weights is not None:
             return images, tf.gather(labels_all, idx), tf.gather(weights_all, idx)
@@ -334,3 +337,36 @@ def online_augmented_dataset(source, *, indices: Sequence[int] | None = None, re
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def warp_showings(canvases: np.ndarray, size: int, fill_mode: str = "reflect"):
+    """The renderer of the online pipeline: ``warp(cases, transforms) -> images``.
+
+    Args:
+        canvases: float32 (n, C, C) in [0, 1], kept by reference (not copied).
+        size: output side.
+        fill_mode: one of ``FILL_MODES``, beyond the canvas.
+
+    Returns:
+        A numpy function of int32 ``cases`` (B,) and float32 ``transforms``
+        (B, 8) (``affine_transforms`` rows for a ``size`` grid: output pixel
+        (x, y) samples canvas point (a0·x + a1·y + a2, b0·x + b1·y + b2)) that
+        returns float32 (B, size, size, 1) in [0, 1]: one bicubic OpenCV warp
+        per showing (Keys a = −0.75; positions to 1/32 pixel), clipped because
+        cubic kernels overshoot at sharp edges.
+    """
+    border = _BORDERS[fill_mode]
+    size = int(size)
+
+    def warp(cases, transforms):
+        out = np.empty((len(cases), size, size), np.float32)
+        for k, (case, row) in enumerate(zip(cases, transforms)):
+            # WARP_INVERSE_MAP: the matrix maps output pixels to canvas pixels,
+            # the direction affine_transforms gives (OpenCV releases the GIL).
+            cv2.warpAffine(canvases[case], row[:6].reshape(2, 3).astype(np.float64),
+                           (size, size), dst=out[k],
+                           flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                           borderMode=border, borderValue=0.0)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out[..., None]
+    return warp

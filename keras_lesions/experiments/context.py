@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from keras_lesions.config import DEFAULT_PRECISION, ConfigError, ExperimentConfig, save_config
+from keras_lesions.config import ConfigError, ExperimentConfig, save_config
 from keras_lesions.data.dataset import LesionDataset, read_dataset, write_dataset
 from keras_lesions.data.folds import Split, cell_split, repeat_folds
 from keras_lesions.errors import DatasetError
@@ -191,10 +191,10 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
         else:
             selected[section] = settings[section]
     folds = hashlib.sha1(np.asarray(dataset.folds, np.int16).tobytes()).hexdigest()
-    # The precision only where it is not float32: folders made before the
-    # switch existed keep their fingerprint.
-    compute = {} if config.compute.precision == DEFAULT_PRECISION else \
-        {"compute": settings["compute"]}
+    # The compute settings only where they differ from the defaults: folders
+    # made before the switches existed keep their fingerprint.
+    changed = config.compute.changed()
+    compute = {"compute": changed} if changed else {}
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
                        **selected, **compute},

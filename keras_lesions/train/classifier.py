@@ -23,7 +23,7 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
 from keras_lesions.train.balance import (
     NONE, WEIGHTS, balance_record, balanced_classes, sample_weights)
-from keras_lesions.train.precision import precision_policy, precision_settings
+from keras_lesions.train.precision import precision_policy, compute_settings
 
 KIND = "lesion_classifier"
 
@@ -36,7 +36,7 @@ def classifier_config_settings(config: ExperimentConfig, seed: int) -> dict:
         # what every run did before the setting existed: their settings stand
         del train["class_balance"]
     return {"classifier": dataclasses.asdict(config.classifier), "train": train,
-            **precision_settings(config)}
+            **compute_settings(config)}
 
 
 def classifier_settings(config: ExperimentConfig, seed: int, images: np.ndarray,
@@ -68,6 +68,7 @@ def build_compiled_classifier(config: ExperimentConfig, num_classes: int, input_
                                        momentum=config.train.momentum, nesterov=True),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=config.compute.xla,   # explicit: Keras' "auto" would turn XLA on on a GPU
     )
     return model
 

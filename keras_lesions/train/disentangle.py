@@ -50,7 +50,7 @@ from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_netw
 from keras_lesions.runs.folder import (
     RunError, finish_run, is_done, is_started, read_done, read_run_info, start_run)
 from keras_lesions.runs.predictions import predict_and_record
-from keras_lesions.train.precision import precision_policy, precision_settings, scaled_optimizer
+from keras_lesions.train.precision import precision_policy, compute_settings, scaled_optimizer
 from keras_lesions.train.specified_classifier import (
     INFERENCE_BATCH, best_epoch, crossentropy, online_batches, recalibrate_batch_norm,
     train_specified_classifier)
@@ -203,7 +203,8 @@ def build_disentangle_trainer(step1_model: keras.Model, num_classes: int,
     def adam():  # our choice (the paper names no optimizer)
         return scaled_optimizer(keras.optimizers.Adam(d.learning_rate), config.compute.precision)
 
-    trainer.compile(ae_optimizer=adam(), adversary_optimizer=adam())
+    trainer.compile(ae_optimizer=adam(), adversary_optimizer=adam(),
+                    jit_compile=config.compute.xla)
     return trainer, networks
 
 
@@ -250,7 +251,7 @@ def disentangle_settings(config: ExperimentConfig, fold: int, class_names, fit_i
     and the lesions it fits."""
     return {"disentangle": dataclasses.asdict(config.disentangle), "fold": fold,
             "class_names": list(class_names), "fit_ids": list(fit_ids),
-            **precision_settings(config)}
+            **compute_settings(config)}
 
 
 def train_disentangle(

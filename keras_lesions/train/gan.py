@@ -44,7 +44,7 @@ from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_netw
 from keras_lesions.runs.folder import (
     RunError, data_fingerprint, finish_run, identity, is_done, read_run_info, start_run)
 from keras_lesions.train.precision import (
-    precision_policy, precision_settings, scaled_optimizer)
+    precision_policy, compute_settings, scaled_optimizer)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -378,7 +378,7 @@ def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> 
         return scaled_optimizer(keras.optimizers.Adam(gan.learning_rate, beta_1=gan.beta_1,
                                                       beta_2=gan.beta_2), precision)
 
-    trainer.compile(d_optimizer=adam(), g_optimizer=adam())
+    trainer.compile(d_optimizer=adam(), g_optimizer=adam(), jit_compile=config.compute.xla)
     return trainer
 
 
@@ -416,7 +416,7 @@ def gan_settings(kind: str, config: ExperimentConfig, images: np.ndarray,
     return {"gan": dataclasses.asdict(config.gan), "kind": kind,
             "class_names": class_info["class_names"], "class_name": class_info.get("class_name"),
             "n_train": int(len(images)), "train_data": data_fingerprint(*arrays),
-            **precision_settings(config)}
+            **compute_settings(config)}
 
 
 def _sample_grid_callback(kind, trainer, config, run_dir, class_names, every) -> SampleGrid:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 
-from keras_lesions.config import DEFAULT_PRECISION, ExperimentConfig
+from keras_lesions.config import ExperimentConfig
 
 
 @contextlib.contextmanager
@@ -48,8 +48,9 @@ def scaled_optimizer(optimizer, precision: str):
     return optimizer
 
 
-def precision_settings(config: ExperimentConfig) -> dict:
-    """The run-settings entry for the precision: empty for float32, so that runs
-    made before the switch existed keep their settings (and still resume)."""
-    precision = config.compute.precision
-    return {} if precision == DEFAULT_PRECISION else {"precision": precision}
+def compute_settings(config: ExperimentConfig) -> dict:
+    """The run-settings entries of the ``compute`` section that differ from
+    the defaults (a mixed precision, XLA on): empty for float32 without XLA, so
+    that runs made before the switches existed keep their settings (and still
+    resume). Both change a run's figures, so a resume must match them."""
+    return config.compute.changed()

@@ -37,7 +37,7 @@ from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
 from keras_lesions.runs.folder import data_fingerprint, identity, start_run
-from keras_lesions.train.precision import precision_policy, precision_settings
+from keras_lesions.train.precision import precision_policy, compute_settings
 
 # Batch of the inference passes over 128×128 images: a paper-size encoder's
 # first activations are 64 × 128 × 128 floats an image.
@@ -68,7 +68,8 @@ def build_compiled_specified_classifier(num_classes: int, config: ExperimentConf
         model = build_specified_classifier(networks["encoder_c"], networks["classifier"])
     model.compile(optimizer=keras.optimizers.Adam(config.disentangle.classifier_learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=config.compute.xla)   # explicit, as the classifier's
     return model
 
 
@@ -232,7 +233,7 @@ def specified_classifier_settings(config: ExperimentConfig, class_names, canvase
     return {"disentangle": d, "class_names": list(class_names), **balance,
             "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
             "train_data": data_fingerprint(canvases.canvases, targets),
-            "validation_data": data_fingerprint(*validation), **precision_settings(config)}
+            "validation_data": data_fingerprint(*validation), **compute_settings(config)}
 
 
 def train_specified_classifier(

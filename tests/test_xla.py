@@ -1,0 +1,204 @@
+"""compute.xla, the switch that compiles every train step with XLA: on the CPU,
+each trainer's step under it gives the step without it.
+
+Keras' default ``jit_compile="auto"`` is off on a CPU and on with a GPU, so
+the project passes ``compute.xla`` (default off) to every compile, and a GPU
+runs the steps a CPU tests unless asked otherwise. XLA computes the same
+networks and losses; it fuses and reorders float32 sums, and its random ops
+draw other numbers for the same seed (tested below, and the reason an XLA run
+records the switch in its settings). So the steps are compared from the same
+weights and data with the noise fixed: z and the class draws given, no
+dropout.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lesions.config import config_from_dict
+from keras_lesions.train.classifier import build_compiled_classifier, classifier_config_settings
+from keras_lesions.train.disentangle import build_disentangle_trainer
+from keras_lesions.train.gan import build_gan_trainer
+from keras_lesions.train.specified_classifier import build_compiled_specified_classifier
+
+STEPS = 2
+# XLA fuses and reorders float32 sums, and Adam turns a gradient that is
+# rounding noise into a full step of either sign, so two steps agree in their
+# losses to about 2e-4 relative and in each weight's update to within 4% of
+# its size (measured); a wrong step (a lost term, BatchNorm in the wrong mode,
+# other data: tested below) differs by about the whole update.
+LOSS_RTOL = 1e-3
+UPDATE_RTOL = 0.1
+
+
+def _config(xla: bool, diff_augment: str = ""):
+    return config_from_dict({
+        "classifier": {"filters": [4, 8, 8], "dense_units": 16, "dropout": 0.0},
+        "gan": {"width": 0.0625, "batch_size": 8, "diff_augment": diff_augment},
+        "disentangle": {"input_size": 32, "width": 0.03125, "code_size": 16,
+                        "classifier_units": 16, "dropout": 0.0, "batch_size": 8},
+        "compute": {"xla": xla}})
+
+
+def _images(n, size, seed=0):
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, size, size, 1)).astype(np.float32)
+
+
+def _targets(n, classes, seed=1):
+    return np.eye(classes, dtype=np.float32)[np.random.default_rng(seed).integers(0, classes, n)]
+
+
+def _batches(*arrays):
+    return tf.data.Dataset.from_tensor_slices(arrays if len(arrays) > 1 else arrays[0]).batch(
+        8, drop_remainder=True).repeat()
+
+
+def _fit(model, data):
+    history = model.fit(data, steps_per_epoch=STEPS, epochs=1, verbose=0)
+    return {name: values[-1] for name, values in history.history.items()}
+
+
+def _compare(build, data, xla_data=None):
+    """``build(xla)`` gives a fresh model compiled as the project compiles it;
+    the XLA one starts from the plain one's weights (and is fed ``xla_data``
+    if given, to show the check fails on another step)."""
+    plain, compiled = build(False), build(True)
+    assert plain.jit_compile is False
+    assert compiled.jit_compile is True     # Keras kept it: every layer can be compiled
+    start = plain.get_weights()
+    compiled.set_weights(start)
+    logs, xla_logs = _fit(plain, data), _fit(compiled, xla_data or data)
+    assert set(xla_logs) == set(logs)
+    for name, value in logs.items():
+        assert np.isfinite(xla_logs[name]), name
+        if "loss" in name:  # (an accuracy flips with a near-tie: not compared)
+            assert xla_logs[name] == pytest.approx(value, rel=LOSS_RTOL, abs=1e-6), name
+    absorbed = _absorbed_by_batchnorm(plain)
+    assert absorbed or not any(isinstance(layer, keras.layers.BatchNormalization)
+                               for layer in plain._flatten_layers())
+    updated = 0
+    for a, b, w0 in zip(plain.weights, compiled.weights, start, strict=True):
+        if a.path in absorbed:
+            continue
+        update, xla_update = np.asarray(a) - w0, np.asarray(b) - w0
+        size = np.linalg.norm(update)
+        if size == 0:  # frozen, or untouched by these losses: so under XLA too
+            np.testing.assert_array_equal(xla_update, 0, err_msg=a.path)
+            continue
+        updated += 1
+        assert np.linalg.norm(xla_update - update) <= UPDATE_RTOL * size, a.path
+    assert updated > 0
+    return logs
+
+
+def _absorbed_by_batchnorm(model):
+    """Paths of the weights a BatchNorm makes meaningless: the bias of the
+    layer feeding it (the norm subtracts it again, so its gradient is float
+    rounding, which Adam scales up to a full step of either sign) and the
+    norm's moving mean, which takes that bias in."""
+    paths = set()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            paths.add(layer.moving_mean.path)
+            for node in layer._inbound_nodes:
+                for parent in node.parent_nodes:
+                    bias = getattr(parent.operation, "bias", None)
+                    if bias is not None:
+                        paths.add(bias.path)
+    return paths
+
+
+def test_classifier_step_under_xla():
+    def build(xla):
+        keras.utils.set_random_seed(0)
+        return build_compiled_classifier(_config(xla), 3, 64, mean=0.5)
+
+    images = _images(16, 64)
+    _compare(build, _batches(images, _targets(16, 3)))
+    with pytest.raises(AssertionError):  # the same check, on a step with other labels
+        _compare(build, _batches(images, _targets(16, 3)),
+                 xla_data=_batches(images, _targets(16, 3, seed=2)))
+
+
+def _fixed_noise(trainer):
+    """Replace the trainer's draws of z and classes by fixed tensors (what
+    XLA would draw differently), so both steps see the same noise."""
+    rng = np.random.default_rng(5)
+    z = tf.constant(rng.uniform(-1, 1, (8, trainer.latent_dim)).astype(np.float32))
+    trainer.sample_z = lambda batch: z[:batch]
+    if hasattr(trainer, "sample_classes"):
+        classes = tf.constant(np.arange(8, dtype=np.int32) % trainer.num_classes)
+        trainer.sample_classes = lambda batch: classes[:batch]
+    return trainer
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "acgan"])
+def test_gan_step_under_xla(kind):
+    real = _images(16, 64) * 2 - 1
+    classes = np.arange(16, dtype=np.int32) % 3
+
+    def build(xla):
+        keras.utils.set_random_seed(0)
+        return _fixed_noise(build_gan_trainer(kind, 3, _config(xla)))
+
+    logs = _compare(build, _batches(real) if kind == "dcgan" else _batches(real, classes))
+    assert logs["d_loss"] > 0 and logs["g_loss"] > 0
+
+
+def test_diff_augment_compiles_under_xla():
+    # its draws are random, so the step is checked to compile and run, not compared
+    keras.utils.set_random_seed(0)
+    trainer = build_gan_trainer("dcgan", 3, _config(True, "color,translation,cutout"))
+    assert trainer.jit_compile is True
+    logs = _fit(trainer, _batches(_images(16, 64) * 2 - 1))
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_disentanglement_steps_under_xla():
+    images, targets = _images(16, 32), _targets(16, 4)
+
+    def step1(xla):
+        keras.utils.set_random_seed(0)
+        return build_compiled_specified_classifier(4, _config(xla))
+
+    _compare(step1, _batches(images, targets))
+
+    def step2(xla):
+        keras.utils.set_random_seed(0)
+        trainer, _ = build_disentangle_trainer(step1(xla), 4, _config(xla))
+        return trainer
+
+    _compare(step2, _batches(images, targets))
+
+
+def test_xla_draws_other_random_numbers_so_it_is_a_run_setting():
+    seed = tf.constant([3, 7], tf.int32)
+
+    def draw():
+        return tf.random.stateless_uniform([64], seed=seed)
+
+    plain = tf.function(draw)().numpy()
+    compiled = tf.function(draw, jit_compile=True)().numpy()
+    # If TensorFlow ever makes these agree, a run under XLA could share the
+    # settings of one without it.
+    assert not np.allclose(plain, compiled)
+    assert "xla" not in classifier_config_settings(_config(False), 0)
+    assert classifier_config_settings(_config(True), 0)["xla"] is True
+
+
+def test_a_layer_xla_cannot_compile_turns_it_off_so_the_checks_above_can_fail():
+    class Uncompilable(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_jit = False
+
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(Uncompilable()(inputs)))
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    assert model.jit_compile is False
