@@ -54,6 +54,12 @@ from keras_lesions.augment.classic import (
     windowed_context,
 )
 
+# Which warp draws the showings, in the settings of every run trained on them:
+# 2 is one OpenCV cubic warp from a 1x canvas (1 was TensorFlow's projective
+# transform from an oversampled canvas). Another warp gives other images, so a
+# run made with one does not resume with the other.
+ONLINE_WARP_VERSION = 2
+
 # fill_mode -> OpenCV border: "reflect" is numpy's "symmetric" (the edge pixel
 # repeats), as TensorFlow's REFLECT and the offline path's.
 _BORDERS = {"reflect": cv2.BORDER_REFLECT, "nearest": cv2.BORDER_REPLICATE,

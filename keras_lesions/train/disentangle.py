@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_lesions.augment.online import ONLINE_WARP_VERSION
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.data.dataset import LesionDataset
 from keras_lesions.errors import KerasLesionsError
@@ -251,7 +252,7 @@ def disentangle_settings(config: ExperimentConfig, fold: int, class_names, fit_i
     and the lesions it fits."""
     return {"disentangle": dataclasses.asdict(config.disentangle), "fold": fold,
             "class_names": list(class_names), "fit_ids": list(fit_ids),
-            **compute_settings(config)}
+            "online_warp": ONLINE_WARP_VERSION, **compute_settings(config)}
 
 
 def train_disentangle(

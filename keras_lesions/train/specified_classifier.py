@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lesions.augment.online import ONLINE_WARP_VERSION
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
 from keras_lesions.evaluate import primary
@@ -233,7 +234,8 @@ def specified_classifier_settings(config: ExperimentConfig, class_names, canvase
     return {"disentangle": d, "class_names": list(class_names), **balance,
             "n_train": int(len(canvases)), "n_validation": int(len(validation[1])),
             "train_data": data_fingerprint(canvases.canvases, targets),
-            "validation_data": data_fingerprint(*validation), **compute_settings(config)}
+            "validation_data": data_fingerprint(*validation),
+            "online_warp": ONLINE_WARP_VERSION, **compute_settings(config)}
 
 
 def train_specified_classifier(
