@@ -176,9 +176,9 @@ def bench_step(step: str, size: str, args) -> dict:
 
     config = _config(step, size)
     rng = np.random.default_rng(0)
-    # "auto" is what the project's compile leaves (XLA only on a GPU); --jit
-    # adds ours with XLA on, measured in this same process.
-    switches = {"jit_compile": "auto", "steps_per_execution": args.steps_per_execution}
+    # XLA off is what the project compiles with (compute.xla, default off on
+    # any device); --jit adds ours with XLA on, measured in this same process.
+    switches = {"jit_compile": False, "steps_per_execution": args.steps_per_execution}
     result = {"step": step, "size": size, "config": config.name}
     references = {}
 
@@ -574,7 +574,7 @@ def main(argv=None) -> None:
         sys.exit(f"bench/run.py: {args.out}: its folder {folder} does not exist or is not writable")
     started = time.time()
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               "switches": {"jit_compile": "auto", "xla_also": args.jit,
+               "switches": {"jit_compile": False, "xla_also": args.jit,
                             "steps_per_execution": args.steps_per_execution,
                             "dtype_policy": "float32", "threads": args.threads,
                             "repeats": args.repeats},
