@@ -13,7 +13,7 @@ import os
 import reprlib
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -328,8 +328,10 @@ class ComputeConfig:
         """The settings that differ from the defaults (what run settings and
         fingerprints record, so that runs from before a switch existed keep
         theirs)."""
+        def default(f):
+            return f.default_factory() if f.default is MISSING else f.default
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) != f.default}
+                if getattr(self, f.name) != default(f)}
 
 
 @dataclass

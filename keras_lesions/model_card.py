@@ -102,7 +102,9 @@ def classifier_card(run_dir: str | os.PathLike, *, performance: dict | None = No
                      "augmentation": {"group": info.get("group"),
                                       "added_samples": info.get("added_samples"),
                                       "additions": info.get("additions", [])},
-                     "precision": settings.get("compute"),
+                     # compute_settings records only what differs from the defaults
+                     "precision": settings.get("precision", "float32"),
+                     "xla": bool(settings.get("xla", False)),
                      "class_balance": info.get("class_balance", "none"),
                      "train_class_counts": info.get("train_class_counts"),
                      "train_data_fingerprint": settings.get("train_data")},

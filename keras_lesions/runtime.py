@@ -16,7 +16,7 @@ import threading
 
 
 def configure_tensorflow(threads: int | None = None, memory_growth: bool = True) -> list[str]:
-    """Set TensorFlow's CPU threads and let every GPU's memory grow on demand.
+    """CPU threads for TensorFlow and OpenCV; memory growth on every GPU.
 
     Memory growth is what lets several runs share one GPU (``kl experiment
     --jobs N``, or Ray tasks with a fraction of a GPU): without it the first
@@ -42,6 +42,12 @@ def configure_tensorflow(threads: int | None = None, memory_growth: bool = True)
             done.append(f"{threads} CPU threads")
     except RuntimeError:  # TensorFlow refuses once its context exists
         done.append("CPU threads left as they were (TensorFlow already initialised)")
+    if threads:
+        # OpenCV draws the online augmentation inside tf.data's map, with a
+        # thread pool of its own: the run's budget holds for it too
+        import cv2
+
+        cv2.setNumThreads(int(threads))
     if memory_growth:
         for gpu in tf.config.list_physical_devices("GPU"):
             try:
@@ -74,6 +80,10 @@ def environment() -> dict:
     keras = sys.modules.get("keras")
     if keras is not None:
         found["keras"] = keras.__version__
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # its warp draws the online augmentation
+        found["opencv"] = cv2.__version__
+        found["opencv_threads"] = cv2.getNumThreads()
     return found
 
 

@@ -533,3 +533,22 @@ def test_online_pipeline_rejects_bad_arguments():
         OnlineCanvases.from_arrays([np.full((8, 8), 100.0)], [(0, 0, 8, 8)], [4.0], [0])
     with pytest.raises(KerasLesionsError, match="length"):
         OnlineCanvases.from_arrays([np.zeros((8, 8))], [(0, 0, 8, 8)], [4.0, 5.0], [0])
+
+
+def test_a_mixture_experiment_records_the_online_warp_and_a_gan_one_does_not():
+    # an experiment folder begun on another warp is refused, not continued
+    # with its finished runs reported beside the new ones
+    from conftest import make_toy_dataset
+    from keras_lesions.augment.online import ONLINE_WARP_VERSION
+    from keras_lesions.config import load_config
+    from keras_lesions.experiments.context import fingerprint
+    from keras_lesions.experiments.registry import KINDS
+
+    dataset = make_toy_dataset()
+    dataset.folds = np.zeros(len(dataset), int)
+    mixture = fingerprint(load_config("configs/ben-cohen-2019-quick.yaml"),
+                          KINDS["mixture"].sections, dataset)["config"]
+    assert mixture["online_warp"] == ONLINE_WARP_VERSION == 2
+    gan = fingerprint(load_config("configs/frid-adar-2018-gan-quick.yaml"),
+                      KINDS["gan-curve"].sections, dataset)["config"]
+    assert "online_warp" not in gan

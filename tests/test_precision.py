@@ -188,3 +188,15 @@ def test_precision_is_a_run_setting_only_when_mixed():
         "mixed_bfloat16"
     with pytest.raises(ConfigError, match="compute.precision must be one of"):
         config_from_dict({"compute": {"precision": "float16"}})
+
+
+def test_a_model_card_names_the_precision_and_xla_its_run_was_trained_with(tmp_path):
+    from keras_lesions.model_card import classifier_card
+    from keras_lesions.runs.folder import start_run
+
+    for name, config in (("plain", _config("float32")), ("mixed", _config("mixed_bfloat16"))):
+        start_run(tmp_path / name, kind="lesion_classifier",
+                  settings=classifier_config_settings(config, 0), info={"class_names": ["a"]})
+    assert classifier_card(tmp_path / "plain")["training"]["precision"] == "float32"
+    card = classifier_card(tmp_path / "mixed")["training"]
+    assert card["precision"] == "mixed_bfloat16" and card["xla"] is False

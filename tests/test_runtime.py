@@ -1,4 +1,4 @@
-"""runtime.configure_tensorflow's GPU switch, on a machine without a GPU.
+"""runtime.configure_tensorflow on a machine without a GPU: memory growth, threads.
 
 Memory growth is what lets ``--jobs N`` runs share one GPU. TensorFlow refuses
 it on a CPU device, so the GPUs TensorFlow would list are stood in for here,
@@ -50,3 +50,17 @@ def test_tensorflow_refuses_memory_growth_on_a_cpu_so_the_gpus_are_stood_in_for(
     # if this ever passes silently, the test above could use a real device
     with pytest.raises(ValueError):
         tf.config.experimental.set_memory_growth(tf.config.list_physical_devices("CPU")[0], True)
+
+
+def test_the_thread_budget_holds_for_opencv_too():
+    import cv2
+
+    from keras_lesions.runtime import environment
+
+    before = cv2.getNumThreads()
+    try:
+        configure_tensorflow(threads=1, memory_growth=False)
+        assert cv2.getNumThreads() == 1
+        assert environment()["opencv_threads"] == 1 and environment()["opencv"] == cv2.__version__
+    finally:
+        cv2.setNumThreads(before)

@@ -17,18 +17,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lesions.config import config_from_dict
+from keras_lesions.config import ConfigError, config_from_dict
 from keras_lesions.train.classifier import build_compiled_classifier, classifier_config_settings
 from keras_lesions.train.disentangle import build_disentangle_trainer
 from keras_lesions.train.gan import build_gan_trainer
+from keras_lesions.train.precision import compiled_as_configured
 from keras_lesions.train.specified_classifier import build_compiled_specified_classifier
 
 STEPS = 2
 # XLA fuses and reorders float32 sums, and Adam turns a gradient that is
 # rounding noise into a full step of either sign, so two steps agree in their
 # losses to about 2e-4 relative and in each weight's update to within 4% of
-# its size (measured); a wrong step (a lost term, BatchNorm in the wrong mode,
-# other data: tested below) differs by about the whole update.
+# its size (measured); a wrong step (a lost term, BatchNorm in the wrong mode)
+# differs by about the whole update, and one with a learning rate 1.2 times
+# as large by a fifth (tested below).
 LOSS_RTOL = 1e-3
 UPDATE_RTOL = 0.1
 
@@ -60,21 +62,27 @@ def _fit(model, data):
     return {name: values[-1] for name, values in history.history.items()}
 
 
-def _compare(build, data, xla_data=None):
+def _compare(build, data):
     """``build(xla)`` gives a fresh model compiled as the project compiles it;
-    the XLA one starts from the plain one's weights (and is fed ``xla_data``
-    if given, to show the check fails on another step)."""
+    the XLA one starts from the plain one's weights."""
     plain, compiled = build(False), build(True)
     assert plain.jit_compile is False
     assert compiled.jit_compile is True     # Keras kept it: every layer can be compiled
     start = plain.get_weights()
     compiled.set_weights(start)
-    logs, xla_logs = _fit(plain, data), _fit(compiled, xla_data or data)
+    logs, xla_logs = _fit(plain, data), _fit(compiled, data)
     assert set(xla_logs) == set(logs)
     for name, value in logs.items():
         assert np.isfinite(xla_logs[name]), name
         if "loss" in name:  # (an accuracy flips with a near-tie: not compared)
             assert xla_logs[name] == pytest.approx(value, rel=LOSS_RTOL, abs=1e-6), name
+    _compare_updates(plain, compiled, start)
+    return logs
+
+
+def _compare_updates(plain, compiled, start):
+    """Each weight's update under ``compiled`` within UPDATE_RTOL of its
+    update under ``plain``, both from the weights ``start``."""
     absorbed = _absorbed_by_batchnorm(plain)
     assert absorbed or not any(isinstance(layer, keras.layers.BatchNormalization)
                                for layer in plain._flatten_layers())
@@ -88,9 +96,9 @@ def _compare(build, data, xla_data=None):
             np.testing.assert_array_equal(xla_update, 0, err_msg=a.path)
             continue
         updated += 1
-        assert np.linalg.norm(xla_update - update) <= UPDATE_RTOL * size, a.path
+        assert np.linalg.norm(xla_update - update) <= UPDATE_RTOL * size, \
+            f"update of {a.path}"
     assert updated > 0
-    return logs
 
 
 def _absorbed_by_batchnorm(model):
@@ -115,11 +123,18 @@ def test_classifier_step_under_xla():
         keras.utils.set_random_seed(0)
         return build_compiled_classifier(_config(xla), 3, 64, mean=0.5)
 
-    images = _images(16, 64)
-    _compare(build, _batches(images, _targets(16, 3)))
-    with pytest.raises(AssertionError):  # the same check, on a step with other labels
-        _compare(build, _batches(images, _targets(16, 3)),
-                 xla_data=_batches(images, _targets(16, 3, seed=2)))
+    data = _batches(_images(16, 64), _targets(16, 3))
+    _compare(build, data)
+
+    # The update check fails on a step that differs by a fifth: the same
+    # model trained with a learning rate 1.2 times as large.
+    plain, other = build(False), build(False)
+    start = plain.get_weights()
+    other.set_weights(start)
+    other.optimizer.learning_rate.assign(1.2 * float(plain.optimizer.learning_rate))
+    _fit(plain, data), _fit(other, data)
+    with pytest.raises(AssertionError, match="update of"):
+        _compare_updates(plain, other, start)
 
 
 def _fixed_noise(trainer):
@@ -188,7 +203,7 @@ def test_xla_draws_other_random_numbers_so_it_is_a_run_setting():
     assert classifier_config_settings(_config(True), 0)["xla"] is True
 
 
-def test_a_layer_xla_cannot_compile_turns_it_off_so_the_checks_above_can_fail():
+def test_keras_turns_xla_off_for_a_layer_it_cannot_compile_and_the_build_refuses_that():
     class Uncompilable(keras.layers.Layer):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
@@ -202,3 +217,7 @@ def test_a_layer_xla_cannot_compile_turns_it_off_so_the_checks_above_can_fail():
     with pytest.warns(UserWarning, match="jit_compile"):
         model.compile(optimizer="sgd", loss="mse", jit_compile=True)
     assert model.jit_compile is False
+    # so the project's builders check it: a run recording xla: true is one
+    with pytest.raises(ConfigError, match="compute.xla is on, but Keras compiled"):
+        compiled_as_configured(model, _config(True))
+    assert compiled_as_configured(model, _config(False)) is model

@@ -195,6 +195,12 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     # made before the switches existed keep their fingerprint.
     changed = config.compute.changed()
     compute = {"compute": changed} if changed else {}
+    if config.kind == "mixture":
+        # the online augmentation's warp decides every disentanglement and
+        # mixture run: a folder begun on another warp is another experiment,
+        # whose finished runs must not be reported beside this one's
+        from keras_lesions.augment.online import ONLINE_WARP_VERSION
+        compute["online_warp"] = ONLINE_WARP_VERSION
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
                        **selected, **compute},
@@ -299,6 +305,9 @@ def open_experiment(config: ExperimentConfig, sections: Sequence[str], log: Log 
                 hint = (" (a config written before class balancing keeps its results with "
                         "train.class_balance: none, evaluate.primary_metric: accuracy and "
                         "evaluate.saturation_tolerance: 0.01)")
+            if "online_warp" in difference:
+                hint = (" (this version draws the online augmentation with another warp, "
+                        "so its runs would not match the folder's finished ones)")
             raise ConfigError(f"holds results made with other settings ({difference}): use "
                               f"another name or output_dir, or delete the folder{hint}",
                               layout.root)

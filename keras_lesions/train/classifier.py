@@ -23,7 +23,8 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
 from keras_lesions.train.balance import (
     NONE, WEIGHTS, balance_record, balanced_classes, sample_weights)
-from keras_lesions.train.precision import precision_policy, compute_settings
+from keras_lesions.train.precision import (
+    compiled_as_configured, compute_settings, precision_policy)
 
 KIND = "lesion_classifier"
 
@@ -70,7 +71,7 @@ def build_compiled_classifier(config: ExperimentConfig, num_classes: int, input_
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=config.compute.xla,   # explicit: Keras' "auto" would turn XLA on on a GPU
     )
-    return model
+    return compiled_as_configured(model, config)
 
 
 def train_classifier(

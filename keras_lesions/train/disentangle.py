@@ -51,7 +51,8 @@ from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_netw
 from keras_lesions.runs.folder import (
     RunError, finish_run, is_done, is_started, read_done, read_run_info, start_run)
 from keras_lesions.runs.predictions import predict_and_record
-from keras_lesions.train.precision import precision_policy, compute_settings, scaled_optimizer
+from keras_lesions.train.precision import (
+    compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
 from keras_lesions.train.specified_classifier import (
     INFERENCE_BATCH, best_epoch, crossentropy, online_batches, recalibrate_batch_norm,
     train_specified_classifier)
@@ -206,7 +207,7 @@ def build_disentangle_trainer(step1_model: keras.Model, num_classes: int,
 
     trainer.compile(ae_optimizer=adam(), adversary_optimizer=adam(),
                     jit_compile=config.compute.xla)
-    return trainer, networks
+    return compiled_as_configured(trainer, config), networks
 
 
 def check_image_size(dataset: LesionDataset, config: ExperimentConfig, where) -> None:

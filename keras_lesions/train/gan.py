@@ -44,7 +44,7 @@ from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_netw
 from keras_lesions.runs.folder import (
     RunError, data_fingerprint, finish_run, identity, is_done, read_run_info, start_run)
 from keras_lesions.train.precision import (
-    precision_policy, compute_settings, scaled_optimizer)
+    compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
 
 GAN_KINDS = ("dcgan", "acgan")
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
@@ -379,7 +379,7 @@ def build_gan_trainer(kind: str, num_classes: int, config: ExperimentConfig) -> 
                                                       beta_2=gan.beta_2), precision)
 
     trainer.compile(d_optimizer=adam(), g_optimizer=adam(), jit_compile=config.compute.xla)
-    return trainer
+    return compiled_as_configured(trainer, config)
 
 
 def _gan_trainer(kind, num_classes, gan) -> DCGANTrainer:

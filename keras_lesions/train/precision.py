@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 
-from keras_lesions.config import ExperimentConfig
+from keras_lesions.config import ConfigError, ExperimentConfig
 
 
 @contextlib.contextmanager
@@ -54,3 +54,20 @@ def compute_settings(config: ExperimentConfig) -> dict:
     that runs made before the switches existed keep their settings (and still
     resume). Both change a run's figures, so a resume must match them."""
     return config.compute.changed()
+
+
+def compiled_as_configured(model, config: ExperimentConfig):
+    """``model`` once compiled, checked to run as ``compute.xla`` says.
+
+    Keras turns ``jit_compile=True`` off by itself (with a warning) when a
+    layer cannot be compiled; the run's settings would then record an XLA
+    run that is not one.
+
+    Raises:
+        ConfigError: ``compute.xla`` is on and Keras compiled without XLA.
+    """
+    if config.compute.xla and not model.jit_compile:
+        raise ConfigError(f"{config.name}: compute.xla is on, but Keras compiled {model.name} "
+                          f"without XLA (it cannot compile one of its layers); turn "
+                          f"compute.xla off")
+    return model

@@ -38,7 +38,8 @@ from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
 from keras_lesions.runs.folder import data_fingerprint, identity, start_run
-from keras_lesions.train.precision import precision_policy, compute_settings
+from keras_lesions.train.precision import (
+    compiled_as_configured, compute_settings, precision_policy)
 
 # Batch of the inference passes over 128×128 images: a paper-size encoder's
 # first activations are 64 × 128 × 128 floats an image.
@@ -71,7 +72,7 @@ def build_compiled_specified_classifier(num_classes: int, config: ExperimentConf
                   loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                   jit_compile=config.compute.xla)   # explicit, as the classifier's
-    return model
+    return compiled_as_configured(model, config)
 
 
 def online_batches(canvases, targets: np.ndarray, config: ExperimentConfig, seed: int,
