@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_lesions.config import DEFAULT_PRECISION
 from keras_lesions.io import write_json, write_text
 
 CARD_MARKDOWN = "MODEL_CARD.md"
@@ -103,7 +104,7 @@ def classifier_card(run_dir: str | os.PathLike, *, performance: dict | None = No
                                       "added_samples": info.get("added_samples"),
                                       "additions": info.get("additions", [])},
                      # compute_settings records only what differs from the defaults
-                     "precision": settings.get("precision", "float32"),
+                     "precision": settings.get("precision", DEFAULT_PRECISION),
                      "xla": bool(settings.get("xla", False)),
                      "class_balance": info.get("class_balance", "none"),
                      "train_class_counts": info.get("train_class_counts"),

@@ -485,8 +485,8 @@ def test_online_warp_is_the_crop_and_turns_like_rot90():
     np.testing.assert_allclose(warp(np.array([0]), _online_rows(np.pi / 2))[0, ..., 0],
                                np.rot90(crop), atol=1e-6)
     # shift (dy, dx) = (2, 0) moves the content 2 pixels down
-    np.testing.assert_allclose(warp(np.array([0]), _online_rows(0.0, shift=(2.0, 0.0)))[0, 2:, :, 0],
-                               crop[:-2], atol=1e-6)
+    shifted = warp(np.array([0]), _online_rows(0.0, shift=(2.0, 0.0)))
+    np.testing.assert_allclose(shifted[0, 2:, :, 0], crop[:-2], atol=1e-6)
 
 
 def test_online_warp_agrees_with_the_tensorflow_warp_on_any_turn_zoom_and_shift():

@@ -39,8 +39,9 @@ the antialias low-pass matters when a large ROI shrinks by several times):
 ``tf.image.resize(..., "bicubic", antialias=True)``'s weights, applied as two
 matrix products (``resize_bicubic_antialiased``). Contexts whose largest crop
 exceeds ``oversample·size`` pixels are first shrunk once per lesion with the
-same antialiased bicubic resize, so the bilinear pass never skips pixels. Results are clipped to [0, 1]
-because bicubic kernels overshoot at sharp edges.
+same antialiased bicubic resize, so the bilinear pass never skips pixels.
+Results are clipped to [0, 1] because bicubic kernels overshoot at sharp
+edges.
 """
 from __future__ import annotations
 

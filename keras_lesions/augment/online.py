@@ -21,7 +21,8 @@ with the zoom), so no second low-pass is needed. This is the step that runs
 millions of times: OpenCV's warp is several times faster than TensorFlow's
 ``ImageProjectiveTransformV3`` on a CPU, and the canvas at 1× (not the 2×
 grid of the offline groups' ``affine_crop_resize``) is a quarter of the
-pixels; ``bench/bench_augment.py`` (run by ``bench/run.py``) measures it against what the classifiers consume.
+pixels; ``bench/bench_augment.py`` (run by ``bench/run.py``) measures it
+against what the classifiers consume.
 OpenCV's cubic kernel is Keys' with a = −0.75 and it places the sample
 positions to 1/32 pixel; both are far below what a random zoom and shift
 change. Memory: n·C² floats (239 lesions at size 128: 63 MB).

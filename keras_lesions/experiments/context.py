@@ -194,16 +194,16 @@ def fingerprint(config: ExperimentConfig, sections: Sequence[str],
     # The compute settings only where they differ from the defaults: folders
     # made before the switches existed keep their fingerprint.
     changed = config.compute.changed()
-    compute = {"compute": changed} if changed else {}
+    recorded = {"compute": changed} if changed else {}
     if config.kind == "mixture":
         # the online augmentation's warp decides every disentanglement and
         # mixture run: a folder begun on another warp is another experiment,
         # whose finished runs must not be reported beside this one's
         from keras_lesions.augment.online import ONLINE_WARP_VERSION
-        compute["online_warp"] = ONLINE_WARP_VERSION
+        recorded["online_warp"] = ONLINE_WARP_VERSION
     return {"layout": LAYOUT_VERSION,
             "config": {"name": settings["name"], "kind": settings["kind"],
-                       **selected, **compute},
+                       **selected, **recorded},
             "dataset": {"created_at": dataset.created_at, "n_lesions": len(dataset),
                         "class_names": list(dataset.class_names), "folds_sha1": folds}}
 
