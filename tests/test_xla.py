@@ -36,12 +36,16 @@ UPDATE_RTOL = 0.1
 
 
 def _config(xla: bool, diff_augment: str = ""):
-    return config_from_dict({
+    return config_from_dict(_config_dict(xla, diff_augment))
+
+
+def _config_dict(xla: bool, diff_augment: str = ""):
+    return {
         "classifier": {"filters": [4, 8, 8], "dense_units": 16, "dropout": 0.0},
         "gan": {"width": 0.0625, "batch_size": 8, "diff_augment": diff_augment},
         "disentangle": {"input_size": 32, "width": 0.03125, "code_size": 16,
                         "classifier_units": 16, "dropout": 0.0, "batch_size": 8},
-        "compute": {"xla": xla}})
+        "compute": {"xla": xla}}
 
 
 def _images(n, size, seed=0):
@@ -221,3 +225,50 @@ def test_keras_turns_xla_off_for_a_layer_it_cannot_compile_and_the_build_refuses
     with pytest.raises(ConfigError, match="compute.xla is on, but Keras compiled"):
         compiled_as_configured(model, _config(True))
     assert compiled_as_configured(model, _config(False)) is model
+
+
+@pytest.fixture
+def op_determinism():
+    """TensorFlow's op determinism on: Keras then compiles every model without
+    XLA (determinism is a switch a careful user may well turn on)."""
+    from tensorflow.python.framework.config import (  # (not public)
+        disable_op_determinism, is_op_determinism_enabled)
+
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        disable_op_determinism()
+        assert not is_op_determinism_enabled()
+
+
+@pytest.mark.parametrize("trainer", ["classifier", "gan", "disentangle"])
+def test_a_refused_xla_build_leaves_no_started_run_behind(op_determinism, trainer, tmp_path):
+    from keras_lesions.data.dataset import read_dataset
+    from keras_lesions.runs.folder import is_started
+    from keras_lesions.train.classifier import train_classifier
+    from keras_lesions.train.disentangle import train_disentangle
+    from keras_lesions.train.gan import train_gan
+
+    from fault_driver import toy_dataset_file
+
+    config = _config(True)
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="compute.xla is on, but Keras compiled"):
+        if trainer == "classifier":
+            train_classifier(_images(16, 16), _targets(16, 2), config, run_dir,
+                             tensorboard=False)
+        elif trainer == "gan":
+            train_gan("dcgan", _images(8, 64), config, run_dir, class_names=["cyst"],
+                      sample_grid_every=0)
+        else:
+            # step 2 is built after step 1 has trained: refused before either
+            path = toy_dataset_file(tmp_path)
+            config = config_from_dict({**_config_dict(True), "disentangle": {
+                "input_size": 16, "width": 0.0625, "code_size": 8, "classifier_units": 8,
+                "batch_size": 8}})
+            train_disentangle(read_dataset(path), path, 0, config, run_dir,
+                              log=lambda message: None)
+    # the retry without XLA needs no --restart: nothing was claimed
+    assert not is_started(run_dir)
+    assert not run_dir.exists() or not any(run_dir.iterdir())

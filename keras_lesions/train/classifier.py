@@ -132,6 +132,11 @@ def train_classifier(
     # The training-set mean is fitted here, on the training images only, and
     # stored inside the model (SubtractMean).
     mean = float(images.mean())
+    # Built before the folder is claimed, so that a build the config cannot
+    # have (compiled_as_configured) leaves no started run behind.
+    keras.utils.set_random_seed(seed)
+    model = build_compiled_classifier(config, targets.shape[1], images.shape[1], mean)
+    model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
     start_run(run_dir, kind=KIND,
               settings={**classifier_settings(config, seed, images, targets),
                         **identity(run_info)},
@@ -142,9 +147,6 @@ def train_classifier(
                                      config.train.class_balance)},
               config=config, resume=resume)
 
-    keras.utils.set_random_seed(seed)
-    model = build_compiled_classifier(config, targets.shape[1], images.shape[1], mean)
-    model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
     train = config.train
     # (images, targets, weights): Keras reads a third element as sample weights
     arrays = (images, targets) + ((sample_weights(targets),)

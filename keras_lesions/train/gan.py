@@ -491,12 +491,14 @@ def train_gan(
     info = {**(run_info or {}), **class_info, "latent_dim": gan.latent_dim, "width": gan.width,
             "image_size": IMAGE_SIZE, "n_train": int(len(images)), "seed": gan.seed,
             "diff_augment": gan.diff_augment}
+    # Built before the folder is claimed, so that a build the config cannot
+    # have (compiled_as_configured) leaves no started run behind.
+    keras.utils.set_random_seed(gan.seed)  # weight initialisation
+    trainer = build_gan_trainer(kind, len(class_info["class_names"]), config)
     start_run(run_dir, kind=kind, settings={**gan_settings(kind, config, images, class_ids,
                                                            class_info), **identity(run_info)},
               info=info, config=config, resume=resume)
 
-    keras.utils.set_random_seed(gan.seed)  # weight initialisation
-    trainer = build_gan_trainer(kind, len(class_info["class_names"]), config)
     # §3.2: "scaling the training images to the range of the tanh (-1, 1)"
     arrays = (images * 2.0 - 1.0,) if class_ids is None else (images * 2.0 - 1.0, class_ids)
     rows = fit_resumably(

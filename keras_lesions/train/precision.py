@@ -60,14 +60,15 @@ def compiled_as_configured(model, config: ExperimentConfig):
     """``model`` once compiled, checked to run as ``compute.xla`` says.
 
     Keras turns ``jit_compile=True`` off by itself (with a warning) when a
-    layer cannot be compiled; the run's settings would then record an XLA
-    run that is not one.
+    layer cannot be compiled, and whenever TensorFlow's op determinism is on;
+    the run's settings would then record an XLA run that is not one. The
+    trainers build before they claim a run folder, so a refusal leaves none.
 
     Raises:
         ConfigError: ``compute.xla`` is on and Keras compiled without XLA.
     """
     if config.compute.xla and not model.jit_compile:
         raise ConfigError(f"{config.name}: compute.xla is on, but Keras compiled {model.name} "
-                          f"without XLA (it cannot compile one of its layers); turn "
-                          f"compute.xla off")
+                          f"without XLA (a layer it cannot compile, or TensorFlow's op "
+                          f"determinism on); turn compute.xla off")
     return model

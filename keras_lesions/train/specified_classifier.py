@@ -300,6 +300,11 @@ def train_specified_classifier(
     if canvases.size != d.input_size:
         raise KerasLesionsError(f"training images are {canvases.size}×{canvases.size} but "
                                 f"disentangle.input_size is {d.input_size}")
+    # Built before the folder is claimed, so that a build the config cannot
+    # have (compiled_as_configured) leaves no started run behind.
+    keras.utils.set_random_seed(d.seed)
+    model = build_compiled_specified_classifier(len(class_names), config)
+    model.optimizer.build(model.trainable_variables)
     start_run(run_dir, kind="lesion_classifier",
               settings={**specified_classifier_settings(config, class_names, canvases, targets,
                                                         validation), **identity(run_info),
@@ -311,9 +316,6 @@ def train_specified_classifier(
                     **balance_record(targets, class_names, config.train.class_balance)},
               config=config, resume=resume)
 
-    keras.utils.set_random_seed(d.seed)
-    model = build_compiled_specified_classifier(len(class_names), config)
-    model.optimizer.build(model.trainable_variables)
     val_images, val_labels = validation
     fit_resumably(
         model, run_dir, {"model": model, "optimizer": model.optimizer},
