@@ -328,8 +328,11 @@ def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(expe
     assert result["verdict"].startswith("The mixtures")
     effect = result["code_effect"]
     assert effect["fold"] == 0 and 0.0 <= effect["c_share"] <= 1.0
-    assert effect["reading"] in result["attribution"]
+    assert effect["reading"] in result["swap_test"]
     report = (out / "report" / "mixture_report.md").read_text()
+    assert result["swap_test"] in report
+    # the disentanglement runs named by repeat and fold, one row each
+    assert [(e["repeat"], e["fold"]) for e in result["adversary"]["runs"]] == [(0, 0), (0, 1)]
     assert "Table 2" in report and "Table 3" in report and result["verdict"] in report
     for name in ("swap.png", "mixtures.png", "adversary.png", "baseline.md", "proposed.md",
                  "mixture.json"):

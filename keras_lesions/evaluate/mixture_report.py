@@ -30,7 +30,8 @@ def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
     for run_dir in map(Path, disentangle_dirs):
         history = read_history(run_dir / "history.csv")
         done = read_done(run_dir)
-        runs.append({"fold": done["fold"], "seed": done["seed"],
+        runs.append({"repeat": done.get("repeat", 0), "fold": done["fold"],
+                     "seed": done["seed"],
                      "first": history[0]["adv_accuracy"], "last": history[-1]["adv_accuracy"],
                      "val": history[-1]["val_adv_accuracy"],
                      "val_rec": history[-1]["val_rec_loss"],
@@ -42,7 +43,7 @@ def adversary_summary(disentangle_dirs: Sequence[Path]) -> dict:
 
 def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence[dict],
                      sentence: str, adversary: dict, pictures: Sequence[Path],
-                     comparisons: dict[str, dict], attribution: str) -> str:
+                     comparisons: dict[str, dict], attribution: str, swap: str) -> str:
     """The report: the verdict and every comparison with its intervals,
     Table 2 (accuracy per cell), Table 3 (confusion matrices), the adversary
     against chance, and what the arms were trained on.
@@ -52,7 +53,10 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
             "proposed", "control-<name>").
         comparisons: ``verdict.compare_arms`` results, the mixtures against
             the baseline under "mixtures" first.
-        attribution: whether a gain can be credited to the codes.
+        attribution: whether a gain can be credited to the codes; the
+            comparisons against the controls follow it as a list.
+        swap: what the swap test says of the decoder (does it draw what its
+            specified code says?).
     """
     names = list(dataset.class_names)
     baseline, proposed = summaries["baseline"], summaries["proposed"]
@@ -77,7 +81,7 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
              f"**{sentence}**", "", attribution, ""]
     lines += [f"- {c['verdict']}" for key, c in comparisons.items()
               if key.startswith("mixtures-vs-")]
-    lines += ["", "## Comparisons", ""] + comparison_table(comparisons.values())
+    lines += ["", swap, "", "## Comparisons", ""] + comparison_table(comparisons.values())
     lines += ["", "What each arm trained on (cases per class per run, mixtures by their soft "
               f"targets' mass; `train.class_balance: {config.train.class_balance}`, "
               f"{BALANCE_WORDS[config.train.class_balance]}):", "", *prior_table(summaries)]
@@ -121,11 +125,12 @@ def mixture_markdown(config, dataset, summaries: dict[str, dict], rows: Sequence
     lines += ["## Disentanglement", "",
               "Adversary accuracy on E_R's code (the last epoch; chance is the largest class "
               f"share, {100 * adversary['chance']:.1f}% on the fit sets):", "",
-              "| fold | seed | first epoch (train) | last epoch (train) | validation | "
-              "reconstruction MSE (val) |", "|---|---|---|---|---|---|"]
+              "| repeat | fold | seed | first epoch (train) | last epoch (train) | validation | "
+              "reconstruction MSE (val) |", "|---|---|---|---|---|---|---|"]
     for entry in adversary["runs"]:
-        lines.append(f"| {entry['fold']} | {entry['seed']} | {pct(entry['first'])} | "
-                     f"{pct(entry['last'])} | {pct(entry['val'])} | {entry['val_rec']:.4f} |")
+        lines.append(f"| {entry['repeat']} | {entry['fold']} | {entry['seed']} | "
+                     f"{pct(entry['first'])} | {pct(entry['last'])} | {pct(entry['val'])} | "
+                     f"{entry['val_rec']:.4f} |")
     below = [e for e in adversary["runs"] if e["val"] < adversary["chance"] - 0.1]
     if below:
         lines += ["", f"On {len(below)} of {len(adversary['runs'])} runs the adversary ends "

@@ -307,15 +307,15 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     adversary = adversary_summary(disentangle_dirs)
     pictures = write_pictures(exp, disentangle_dirs[0], adversary)
     effect = swap_effect(exp, disentangle_dirs[0])
-    attribution += f" Swap test (fold {effect['fold']}): {effect['reading']}."
+    swap = f"Swap test (fold {effect['fold']}): {effect['reading']}."
     report_path = out / "mixture_report.md"
     write_text(report_path, mixture_markdown(config, dataset, summaries, rows, sentence,
-                                             adversary, pictures, found, attribution))
+                                             adversary, pictures, found, attribution, swap))
     result = {"baseline": baseline, "proposed": proposed,
               "controls": {c: summaries[f"control-{c}"] for c in config.mixture.controls},
               "table2": rows, "verdict": sentence, "attribution": attribution,
-              "comparison": found["mixtures"], "comparisons": found, "adversary": adversary,
-              "code_effect": effect, "report": str(report_path)}
+              "swap_test": swap, "comparison": found["mixtures"], "comparisons": found,
+              "adversary": adversary, "code_effect": effect, "report": str(report_path)}
     write_json(out / "mixture.json", result)
     exp.write_result(result)
     ctx.log(f"report: {report_path}")
@@ -410,6 +410,8 @@ def summary(result: dict) -> str:
               "", result["verdict"], "", result["attribution"]]
     lines += [f"- {c['verdict']}" for key, c in result["comparisons"].items()
               if key.startswith("mixtures-vs-")]
+    # (results written before the swap test had its own entry kept it in "attribution")
+    lines += ["", result["swap_test"]] if "swap_test" in result else []
     lines += ["", f"report: {result['report']}"]
     return "\n".join(lines)
 
