@@ -16,8 +16,8 @@ from keras_lesions.errors import DatasetError
 from keras_lesions.models.disentangle import (
     build_code_classifier, build_decoder, build_encoder)
 from keras_lesions.synth.mixture import (
-    MixtureError, code_effect, draw_proportions, mix_codes, nearest_of_other_classes,
-    parse_alpha)
+    MixtureError, code_effect, code_effect_reading, draw_proportions, mix_codes,
+    nearest_of_other_classes, parse_alpha)
 from keras_lesions.train.disentangle import DisentangleTrainer
 from keras_lesions_cli.main import cli
 
@@ -212,6 +212,14 @@ def test_code_effect_tells_a_decoder_that_ignores_the_specified_code(uses_c, use
     assert ("nearly the same image" in effect["reading"]) == (share == 0.0)
     with pytest.raises(MixtureError, match="two classes"):
         code_effect(_codes_decoder(8, True, True), images[:6], labels[:6])
+
+
+def test_the_swap_reading_never_rounds_a_small_effect_to_nothing():
+    # a -cpu run's decoder: 0.03% read "0%", which says it was not measured
+    assert "by 0.03% of how much" in code_effect_reading(0.00031, 0.013)
+    assert "by 4% of how much" in code_effect_reading(0.04, 0.2)
+    assert "by 0% of how much" in code_effect_reading(0.0, 0.0)
+    assert code_effect_reading(0.5, 0.6).startswith("swapping E_C changes G_R's image by 50%")
 
 
 def test_validation_split_keeps_patients_whole():

@@ -318,11 +318,19 @@ def code_effect_reading(relative: float, share: float) -> str:
     if relative < IGNORES_C:
         return (f"G_R draws nearly the same image whatever specified code it is given "
                 f"(swapping E_C between lesions of different classes changes its image by "
-                f"{100 * relative:.0f}% of how much the lesions differ): mixtures of codes "
+                f"{_percent(relative)} of how much the lesions differ): mixtures of codes "
                 "are near-copies of their source lesion, so the mixture arm tests soft "
                 "targets, not mixed lesions")
-    return (f"swapping E_C changes G_R's image by {100 * relative:.0f}% of how much the lesions "
-            f"differ ({100 * share:.0f}% of the change that swapping either code makes)")
+    return (f"swapping E_C changes G_R's image by {_percent(relative)} of how much the "
+            f"lesions differ ({100 * share:.0f}% of the change that swapping either code makes)")
+
+
+def _percent(fraction: float) -> str:
+    """A share in percent, whole above 1%, else to one significant digit
+    (a decoder that ignores its code reads "0.03%", not "0%")."""
+    if 100 * fraction >= 1 or fraction <= 0:
+        return f"{100 * fraction:.0f}%"
+    return f"{100 * fraction:.1g}%"
 
 
 def write_swap_grid(networks, x_image: np.ndarray, y_images: np.ndarray,
