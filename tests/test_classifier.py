@@ -174,3 +174,34 @@ def test_step_batches_give_every_set_the_same_steps_and_resume_exactly():
         assert counts.max() - counts.min() <= 1  # whole passes laid end to end
         resumed, _ = step_batches((rows,), 4, seed=3, first_part=2, parts=5, steps_per_part=3)
         assert [b.numpy().tolist() for b in resumed] == [b.tolist() for b in batches[6:]]
+
+
+@pytest.mark.parametrize("trainer", ["classifier", "gan"])
+@pytest.mark.parametrize("folder", ["finished", "other settings"])
+def test_a_refused_folder_is_refused_before_any_network_is_built(tmp_path, monkeypatch,
+                                                                 trainer, folder):
+    from keras_lesions.runs.folder import finish_run, start_run
+    from keras_lesions.train import classifier as classifier_module
+    from keras_lesions.train import gan as gan_module
+    from keras_lesions.train.gan import train_gan
+
+    def build(*args, **kwargs):  # a paper-size build takes seconds: the refusal needs none
+        raise AssertionError("built a network for a folder it then refused")
+
+    monkeypatch.setattr(classifier_module, "build_compiled_classifier", build)
+    monkeypatch.setattr(gan_module, "build_gan_trainer", build)
+    run_dir = tmp_path / "run"
+    kind = "lesion_classifier" if trainer == "classifier" else "dcgan"
+    start_run(run_dir, kind=kind, settings={"made": "elsewhere"})
+    if folder == "finished":
+        finish_run(run_dir, {})
+    config = load_config(None, {"gan.width": 1 / 16})
+    images = np.random.default_rng(0).uniform(0, 1, (8, 64, 64, 1)).astype(np.float32)
+    match = "finished run" if folder == "finished" else "other settings"
+    with pytest.raises(RunError, match=match):
+        if trainer == "classifier":
+            train_classifier(images[:, :32, :32], np.eye(2, dtype=np.float32)[[0, 1] * 4],
+                             config, run_dir, resume=True, tensorboard=False)
+        else:
+            train_gan("dcgan", images, config, run_dir, class_names=["cyst"], resume=True,
+                      sample_grid_every=0)

@@ -219,7 +219,28 @@ def test_the_swap_reading_never_rounds_a_small_effect_to_nothing():
     assert "by 0.03% of how much" in code_effect_reading(0.00031, 0.013)
     assert "by 4% of how much" in code_effect_reading(0.04, 0.2)
     assert "by 0% of how much" in code_effect_reading(0.0, 0.0)
+    assert "by < 0.001% of how much" in code_effect_reading(2e-7, 0.0)
     assert code_effect_reading(0.5, 0.6).startswith("swapping E_C changes G_R's image by 50%")
+
+
+def test_the_adversary_table_names_each_run_by_repeat_and_fold(tmp_path):
+    import json
+
+    from keras_lesions.evaluate.mixture_report import adversary_summary
+
+    dirs = []
+    for repeat, fold in [(0, 1), (2, 1)]:
+        run_dir = tmp_path / f"r{repeat}f{fold}"
+        run_dir.mkdir()
+        (run_dir / "history.csv").write_text(
+            "epoch,adv_accuracy,val_adv_accuracy,val_rec_loss\n0,0.4,0.3,0.01\n"
+            f"1,0.5,0.{repeat + 1},0.02\n")
+        (run_dir / "done.json").write_text(json.dumps(
+            {"repeat": repeat, "fold": fold, "seed": 0, "chance_accuracy": 0.34}))
+        dirs.append(run_dir)
+    runs = adversary_summary(dirs)["runs"]
+    assert [(r["repeat"], r["fold"]) for r in runs] == [(0, 1), (2, 1)]
+    assert [r["val"] for r in runs] == [0.1, 0.3] and runs[0]["first"] == 0.4
 
 
 def test_validation_split_keeps_patients_whole():
@@ -339,8 +360,7 @@ def test_experiment_writes_tables_2_and_3_and_never_trains_on_the_test_fold(expe
     assert effect["reading"] in result["swap_test"]
     report = (out / "report" / "mixture_report.md").read_text()
     assert result["swap_test"] in report
-    # the disentanglement runs named by repeat and fold, one row each
-    assert [(e["repeat"], e["fold"]) for e in result["adversary"]["runs"]] == [(0, 0), (0, 1)]
+    assert result["swap_test"].startswith("Swap test (repeat 0, fold 0): ")
     assert "Table 2" in report and "Table 3" in report and result["verdict"] in report
     for name in ("swap.png", "mixtures.png", "adversary.png", "baseline.md", "proposed.md",
                  "mixture.json"):

@@ -234,12 +234,14 @@ def op_determinism():
     from tensorflow.python.framework.config import (  # (not public)
         disable_op_determinism, is_op_determinism_enabled)
 
+    before = is_op_determinism_enabled()  # (TF_DETERMINISTIC_OPS=1 turns it on)
     tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
-        disable_op_determinism()
-        assert not is_op_determinism_enabled()
+        if not before:
+            disable_op_determinism()
+        assert is_op_determinism_enabled() == before
 
 
 @pytest.mark.parametrize("trainer", ["classifier", "gan", "disentangle"])
@@ -262,7 +264,8 @@ def test_a_refused_xla_build_leaves_no_started_run_behind(op_determinism, traine
             train_gan("dcgan", _images(8, 64), config, run_dir, class_names=["cyst"],
                       sample_grid_every=0)
         else:
-            # step 2 is built after step 1 has trained: refused before either
+            # step 2 is built after step 1 has trained: refused before step 1
+            # trains (by check_compilable, on step 1's networks here)
             path = toy_dataset_file(tmp_path)
             config = config_from_dict({**_config_dict(True), "disentangle": {
                 "input_size": 16, "width": 0.0625, "code_size": 8, "classifier_units": 8,
@@ -272,3 +275,22 @@ def test_a_refused_xla_build_leaves_no_started_run_behind(op_determinism, traine
     # the retry without XLA needs no --restart: nothing was claimed
     assert not is_started(run_dir)
     assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_an_experiment_under_xla_where_keras_compiles_none_records_nothing(
+        op_determinism, tmp_path, folded_dataset):
+    from click.testing import CliRunner
+
+    from keras_lesions_cli.main import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: tiny\noutput_dir: {tmp_path / 'out'}\n"
+                      f"data:\n  dataset: {folded_dataset}\ncompute:\n  xla: true\n")
+    result = CliRunner().invoke(cli, ["experiment", str(config)])
+    assert result.exit_code == 1
+    assert "compute.xla is on, but Keras compiles nothing with XLA here" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    # no record whose settings say XLA: the retry without it is a new experiment
+    assert not (tmp_path / "out" / "tiny" / "experiment.json").exists()
+    config.write_text(config.read_text().replace("xla: true", "xla: false"))
+    assert CliRunner().invoke(cli, ["experiment", str(config), "--list"]).exit_code == 0

@@ -73,8 +73,16 @@ class Experiment:
     def record(self) -> None:
         """Write ``experiment.json`` and ``config.yaml`` if this folder has no
         record yet: called once everything a command was given is validated,
-        so a refused command leaves no experiment folder behind."""
+        so a refused command leaves no experiment folder behind.
+
+        Raises:
+            ConfigError: ``compute.xla`` is on where Keras compiles nothing
+                with XLA (the record would say XLA of runs that cannot have it).
+        """
         if self._unrecorded is not None:
+            from keras_lesions.train.precision import check_xla_available
+
+            check_xla_available(self.config)
             write_json(self.layout.record, self._unrecorded)
             save_config(self.config, self.layout.config)
             self._unrecorded = None

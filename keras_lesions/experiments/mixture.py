@@ -307,7 +307,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
     adversary = adversary_summary(disentangle_dirs)
     pictures = write_pictures(exp, disentangle_dirs[0], adversary)
     effect = swap_effect(exp, disentangle_dirs[0])
-    swap = f"Swap test (fold {effect['fold']}): {effect['reading']}."
+    swap = f"Swap test (repeat {effect['repeat']}, fold {effect['fold']}): {effect['reading']}."
     report_path = out / "mixture_report.md"
     write_text(report_path, mixture_markdown(config, dataset, summaries, rows, sentence,
                                              adversary, pictures, found, attribution, swap))
@@ -323,7 +323,7 @@ def report_step(exp: Experiment, spec: RunSpec, ctx: StepContext) -> None:
 
 def swap_effect(exp: Experiment, run_dir, most: int = 128) -> dict:
     """``synth.mixture.code_effect`` of a disentanglement run on (up to
-    ``most`` of) the lesions it was fitted on, with its fold."""
+    ``most`` of) the lesions it was fitted on, with its repeat and fold."""
     from keras_lesions.pipeline import roi_inputs
     from keras_lesions.synth.mixture import code_effect
     from keras_lesions.train.disentangle import load_disentangled
@@ -332,7 +332,7 @@ def swap_effect(exp: Experiment, run_dir, most: int = 128) -> dict:
     ids = list(exp.dataset.lesion_ids)
     fit = [ids.index(i) for i in networks.info["fit_ids"]][:most]
     images = roi_inputs(exp.dataset, fit, networks.input_size)
-    return {"fold": int(networks.info["fold"]),
+    return {"repeat": int(networks.info.get("repeat", 0)), "fold": int(networks.info["fold"]),
             **code_effect(networks, images, exp.dataset.labels[fit],
                           seed=int(networks.info.get("seed", 0)))}
 
@@ -381,10 +381,10 @@ def write_pictures(exp: Experiment, run_dir, adversary: dict) -> list:
     fig = Figure(figsize=(5, 3.2))
     ax = fig.subplots()
     for entry in adversary["runs"]:
-        ax.plot(range(1, len(entry["curve"]) + 1), entry["curve"],
-                label=f"fold {entry['fold']} train")
+        name = f"repeat {entry['repeat']} fold {entry['fold']}"
+        ax.plot(range(1, len(entry["curve"]) + 1), entry["curve"], label=f"{name} train")
         ax.plot(range(1, len(entry["val_curve"]) + 1), entry["val_curve"], "--",
-                label=f"fold {entry['fold']} val")
+                label=f"{name} val")
     if np.isfinite(adversary["chance"]):
         ax.axhline(adversary["chance"], color="gray", lw=0.8, label="chance (majority)")
     ax.set_xlabel("step-2 epoch")

@@ -175,20 +175,8 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
             settings, naming the first setting that differs.
     """
     run_dir = Path(run_dir)
-    if is_done(run_dir):
-        raise RunError("holds a finished run; it is never trained again (use a new folder)",
-                       run_dir)
+    started = check_start(run_dir, kind=kind, settings=settings, resume=resume)
     settings = _jsonable(settings)
-    check_run_folder(run_dir, resume=resume)
-    started = is_started(run_dir)
-    if started:
-        previous = read_run_info(run_dir)
-        if previous.get("kind") != kind:
-            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
-                           f"{kind!r}", run_dir)
-        difference = _settings_difference(previous.get("settings") or {}, settings)
-        if difference:
-            raise RunError(_other_settings(difference), run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(run_dir)  # what a killed attempt left
     sweep_stale_temporaries(run_dir.parent, run_dir.name)  # a --restart cut short
@@ -202,6 +190,35 @@ def start_run(run_dir: str | os.PathLike, *, kind: str, settings: dict, info: di
 
         write_json(run_dir / RUN_INFO, {**(info or {}), "kind": kind, "settings": settings,
                                         "environment": environment()})
+    return started
+
+
+def check_start(run_dir: str | os.PathLike, *, kind: str, settings: dict,
+                resume: bool = False) -> bool:
+    """What :func:`start_run` refuses, checked without writing anything: a
+    trainer calls it before it builds its networks, so that a refusal comes
+    first and fast.
+
+    Returns:
+        Whether the folder holds a started run (to be resumed).
+
+    Raises:
+        RunError: as :func:`start_run`.
+    """
+    run_dir = Path(run_dir)
+    if is_done(run_dir):
+        raise RunError("holds a finished run; it is never trained again (use a new folder)",
+                       run_dir)
+    check_run_folder(run_dir, resume=resume)
+    started = is_started(run_dir)
+    if started:
+        previous = read_run_info(run_dir)
+        if previous.get("kind") != kind:
+            raise RunError(f"holds a {previous.get('kind')!r} run; cannot resume it as "
+                           f"{kind!r}", run_dir)
+        difference = _settings_difference(previous.get("settings") or {}, _jsonable(settings))
+        if difference:
+            raise RunError(_other_settings(difference), run_dir)
     return started
 
 

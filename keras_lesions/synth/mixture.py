@@ -322,15 +322,20 @@ def code_effect_reading(relative: float, share: float) -> str:
                 "are near-copies of their source lesion, so the mixture arm tests soft "
                 "targets, not mixed lesions")
     return (f"swapping E_C changes G_R's image by {_percent(relative)} of how much the "
-            f"lesions differ ({100 * share:.0f}% of the change that swapping either code makes)")
+            f"lesions differ ({_percent(share)} of the change that swapping either code "
+            f"makes)")
 
 
 def _percent(fraction: float) -> str:
-    """A share in percent, whole above 1%, else to one significant digit
-    (a decoder that ignores its code reads "0.03%", not "0%")."""
-    if 100 * fraction >= 1 or fraction <= 0:
-        return f"{100 * fraction:.0f}%"
-    return f"{100 * fraction:.1g}%"
+    """A share in percent: whole from 1% up, below it to one significant
+    digit (a decoder that ignores its code reads "0.03%", not "0%"), and
+    "< 0.001%" below that."""
+    percent = 100 * fraction
+    if percent >= 1 or percent <= 0:
+        return f"{percent:.0f}%"
+    if percent < 0.001:
+        return "< 0.001%"
+    return f"{percent:.1g}%"
 
 
 def write_swap_grid(networks, x_image: np.ndarray, y_images: np.ndarray,

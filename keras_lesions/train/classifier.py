@@ -20,7 +20,8 @@ import numpy as np
 
 from keras_lesions.config import ExperimentConfig
 from keras_lesions.errors import KerasLesionsError
-from keras_lesions.runs.folder import data_fingerprint, identity, read_run_info, start_run
+from keras_lesions.runs.folder import (
+    check_start, data_fingerprint, identity, read_run_info, start_run)
 from keras_lesions.train.balance import (
     NONE, WEIGHTS, balance_record, balanced_classes, sample_weights)
 from keras_lesions.train.precision import (
@@ -113,6 +114,9 @@ def train_classifier(
         RunError: the folder holds a finished run, a started one without
             ``resume``, or one of other settings.
         KerasLesionsError: images and targets that do not fit together.
+        ConfigError: ``compute.xla`` is on and Keras compiled a network
+            without it (:func:`~keras_lesions.train.precision.compiled_as_configured`);
+            refused before the folder is claimed.
     """
     import keras
 
@@ -132,14 +136,14 @@ def train_classifier(
     # The training-set mean is fitted here, on the training images only, and
     # stored inside the model (SubtractMean).
     mean = float(images.mean())
+    settings = {**classifier_settings(config, seed, images, targets), **identity(run_info)}
+    check_start(run_dir, kind=KIND, settings=settings, resume=resume)
     # Built before the folder is claimed, so that a build the config cannot
     # have (compiled_as_configured) leaves no started run behind.
     keras.utils.set_random_seed(seed)
     model = build_compiled_classifier(config, targets.shape[1], images.shape[1], mean)
     model.optimizer.build(model.trainable_variables)  # its state must exist to be restored
-    start_run(run_dir, kind=KIND,
-              settings={**classifier_settings(config, seed, images, targets),
-                        **identity(run_info)},
+    start_run(run_dir, kind=KIND, settings=settings,
               info={**(run_info or {}), "seed": seed, "n_train": int(len(images)),
                     "train_mean": mean, "sgd_steps": sgd_steps(config.train, len(images)),
                     **balance_record(targets, (run_info or {}).get("class_names")

@@ -49,7 +49,7 @@ from keras_lesions.errors import KerasLesionsError
 from keras_lesions.inference import predict
 from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_networks
 from keras_lesions.runs.folder import (
-    RunError, finish_run, is_done, is_started, read_done, read_run_info, start_run)
+    RunError, check_start, finish_run, is_done, is_started, read_done, read_run_info, start_run)
 from keras_lesions.runs.predictions import predict_and_record
 from keras_lesions.train.precision import (
     compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
@@ -298,6 +298,9 @@ def train_disentangle(
             ``resume``, or one of other settings.
         KerasLesionsError: no folds, a fold out of range, or a dataset meant
             for another input size.
+        ConfigError: ``compute.xla`` is on and Keras compiled a network
+            without it (:func:`~keras_lesions.train.precision.compiled_as_configured`);
+            refused before the folder is claimed.
     """
     from keras_lesions.augment.online import prepare_online_canvases
     from keras_lesions.data.folds import fit_validation_test_indices
@@ -316,10 +319,11 @@ def train_disentangle(
             "chance_accuracy": float(np.bincount(dataset.labels[fit_idx]).max() / len(fit_idx)),
             "fit_ids": dataset.lesion_ids[fit_idx].tolist(),
             "validation_ids": dataset.lesion_ids[val_idx].tolist()}
+    settings = disentangle_settings(config, fold, names, info["fit_ids"])
+    check_start(run_dir, kind="disentangle", settings=settings, resume=resume)
     check_compilable(len(names), config)
-    start_run(run_dir, kind="disentangle",
-              settings=disentangle_settings(config, fold, names, info["fit_ids"]),
-              info=info, config=config, resume=resume)
+    start_run(run_dir, kind="disentangle", settings=settings, info=info, config=config,
+              resume=resume)
 
     log(f"fold {fold}: fitting on {len(fit_idx)} lesions, validating on {len(val_idx)}, "
         f"testing on {len(test_idx)}")

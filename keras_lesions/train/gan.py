@@ -42,7 +42,8 @@ from keras_lesions.losses import (
 from keras_lesions.pipeline import epoch_batches
 from keras_lesions.runs.checkpoint import fit_resumably, load_network, save_networks
 from keras_lesions.runs.folder import (
-    RunError, data_fingerprint, finish_run, identity, is_done, read_run_info, start_run)
+    RunError, check_start, data_fingerprint, finish_run, identity, is_done, read_run_info,
+    start_run)
 from keras_lesions.train.precision import (
     compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
 
@@ -483,6 +484,9 @@ def train_gan(
         RunError: the folder holds a finished run, an unfinished run without
             ``resume``, or a run of another kind or other settings.
         KerasLesionsError: images or class ids of the wrong shape or range.
+        ConfigError: ``compute.xla`` is on and Keras compiled a network
+            without it (:func:`~keras_lesions.train.precision.compiled_as_configured`);
+            refused before the folder is claimed.
     """
     images, class_ids, class_info = _check_inputs(kind, images, class_ids, class_names,
                                                   (run_info or {}).get("class_name"))
@@ -491,13 +495,14 @@ def train_gan(
     info = {**(run_info or {}), **class_info, "latent_dim": gan.latent_dim, "width": gan.width,
             "image_size": IMAGE_SIZE, "n_train": int(len(images)), "seed": gan.seed,
             "diff_augment": gan.diff_augment}
+    settings = {**gan_settings(kind, config, images, class_ids, class_info),
+                **identity(run_info)}
+    check_start(run_dir, kind=kind, settings=settings, resume=resume)
     # Built before the folder is claimed, so that a build the config cannot
     # have (compiled_as_configured) leaves no started run behind.
     keras.utils.set_random_seed(gan.seed)  # weight initialisation
     trainer = build_gan_trainer(kind, len(class_info["class_names"]), config)
-    start_run(run_dir, kind=kind, settings={**gan_settings(kind, config, images, class_ids,
-                                                           class_info), **identity(run_info)},
-              info=info, config=config, resume=resume)
+    start_run(run_dir, kind=kind, settings=settings, info=info, config=config, resume=resume)
 
     # §3.2: "scaling the training images to the range of the tanh (-1, 1)"
     arrays = (images * 2.0 - 1.0,) if class_ids is None else (images * 2.0 - 1.0, class_ids)

@@ -19,6 +19,7 @@ Keras is imported where it is used: run settings are computed without TensorFlow
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 from keras_lesions.config import ConfigError, ExperimentConfig
 
@@ -72,3 +73,28 @@ def compiled_as_configured(model, config: ExperimentConfig):
                           f"without XLA (a layer it cannot compile, or TensorFlow's op "
                           f"determinism on); turn compute.xla off")
     return model
+
+
+def check_xla_available(config: ExperimentConfig) -> None:
+    """Refuse ``compute.xla`` where Keras compiles no network with XLA at all
+    (TensorFlow's op determinism on, a platform without XLA), found on a
+    one-layer model before an experiment folder records settings that say
+    XLA. A network with a layer XLA cannot compile is refused when it is
+    built (:func:`compiled_as_configured`).
+
+    Raises:
+        ConfigError: ``compute.xla`` is on and Keras would compile without it.
+    """
+    if not config.compute.xla:
+        return
+    import keras
+
+    inputs = keras.Input((1,))
+    probe = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras' own warning: the error below says it
+        probe.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    if not probe.jit_compile:
+        raise ConfigError(f"{config.name}: compute.xla is on, but Keras compiles nothing with "
+                          f"XLA here (TensorFlow's op determinism is on, or this platform has "
+                          f"no XLA); turn compute.xla off")

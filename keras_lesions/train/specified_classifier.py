@@ -37,7 +37,7 @@ from keras_lesions.evaluate import primary
 from keras_lesions.inference import predict
 from keras_lesions.io import atomic_path, write_json
 from keras_lesions.runs.checkpoint import fit_resumably, save_networks
-from keras_lesions.runs.folder import data_fingerprint, identity, start_run
+from keras_lesions.runs.folder import check_start, data_fingerprint, identity, start_run
 from keras_lesions.train.precision import (
     compiled_as_configured, compute_settings, precision_policy)
 
@@ -283,6 +283,9 @@ def train_specified_classifier(
         RunError: a finished run, a started one without ``resume``, or one of
             other settings.
         KerasLesionsError: targets or images that do not fit the config.
+        ConfigError: ``compute.xla`` is on and Keras compiled a network
+            without it (:func:`~keras_lesions.train.precision.compiled_as_configured`);
+            refused before the folder is claimed.
     """
     from keras_lesions.pipeline import one_hot
     from keras_lesions.train.balance import balance_record
@@ -300,15 +303,16 @@ def train_specified_classifier(
     if canvases.size != d.input_size:
         raise KerasLesionsError(f"training images are {canvases.size}×{canvases.size} but "
                                 f"disentangle.input_size is {d.input_size}")
+    settings = {**specified_classifier_settings(config, class_names, canvases, targets,
+                                                validation), **identity(run_info),
+                "steps_per_epoch": steps_per_epoch}
+    check_start(run_dir, kind="lesion_classifier", settings=settings, resume=resume)
     # Built before the folder is claimed, so that a build the config cannot
     # have (compiled_as_configured) leaves no started run behind.
     keras.utils.set_random_seed(d.seed)
     model = build_compiled_specified_classifier(len(class_names), config)
     model.optimizer.build(model.trainable_variables)
-    start_run(run_dir, kind="lesion_classifier",
-              settings={**specified_classifier_settings(config, class_names, canvases, targets,
-                                                        validation), **identity(run_info),
-                        "steps_per_epoch": steps_per_epoch},
+    start_run(run_dir, kind="lesion_classifier", settings=settings,
               info={**(run_info or {}), "architecture": "ben-cohen-2019",
                     "class_names": list(class_names), "n_train": int(len(canvases)),
                     "n_validation": int(len(validation[1])), "seed": d.seed,
