@@ -407,7 +407,11 @@ def test_kl_reader_study_commands(study, tmp_path, datasets):
 
     kl = [sys.executable, "-m", "keras_lesions_cli.main"]
     server = subprocess.Popen([*kl, "reader-study", "serve", "--db", str(study.path),
-                               "--port", "0"], stderr=subprocess.PIPE, text=True)
+                               "--port", "0"], stderr=subprocess.PIPE, text=True,
+                              # Ctrl+C as a terminal gives it: a shell that ran these
+                              # tests in the background ignores SIGINT, and so would
+                              # the server, which inherits that
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = None
         for line in server.stderr:
@@ -420,7 +424,12 @@ def test_kl_reader_study_commands(study, tmp_path, datasets):
             assert response.status == 200 and b"Your name" in response.read()
     finally:
         server.send_signal(signal.SIGINT)
-        rest = server.communicate(timeout=60)[1]
+        try:
+            rest = server.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            server.kill()  # never left serving after the test
+            server.communicate()
+            raise
     assert server.returncode == 0, rest
     assert "every answer given is in the study database" in rest, rest
 
