@@ -256,7 +256,7 @@ def test_a_refused_xla_build_leaves_no_started_run_behind(op_determinism, traine
 
     config = _config(True)
     run_dir = tmp_path / "run"
-    with pytest.raises(ConfigError, match="compute.xla is on, but Keras compiled"):
+    with pytest.raises(ConfigError, match="compute.xla is on, but Keras compile"):
         if trainer == "classifier":
             train_classifier(_images(16, 16), _targets(16, 2), config, run_dir,
                              tensorboard=False)
@@ -264,8 +264,8 @@ def test_a_refused_xla_build_leaves_no_started_run_behind(op_determinism, traine
             train_gan("dcgan", _images(8, 64), config, run_dir, class_names=["cyst"],
                       sample_grid_every=0)
         else:
-            # step 2 is built after step 1 has trained: refused before step 1
-            # trains (by check_compilable, on step 1's networks here)
+            # step 2 is built after step 1 has trained: refused before the
+            # folder is claimed (check_xla_available)
             path = toy_dataset_file(tmp_path)
             config = config_from_dict({**_config_dict(True), "disentangle": {
                 "input_size": 16, "width": 0.0625, "code_size": 8, "classifier_units": 8,

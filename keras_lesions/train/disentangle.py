@@ -52,10 +52,11 @@ from keras_lesions.runs.folder import (
     RunError, check_start, finish_run, is_done, is_started, read_done, read_run_info, start_run)
 from keras_lesions.runs.predictions import predict_and_record
 from keras_lesions.train.precision import (
-    compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
+    check_xla_available, compiled_as_configured, compute_settings, precision_policy,
+    scaled_optimizer)
 from keras_lesions.train.specified_classifier import (
-    INFERENCE_BATCH, best_epoch, build_compiled_specified_classifier, crossentropy,
-    online_batches, recalibrate_batch_norm, train_specified_classifier)
+    INFERENCE_BATCH, best_epoch, crossentropy, online_batches, recalibrate_batch_norm,
+    train_specified_classifier)
 
 Progress = Callable[[str, int, int], None]  # (label, epochs done, epochs)
 NETWORKS = ("encoder_c", "classifier", "encoder_r", "decoder", "adversary")
@@ -210,21 +211,6 @@ def build_disentangle_trainer(step1_model: keras.Model, num_classes: int,
     return compiled_as_configured(trainer, config), networks
 
 
-def check_compilable(num_classes: int, config: ExperimentConfig) -> None:
-    """Build and compile step 1's and step 2's networks once as the config
-    says, before a run folder is claimed. Step 2 is built around step 1's
-    trained E_C, so otherwise a network Keras cannot compile under XLA would
-    be refused only after step 1 had trained into the folder. Only XLA can be
-    refused (compiled_as_configured): without it there is nothing to check.
-
-    Raises:
-        ConfigError: ``compute.xla`` is on and Keras compiled a network without.
-    """
-    if config.compute.xla:
-        build_disentangle_trainer(build_compiled_specified_classifier(num_classes, config),
-                                  num_classes, config)
-
-
 def check_image_size(dataset: LesionDataset, config: ExperimentConfig, where) -> None:
     """The dataset's ROIs must be meant for the networks' input size."""
     if dataset.input_size != config.disentangle.input_size:
@@ -321,7 +307,10 @@ def train_disentangle(
             "validation_ids": dataset.lesion_ids[val_idx].tolist()}
     settings = disentangle_settings(config, fold, names, info["fit_ids"])
     check_start(run_dir, kind="disentangle", settings=settings, resume=resume)
-    check_compilable(len(names), config)
+    # Step 2 is built around step 1's trained E_C, after this folder is
+    # claimed; what would make Keras drop XLA for every network is refused
+    # here first (a layer it cannot compile: by each build, and ours have none).
+    check_xla_available(config)
     start_run(run_dir, kind="disentangle", settings=settings, info=info, config=config,
               resume=resume)
 
