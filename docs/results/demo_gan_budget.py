@@ -32,7 +32,9 @@ from keras_lesions.evaluate.quality import classifier_two_sample_test
 from keras_lesions.experiments import classic_curve as classic
 from keras_lesions.experiments.registry import open_for
 from keras_lesions.experiments.run import run_experiment
+from keras_lesions.inference import predict
 from keras_lesions.pipeline import roi_inputs
+from keras_lesions.synth.sample import tanh_to_unit
 from keras_lesions.train.classifier import load_run_model
 from keras_lesions.train.gan import build_gan_trainer
 
@@ -53,7 +55,7 @@ def main(out_dir: str, width: float, epochs: int) -> None:
     real_fit, fit_labels = roi_inputs(exp.dataset, split.fit, 64), exp.dataset.labels[split.fit]
     real_val = roi_inputs(exp.dataset, split.validation, 64)
     val_labels = exp.dataset.labels[split.validation]
-    val_called = np.argmax(classifier.predict(real_val, verbose=0), axis=-1)
+    val_called = np.argmax(predict(classifier, real_val), axis=-1)
     checkpoints = sorted({e for e in CHECKPOINTS if e <= epochs} | {epochs})
     for c, name in enumerate(exp.class_names):
         x = images[labels == c] * 2.0 - 1.0
@@ -68,11 +70,12 @@ def main(out_dir: str, width: float, epochs: int) -> None:
             trainer.fit(x[:len(x) // batch * batch], batch_size=batch, epochs=epoch,
                         initial_epoch=done, verbose=0, shuffle=True)
             done, seconds = epoch, seconds + time.time() - start  # training only
+            # z as synth.sample_generator draws it (seed 1), in inference mode
             z = np.random.default_rng(1).uniform(-1, 1, (300, config.gan.latent_dim))
-            fake = (np.asarray(trainer.generator(z.astype("float32"), training=False)) + 1) / 2
+            fake = tanh_to_unit(predict(trainer.generator, z.astype(np.float32)))
             test = classifier_two_sample_test(real_fit[fit_labels == c], fake[:150],
                                               real_val[val_labels == c], fake[150:])
-            called = np.argmax(classifier.predict(fake, verbose=0), axis=-1)
+            called = np.argmax(predict(classifier, fake), axis=-1)
             print(json.dumps({"class": name, "width": width, "epochs": epoch,
                               "generator_steps": epoch * (len(x) // batch),
                               "train_s": round(seconds, 1), "auc": round(test["auc"], 3),
@@ -85,4 +88,10 @@ def main(out_dir: str, width: float, epochs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
+    try:
+        out, width, epochs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+        if not (0 < width <= 1 and epochs >= 1) or len(sys.argv) != 4:
+            raise ValueError
+    except (IndexError, ValueError):
+        sys.exit("usage: demo_gan_budget.py OUT_DIR WIDTH EPOCHS (0 < WIDTH <= 1, EPOCHS >= 1)")
+    main(out, width, epochs)
