@@ -8,12 +8,14 @@ what it computes:
   ``tf.function`` (what a first GradientTape loop looks like);
 * :class:`ConcatenatedDCGAN`, :class:`ConcatenatedACGAN`: the trainer shape
   of the keras-io GAN examples (``dcgan_overriding_train_step``): one
-  discriminator pass over the real and generated images concatenated, then
-  one generator pass. They subclass the project's trainers and replace only
-  ``train_step``, so the networks, noise, losses and metric trackers are the
-  project's and the concatenated D pass is the one difference. (keras-io's
-  conditional GAN is not an ACGAN; the ACGAN reference only borrows the
-  concatenated shape.)
+  discriminator pass over the real and generated images concatenated, then a
+  G step that draws a fresh z and runs the generator again. They subclass the
+  project's trainers and replace only ``train_step``, so the networks, noise,
+  losses and metric trackers are the project's, and the differences are the
+  two of that shape: the concatenated D pass (the same FLOPs as ours) and the
+  second generator pass (ours runs G once per step and uses its G(z) in both
+  steps). (keras-io's conditional GAN is not an ACGAN; the ACGAN reference
+  only borrows the shape.)
 * plain ``model.fit`` on in-memory numpy arrays, for the classifiers
   (run in ``bench/run.py``).
 """

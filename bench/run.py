@@ -22,7 +22,9 @@ all in one process, on the same networks, batch size and data, and the
 process's peak host memory (and, on a GPU, the device's) after ours. Each
 step's FLOPs per image are counted from its layers (``bench/flops.py``) and
 turned into GFLOP/s beside the machine's practical peak: a 2048² float32
-matrix product timed in the same run. The augmentation part times the offline
+matrix product timed in the same run, and again in every round of each step,
+so that a step's share of the peak is taken within a round (the machine's
+speed drifts: by a quarter between two suites on one day). The augmentation part times the offline
 groups' batched path, the online tf.data pipeline and a per-image OpenCV loop
 (``bench/bench_augment.py``) and sets them against what the classifiers
 consume.
@@ -181,6 +183,7 @@ def bench_step(step: str, size: str, args) -> dict:
     switches = {"jit_compile": False, "steps_per_execution": args.steps_per_execution}
     result = {"step": step, "size": size, "config": config.name}
     references = {}
+    reference_flops = {}  # a reference doing other work than ours: its FLOPs per image
 
     if step == "classifier":
         from keras_lesions.models import build_lesion_classifier
@@ -231,9 +234,13 @@ def bench_step(step: str, size: str, args) -> dict:
 
         def flops(trainer):
             f_g, f_d = forward_flops(trainer.generator), forward_flops(trainer.discriminator)
-            # D step: G forward, D forward + backward on the real and the fake
-            # batch; G step: G forward + backward, D forward + input gradients.
-            return (f_g + 6 * f_d) + (3 * f_g + 2 * f_d)
+            # G forward once; D step: D forward + backward on the real and the
+            # fake batch; G step: D forward + input gradients, G backward.
+            return 3 * f_g + (6 * f_d) + (2 * f_d)
+
+        # keras-io's step runs G forward again for its G step
+        reference_flops["keras_io"] = lambda trainer: flops(trainer) + forward_flops(
+            trainer.generator)
 
         def keras_io():
             nets = fresh(switches)
@@ -323,17 +330,26 @@ def bench_step(step: str, size: str, args) -> dict:
     # (another job, clock changes) reaches all of them alike; a ratio is
     # taken within each round, and its median and range across rounds kept.
     rounds: dict[str, list[dict]] = {name: [] for name in measures}
+    peaks = []  # the matrix product, once a round: the share of peak within a round
     for round_index in range(args.repeats):
         for name, measure in measures.items():
             rounds[name].append(measure())
             if round_index == 0 and name == "ours":
                 # before anything else is built or run: the step's own peak
                 result["memory"] = peak_memory()
+        peaks.append(bench_matmul(args, seconds=1.0)["gflops_per_s"])
     for name, found in rounds.items():
         result[name] = _median_round(found)
-        result[name]["gflops_per_s"] = (result["flops_per_image"]
-                                        * result[name]["images_per_s"] / 1e9)
+        per_image = result["flops_per_image"]
+        if name in reference_flops:
+            per_image = result[name]["flops_per_image"] = reference_flops[name](model)
+        result[name]["gflops_per_s"] = per_image * result[name]["images_per_s"] / 1e9
     result["repeats"] = args.repeats
+    shares = [result["flops_per_image"] * r["images_per_s"] / 1e9 / peak
+              for r, peak in zip(rounds["ours"], peaks)]
+    result["share_of_peak"] = {"median": statistics.median(shares), "min": min(shares),
+                               "max": max(shares), "rounds": shares,
+                               "matmul_gflops_per_s": peaks}
     result["ratios"] = {name: _ratio_range(rounds["ours"], rounds[name])
                         for name in references}
     if args.jit:
@@ -355,8 +371,9 @@ def _ratio_range(numerators: list[dict], denominators: list[dict]) -> dict:
             "rounds": ratios}
 
 
-def bench_matmul(args, n: int = 2048) -> dict:
-    """The practical fp32 peak: a large matrix product, timed after warm-up."""
+def bench_matmul(args, n: int = 2048, seconds: float = 3.0) -> dict:
+    """The practical fp32 peak: a large matrix product, timed after warm-up
+    (at least 10 products, then up to ``seconds`` or 200)."""
     import tensorflow as tf
 
     a = tf.random.uniform((n, n), dtype=tf.float32)
@@ -366,7 +383,7 @@ def bench_matmul(args, n: int = 2048) -> dict:
         product(a, b).numpy()
     times = []
     start = time.perf_counter()
-    while len(times) < 10 or (time.perf_counter() - start < 3 and len(times) < 200):
+    while len(times) < 10 or (time.perf_counter() - start < seconds and len(times) < 200):
         t0 = time.perf_counter()
         product(a, b).numpy()
         times.append(time.perf_counter() - t0)
@@ -466,7 +483,9 @@ def print_table(results: dict) -> None:
             print(f"{row['step']:10s} {row['size']:5s} failed: {row['error']}")
             continue
         ours = row["ours"]
-        share = f"{100 * ours['gflops_per_s'] / peak:5.0f}%" if peak else "     –"
+        within = row.get("share_of_peak")  # against each round's own matrix product
+        share = (f"{100 * within['median']:5.0f}%" if within else
+                 f"{100 * ours['gflops_per_s'] / peak:5.0f}%" if peak else "     –")
         print(f"{row['step']:10s} {row['size']:5s} {row['batch']:5d} "
               f"{row['flops_per_image'] / 1e9:9.3f} {ours['images_per_s']:9.1f} "
               f"{ours['median_step_ms']:8.1f} {ours['gflops_per_s']:8.1f} {share:>6s} "
@@ -476,6 +495,10 @@ def print_table(results: dict) -> None:
     ranges = [f"  {row['step']} {row['size']} {name}: {r['min']:.2f}–{r['max']:.2f}×"
               for row in results["steps"] if "error" not in row
               for name, r in row.get("ratios", {}).items() if len(r["rounds"]) > 1]
+    ranges += [f"  {row['step']} {row['size']} % of peak: {100 * r['min']:.0f}–"
+               f"{100 * r['max']:.0f}%" for row in results["steps"]
+               if len(row.get("share_of_peak", {}).get("rounds", ())) > 1
+               for r in [row["share_of_peak"]]]
     if ranges:
         print("ratios, range over the rounds:")
         print("\n".join(ranges))

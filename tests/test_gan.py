@@ -191,6 +191,61 @@ def test_acgan_train_step_updates_both_networks():
     assert np.bincount(classes).min() > 900  # uniform over the classes
 
 
+def test_dcgan_step_is_d_then_g_on_one_draw_of_z():
+    """One G pass serves both steps: the step equals a D step on G(z) followed
+    by a G step that runs G again on the same z against the updated D.
+
+    Plain SGD, so each weight moves by its gradient (Adam's first step moves
+    every weight by about its learning rate, whatever the gradient)."""
+    def make():
+        keras.utils.set_random_seed(0)
+        trainer = DCGANTrainer(build_dcgan_generator(LATENT, WIDTH),
+                               build_dcgan_discriminator(WIDTH), LATENT, seed=3)
+        trainer.compile(d_optimizer=keras.optimizers.SGD(0.1),
+                        g_optimizer=keras.optimizers.SGD(0.1))
+        return trainer
+
+    def weights(model):
+        return [v.numpy().copy() for v in model.trainable_variables]
+
+    real = tf.constant(_images(8) * 2 - 1)
+    start = make()
+    g0, d0 = weights(start.generator), weights(start.discriminator)
+    trainer = make()
+    trainer.train_step(real)
+
+    def by_hand(fresh_z_for_g):
+        reference = make()
+        z = reference.sample_z(8)  # the same seed: the draw the trainer made
+        g, d = reference.generator, reference.discriminator
+        with tf.GradientTape() as tape:
+            d_loss = dcgan_discriminator_loss(d(real, training=True),
+                                              d(g(z, training=True), training=True))
+        reference.d_optimizer.apply(tape.gradient(d_loss, d.trainable_variables),
+                                    d.trainable_variables)
+        if fresh_z_for_g:
+            z = reference.sample_z(8)
+        with tf.GradientTape() as tape:
+            g_loss = dcgan_generator_loss(d(g(z, training=True), training=True))
+        reference.g_optimizer.apply(tape.gradient(g_loss, g.trainable_variables),
+                                    g.trainable_variables)
+        return weights(g), weights(d), float(g_loss)
+
+    g1, d1, g_loss = by_hand(fresh_z_for_g=False)
+    for ours, theirs, before in [(weights(trainer.discriminator), d1, d0),
+                                 (weights(trainer.generator), g1, g0)]:
+        step = max(np.abs(b - a).max() for a, b in zip(before, theirs))
+        assert step > 1e-3  # the step moved the network
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * step)
+    assert float(trainer.g_loss_tracker.result()) == pytest.approx(g_loss, rel=1e-5)
+
+    # the comparison can tell: a G step on a fresh z moves G elsewhere
+    g_fresh, _, _ = by_hand(fresh_z_for_g=True)
+    assert max(np.abs(a - b).max() for a, b in zip(g_fresh, g1)) > 0.1 * max(
+        np.abs(b - a).max() for a, b in zip(g0, g1))
+
+
 # --------------------------------------------------------------------------- DiffAugment
 
 def test_diff_augment_shapes_seeds_and_gradients():

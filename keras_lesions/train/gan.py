@@ -56,6 +56,12 @@ class DCGANTrainer(keras.Model):
 
     Each step: one Adam step of D on a real and a generated batch, then one
     Adam step of G against the updated D (the paper trains them "iteratively").
+    §3.2 draws one minibatch of m = 64 noise samples per iteration, so both
+    steps use the same z and G runs forward once: D learns on G(z) as a
+    constant, then G learns from the updated D on the same G(z). That is the
+    step of carpedm20/DCGAN-tensorflow, the TensorFlow DCGAN of the paper's
+    time, which feeds one ``batch_z`` to both updates, and of PyTorch's DCGAN
+    example; the keras-io example draws a fresh z and runs G a second time.
 
     Args:
         generator: z [batch, latent_dim] in [-1, 1] → images [batch, 64, 64, 1]
@@ -120,27 +126,28 @@ class DCGANTrainer(keras.Model):
             ``{"d_loss", "g_loss", "d_accuracy"}``, running means over the epoch.
         """
         batch_size = ops.shape(real_images)[0]
-
-        # D: max_D log D(x) + log(1 − D(G(z))). Real and generated images go
-        # through D as separate batches, so each batch norm sees one kind
-        # (Radford et al.'s DCGAN practice).
-        fake_images = self.generator(self.sample_z(batch_size), training=True)
-        with tf.GradientTape() as tape:
-            real_prob = self.discriminate(real_images)
-            fake_prob = self.discriminate(fake_images)
-            d_loss = dcgan_discriminator_loss(real_prob, fake_prob)
-            scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16 only
         d_variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
-
-        # G: max_G log D(G(z)), the non-saturating form of min_G log(1 − D(G(z)))
-        with tf.GradientTape() as tape:
-            fake_prob_for_g = self.discriminate(
-                self.generator(self.sample_z(batch_size), training=True))
-            g_loss = dcgan_generator_loss(fake_prob_for_g)
-            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
         g_variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
+
+        with tf.GradientTape() as g_tape:
+            fake_images = self.generator(self.sample_z(batch_size), training=True)
+
+            # D: max_D log D(x) + log(1 − D(G(z))), G(z) a constant. Real and
+            # generated images go through D as separate batches, so each batch
+            # norm sees one kind (Radford et al.'s DCGAN practice).
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_prob = self.discriminate(real_images)
+                    fake_prob = self.discriminate(fake_images)
+                    d_loss = dcgan_discriminator_loss(real_prob, fake_prob)
+                    scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16 only
+                self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
+
+            # G: max_G log D(G(z)) against the updated D, the non-saturating
+            # form of min_G log(1 − D(G(z)))
+            g_loss = dcgan_generator_loss(self.discriminate(fake_images))
+            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
+        self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
@@ -198,28 +205,31 @@ class ACGANTrainer(DCGANTrainer):
         real_classes = ops.cast(real_classes, "int32")
         batch_size = ops.shape(real_images)[0]
 
-        # D: max_D L_S + L_C
-        fake_classes = self.sample_classes(batch_size)
-        fake_images = self.generator([self.sample_z(batch_size), fake_classes], training=True)
-        with tf.GradientTape() as tape:
-            real_out = self.discriminate(real_images)
-            fake_out = self.discriminate(fake_images)
-            d_loss = acgan_discriminator_loss(real_out["real"], fake_out["real"],
-                                              real_out["class"], real_classes,
-                                              fake_out["class"], fake_classes)
-            scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16 only
         d_variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(scaled, d_variables), d_variables)
-
-        # G: max_G L_C − L_S (non-saturating source term)
-        g_classes = self.sample_classes(batch_size)
-        with tf.GradientTape() as tape:
-            g_out = self.discriminate(
-                self.generator([self.sample_z(batch_size), g_classes], training=True))
-            g_loss = acgan_generator_loss(g_out["real"], g_out["class"], g_classes)
-            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
         g_variables = self.generator.trainable_variables
-        self.g_optimizer.apply(tape.gradient(scaled, g_variables), g_variables)
+
+        # One draw of z and classes, one G pass, for both steps (as DCGANTrainer)
+        fake_classes = self.sample_classes(batch_size)
+        with tf.GradientTape() as g_tape:
+            fake_images = self.generator([self.sample_z(batch_size), fake_classes],
+                                         training=True)
+
+            # D: max_D L_S + L_C, G(z, c) a constant
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_out = self.discriminate(real_images)
+                    fake_out = self.discriminate(fake_images)
+                    d_loss = acgan_discriminator_loss(real_out["real"], fake_out["real"],
+                                                      real_out["class"], real_classes,
+                                                      fake_out["class"], fake_classes)
+                    scaled = self.d_optimizer.scale_loss(d_loss)  # × the loss scale, float16
+                self.d_optimizer.apply(d_tape.gradient(scaled, d_variables), d_variables)
+
+            # G: max_G L_C − L_S (non-saturating source term), against the updated D
+            g_out = self.discriminate(fake_images)
+            g_loss = acgan_generator_loss(g_out["real"], g_out["class"], fake_classes)
+            scaled = self.g_optimizer.scale_loss(g_loss)  # × the loss scale, float16 only
+        self.g_optimizer.apply(g_tape.gradient(scaled, g_variables), g_variables)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
