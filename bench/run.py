@@ -15,7 +15,8 @@ measures images/s and the median step time after warm-up of
   steps 1–2 read the online augmentation, timed on its own below);
 * **eager**: the same step called eagerly from Python, no ``tf.function``;
 * **keras-io**: for the GANs, the keras-io examples' trainer shape (one D pass
-  over real and generated images concatenated; ``bench/references.py``);
+  over real and generated images concatenated, and a G step on a fresh z that
+  runs the generator again; ``bench/references.py``);
 * **plain fit**: for the classifiers, ``model.fit`` on in-memory numpy arrays;
 
 all in one process, on the same networks, batch size and data, and the
@@ -500,7 +501,7 @@ def print_table(results: dict) -> None:
                if len(row.get("share_of_peak", {}).get("rounds", ())) > 1
                for r in [row["share_of_peak"]]]
     if ranges:
-        print("ratios, range over the rounds:")
+        print("ranges over the rounds:")
         print("\n".join(ranges))
     augment = results.get("augment")
     if augment and "error" not in augment:

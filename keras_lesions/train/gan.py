@@ -48,6 +48,7 @@ from keras_lesions.train.precision import (
     compiled_as_configured, compute_settings, precision_policy, scaled_optimizer)
 
 GAN_KINDS = ("dcgan", "acgan")
+GENERATOR_PASSES_PER_STEP = 1  # DCGANTrainer.train_step; 2 before 2026-12-08
 IMAGE_SIZE = 64  # §3.2: 64×64×1 ROIs
 
 
@@ -56,12 +57,13 @@ class DCGANTrainer(keras.Model):
 
     Each step: one Adam step of D on a real and a generated batch, then one
     Adam step of G against the updated D (the paper trains them "iteratively").
-    §3.2 draws one minibatch of m = 64 noise samples per iteration, so both
-    steps use the same z and G runs forward once: D learns on G(z) as a
-    constant, then G learns from the updated D on the same G(z). That is the
-    step of carpedm20/DCGAN-tensorflow, the TensorFlow DCGAN of the paper's
-    time, which feeds one ``batch_z`` to both updates, and of PyTorch's DCGAN
-    example; the keras-io example draws a fresh z and runs G a second time.
+    Our choice, for speed: both steps use one draw of z and G runs forward
+    once; D learns on G(z) as a constant, then G learns from the updated D on
+    the same G(z), as in PyTorch's DCGAN example. §3.2 speaks of "mini-batches
+    of m = 64 lesion ROI examples ... and m = 64 noise samples"; carpedm20's
+    DCGAN-tensorflow of the paper's time also feeds one ``batch_z`` to its D
+    and G updates (recomputing G(z) for each). Goodfellow et al.'s Algorithm 1
+    and the keras-io example draw a fresh z for the G step and run G again.
 
     Args:
         generator: z [batch, latent_dim] in [-1, 1] → images [batch, 64, 64, 1]
@@ -427,6 +429,9 @@ def gan_settings(kind: str, config: ExperimentConfig, images: np.ndarray,
     return {"gan": dataclasses.asdict(config.gan), "kind": kind,
             "class_names": class_info["class_names"], "class_name": class_info.get("class_name"),
             "n_train": int(len(images)), "train_data": data_fingerprint(*arrays),
+            # the step's algorithm: a run started when the G step drew a fresh
+            # z and ran G again (recorded no such key) is not resumed by this one
+            "generator_passes_per_step": GENERATOR_PASSES_PER_STEP,
             **compute_settings(config)}
 
 
