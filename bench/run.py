@@ -23,12 +23,12 @@ all in one process, on the same networks, batch size and data, and the
 process's peak host memory (and, on a GPU, the device's) after ours. Each
 step's FLOPs per image are counted from its layers (``bench/flops.py``) and
 turned into GFLOP/s beside the machine's practical peak: a 2048² float32
-matrix product timed in the same run, and again in every round of each step,
-so that a step's share of the peak is taken within a round (the machine's
-speed drifts: by a quarter between two suites on one day). The augmentation part times the offline
-groups' batched path, the online tf.data pipeline and a per-image OpenCV loop
-(``bench/bench_augment.py``) and sets them against what the classifiers
-consume.
+matrix product timed in the same run, and again at the end of every round of
+each step, so that a step's share of the peak is taken within a round (the
+machine's speed drifts: by a quarter between two suites on one day). The
+augmentation part times the offline groups' batched path, the online tf.data
+pipeline and a per-image OpenCV loop (``bench/bench_augment.py``) and sets
+them against what the classifiers consume.
 
 Ours and the references are measured in ``--repeats`` interleaved rounds;
 each ratio is taken within a round, and its median and range kept. From the
@@ -235,9 +235,10 @@ def bench_step(step: str, size: str, args) -> dict:
 
         def flops(trainer):
             f_g, f_d = forward_flops(trainer.generator), forward_flops(trainer.discriminator)
-            # G forward once; D step: D forward + backward on the real and the
-            # fake batch; G step: D forward + input gradients, G backward.
-            return 3 * f_g + (6 * f_d) + (2 * f_d)
+            # G forward once and backward (3 f_g); D step: D forward + backward
+            # on the real and the fake batch (6 f_d); G step: D forward + input
+            # gradients on the fake batch (2 f_d).
+            return 3 * f_g + 8 * f_d
 
         # keras-io's step runs G forward again for its G step
         reference_flops["keras_io"] = lambda trainer: flops(trainer) + forward_flops(
@@ -496,10 +497,11 @@ def print_table(results: dict) -> None:
     ranges = [f"  {row['step']} {row['size']} {name}: {r['min']:.2f}–{r['max']:.2f}×"
               for row in results["steps"] if "error" not in row
               for name, r in row.get("ratios", {}).items() if len(r["rounds"]) > 1]
-    ranges += [f"  {row['step']} {row['size']} % of peak: {100 * r['min']:.0f}–"
-               f"{100 * r['max']:.0f}%" for row in results["steps"]
-               if len(row.get("share_of_peak", {}).get("rounds", ())) > 1
-               for r in [row["share_of_peak"]]]
+    for row in results["steps"]:
+        share = row.get("share_of_peak")
+        if share and len(share["rounds"]) > 1:
+            ranges.append(f"  {row['step']} {row['size']} % of peak: "
+                          f"{100 * share['min']:.0f}–{100 * share['max']:.0f}%")
     if ranges:
         print("ranges over the rounds:")
         print("\n".join(ranges))
